@@ -1,0 +1,310 @@
+"""Suites: one TOML file each, validated against a declarative schema on load.
+
+A suite resolves to a plain dict with every default filled in; that dict is what
+the trainer reads, what the result file records, and what the suite hash covers
+(so a `--set` override changes the hash). Every problem is a BenchError that names
+the file and the key.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import hashlib
+import json
+import math
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from bench.errors import BenchError
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SUITES_DIR = REPO_ROOT / "suites"
+
+DATASETS = ("cifar10", "cifar10-jpeg", "fashion-mnist", "mnist", "imagefolder")
+SCHEDULES = ("constant", "piecewise", "onecycle", "step", "cosine_restarts")
+
+
+# ---------------------------------------------------------------- schema ----
+
+@dataclass(frozen=True)
+class Key:
+    """One leaf of the schema: its type, a check on its value, and a default."""
+
+    kind: str  # "int" | "float" | "bool" | "str" | "list" | "table"
+    required: bool = False
+    default: Any = None
+    check: Callable[[Any], bool] | None = None
+    expect: str = ""  # what a valid value looks like, for the error message
+    choices: tuple[Any, ...] | None = None
+
+
+def _positive(v: Any) -> bool:
+    return v > 0
+
+
+def _non_negative(v: Any) -> bool:
+    return v >= 0
+
+
+SCHEMA: dict[str, Any] = {
+    "name": Key("str", required=True),
+    "description": Key("str", default=""),
+    "mode": Key("str", default="budget", choices=("budget", "reach")),
+    "target": Key("float", required=True, check=lambda v: 0 < v <= 1, expect="a fraction in (0, 1], e.g. 0.94"),
+    "runs": Key("int", default=5, check=_positive, expect="a positive integer"),
+    "devices": Key("list", default=["cpu", "cuda"], check=lambda v: all(d in ("cpu", "cuda") for d in v),
+                   expect='a list drawn from "cpu", "cuda"'),
+    "dataset": {
+        "name": Key("str", required=True, choices=DATASETS),
+        "path": Key("str"),
+        "train_size": Key("int", check=_positive, expect="a positive integer"),
+        "test_size": Key("int", check=_positive, expect="a positive integer"),
+    },
+    "model": {
+        "name": Key("str", required=True),
+        "args": Key("table", default={}),
+    },
+    "recipe": {
+        "epochs": Key("float", required=True, check=_positive, expect="a positive number of epochs"),
+        "batch_size": Key("int", required=True, check=_positive, expect="a positive integer"),
+        "eval_batch_size": Key("int", default=1000, check=_positive, expect="a positive integer"),
+        "optimizer": Key("str", default="sgd", choices=("sgd", "adamw")),
+        "lr": Key("float", required=True, check=_positive, expect="a positive number"),
+        "momentum": Key("float", default=0.9, check=lambda v: 0 <= v < 1, expect="a number in [0, 1)"),
+        "nesterov": Key("bool", default=True),
+        "weight_decay": Key("float", default=0.0, check=_non_negative, expect="a number >= 0"),
+        "label_smoothing": Key("float", default=0.0, check=lambda v: 0 <= v < 1, expect="a number in [0, 1)"),
+        # Norm-layer parameters train at lr * scale with weight decay / scale, so their
+        # per-step decay is unchanged (airbench's bias_scaler).
+        "norm_lr_scale": Key("float", default=1.0, check=_positive, expect="a positive number"),
+        # Epochs during which a model's data-initialized whitening bias trains (airbench).
+        "whiten_bias_epochs": Key("float", default=0.0, check=_non_negative, expect="a number >= 0"),
+        "tta": Key("int", default=0, check=lambda v: v in (0, 1, 2),
+                   expect="0 (none), 1 (mirror) or 2 (mirror + translate)"),
+        "precision": Key("str", default="auto", choices=("auto", "fp32", "bf16", "fp16")),
+        "channels_last": Key("str", default="auto", choices=("auto", "on", "off")),
+        "compile": Key("str", default="off", choices=("off", "default", "reduce-overhead", "max-autotune")),
+        "warmup_steps": Key("int", default=2, check=_non_negative, expect="an integer >= 0"),
+        "curve_eval": Key("bool", default=True),
+        "schedule": {
+            "kind": Key("str", default="constant", choices=SCHEDULES),
+            # piecewise: [[fraction of training, lr multiplier], ...] from 0 to 1
+            "knots": Key("list", default=[[0.0, 1.0], [1.0, 1.0]], check=lambda v: _valid_knots(v),
+                         expect="a list of [fraction, multiplier] pairs starting at 0 and ending at 1, "
+                                "fractions increasing"),
+            # onecycle (torch's definition, cosine annealing)
+            "pct_start": Key("float", default=0.25, check=lambda v: 0 < v < 1, expect="a number in (0, 1)"),
+            "div_factor": Key("float", default=25.0, check=_positive, expect="a positive number"),
+            "final_div_factor": Key("float", default=1e4, check=_positive, expect="a positive number"),
+            # step decay: multiply by gamma at each milestone epoch
+            "milestones": Key("list", default=[], check=lambda v: all(isinstance(m, (int, float)) and m > 0 for m in v),
+                              expect="a list of positive epoch numbers"),
+            "gamma": Key("float", default=0.1, check=_positive, expect="a positive number"),
+            # cosine with warm restarts (SGDR): first period t0 epochs, each next t_mult times longer
+            "t0": Key("float", default=1.0, check=_positive, expect="a positive number of epochs"),
+            "t_mult": Key("float", default=1.0, check=lambda v: v >= 1, expect="a number >= 1"),
+            "min_factor": Key("float", default=0.0, check=lambda v: 0 <= v <= 1, expect="a number in [0, 1]"),
+        },
+        "augment": {
+            "flip": Key("bool", default=False),
+            # airbench: after a random first epoch, each image's flip alternates every epoch
+            "alternating_flip": Key("bool", default=False),
+            "translate": Key("int", default=0, check=lambda v: 0 <= v <= 8, expect="an integer from 0 to 8 pixels"),
+            "cutout": Key("int", default=0, check=_non_negative, expect="an integer >= 0 (square side in pixels)"),
+        },
+        "lookahead": {
+            # every k steps the weights move toward their slow average (airbench's lookahead EMA)
+            "every": Key("int", default=0, check=_non_negative, expect="an integer >= 0 (0 = off)"),
+            "decay": Key("float", default=0.95, check=lambda v: 0 < v < 1, expect="a number in (0, 1)"),
+        },
+    },
+}
+
+
+def _valid_knots(knots: Any) -> bool:
+    try:
+        fracs = [float(k[0]) for k in knots]
+        mults = [float(k[1]) for k in knots]
+    except (TypeError, ValueError, IndexError):
+        return False
+    return (len(knots) >= 2 and all(len(k) == 2 for k in knots) and fracs[0] == 0 and fracs[-1] == 1
+            and all(b > a for a, b in zip(fracs, fracs[1:])) and all(m >= 0 for m in mults))
+
+
+_TYPE_NAMES = {"int": "an integer", "float": "a number", "bool": "true or false", "str": "a string",
+               "list": "a list", "table": "a table"}
+
+
+def _check_type(kind: str, value: Any) -> Any | None:
+    """Returns the value coerced to the schema type, or None when it does not fit."""
+    if kind == "bool":
+        return value if isinstance(value, bool) else None
+    if isinstance(value, bool):  # bool is an int in Python; never accept it as a number
+        return None
+    if kind == "int":
+        return value if isinstance(value, int) else None
+    if kind == "float":
+        return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
+    if kind == "str":
+        return value if isinstance(value, str) else None
+    if kind == "list":
+        return list(value) if isinstance(value, list) else None
+    if kind == "table":
+        return dict(value) if isinstance(value, dict) else None
+    raise AssertionError(kind)
+
+
+def _resolve(raw: dict[str, Any], schema: dict[str, Any], where: str, prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key in raw:
+        if key not in schema:
+            close = difflib.get_close_matches(key, list(schema), n=1)
+            hint = f"did you mean '{prefix}{close[0]}'?" if close else f"known keys: {', '.join(schema)}"
+            raise BenchError(f"{where}: unknown key '{prefix}{key}'; {hint}")
+    for key, spec in schema.items():
+        name = prefix + key
+        if isinstance(spec, dict):
+            sub = raw.get(key, {})
+            if not isinstance(sub, dict):
+                raise BenchError(f"{where}: '{name}' must be a table ([{name}]), got {type(sub).__name__}")
+            out[key] = _resolve(sub, spec, where, name + ".")
+            continue
+        if key not in raw:
+            if spec.required:
+                raise BenchError(f"{where}: missing required key '{name}'; add it ({_TYPE_NAMES[spec.kind]})")
+            out[key] = copy.deepcopy(spec.default)
+            continue
+        value = _check_type(spec.kind, raw[key])
+        if value is None:
+            raise BenchError(f"{where}: '{name}' must be {_TYPE_NAMES[spec.kind]}, "
+                             f"got {type(raw[key]).__name__} {raw[key]!r}")
+        if spec.choices is not None and value not in spec.choices:
+            raise BenchError(f"{where}: '{name}' is {value!r}; choose one of {', '.join(map(str, spec.choices))}")
+        if spec.check is not None and not spec.check(value):
+            raise BenchError(f"{where}: '{name}' is {value!r}; it must be {spec.expect}")
+        out[key] = value
+    return out
+
+
+# ---------------------------------------------------------------- suites ----
+
+@dataclass(frozen=True)
+class Suite:
+    name: str
+    path: Path
+    resolved: dict[str, Any]
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def hash(self) -> str:
+        canonical = json.dumps(self.resolved, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+    @property
+    def recipe(self) -> dict[str, Any]:
+        return self.resolved["recipe"]
+
+    @property
+    def dataset(self) -> dict[str, Any]:
+        return self.resolved["dataset"]
+
+    @property
+    def model(self) -> dict[str, Any]:
+        return self.resolved["model"]
+
+    @property
+    def target(self) -> float:
+        return self.resolved["target"]
+
+    @property
+    def mode(self) -> str:
+        return self.resolved["mode"]
+
+
+def suite_dirs() -> list[Path]:
+    """The shipped suites, plus any folders named in $BENCH_SUITES (os.pathsep separated)."""
+    extra = [Path(p) for p in os.environ.get("BENCH_SUITES", "").split(os.pathsep) if p]
+    return [SUITES_DIR, *extra]
+
+
+def available_suites() -> dict[str, Path]:
+    found: dict[str, Path] = {}
+    for folder in suite_dirs():
+        if folder.is_dir():
+            for path in sorted(folder.glob("*.toml")):
+                found.setdefault(path.stem, path)
+    return found
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """`recipe.lr=0.5` -> ("recipe.lr", 0.5). The value is read as TOML, else taken as a string."""
+    if "=" not in text:
+        raise BenchError(f"--set {text!r}: expected key=value, e.g. --set recipe.lr=0.5")
+    key, _, value = text.partition("=")
+    key = key.strip()
+    if not key or any(not part for part in key.split(".")):
+        raise BenchError(f"--set {text!r}: the key is empty; write it as section.key=value, e.g. recipe.epochs=2")
+    try:
+        parsed = tomllib.loads(f"v = {value.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        parsed = value.strip()
+    return key, parsed
+
+
+def _apply_override(raw: dict[str, Any], dotted: str, value: Any) -> None:
+    node = raw
+    parts = dotted.split(".")
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise BenchError(f"--set {dotted}: '{part}' is not a table in this suite")
+    node[parts[-1]] = value
+
+
+def load_suite(ref: str, overrides: list[str] | None = None) -> Suite:
+    """Loads a suite by name (from suites/) or by path to a .toml file, with `--set` overrides."""
+    path = _locate(ref)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise BenchError(f"{path}: malformed TOML ({exc}); fix the file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BenchError(f"{path}: cannot read the suite ({exc})") from None
+    applied: dict[str, Any] = {}
+    for text in overrides or []:
+        key, value = parse_override(text)
+        _apply_override(raw, key, value)
+        applied[key] = value
+    where = str(path) + (f" (with --set {', '.join(f'{k}={v!r}' for k, v in applied.items())})" if applied else "")
+    resolved = _resolve(raw, SCHEMA, where)
+    _cross_checks(resolved, where)
+    return Suite(name=resolved["name"], path=path, resolved=resolved, overrides=applied)
+
+
+def _cross_checks(resolved: dict[str, Any], where: str) -> None:
+    recipe = resolved["recipe"]
+    if resolved["dataset"]["name"] == "imagefolder" and not resolved["dataset"]["path"]:
+        raise BenchError(f"{where}: dataset 'imagefolder' needs 'dataset.path' (a folder, .tar or .tar.xz)")
+    if recipe["augment"]["alternating_flip"] and not recipe["augment"]["flip"]:
+        raise BenchError(f"{where}: 'recipe.augment.alternating_flip' needs 'recipe.augment.flip = true'")
+    if recipe["precision"] == "fp16" and resolved["devices"] == ["cpu"]:
+        raise BenchError(f"{where}: 'recipe.precision' fp16 is for CUDA; use bf16 or auto on CPU")
+
+
+def _locate(ref: str) -> Path:
+    looks_like_path = ref.endswith(".toml") or os.sep in ref or "/" in ref
+    if looks_like_path:
+        path = Path(ref)
+        if not path.is_file():
+            raise BenchError(f"suite file {ref} not found; give the path of a .toml suite or a name from 'bench list'")
+        return path
+    suites = available_suites()
+    if ref in suites:
+        return suites[ref]
+    close = difflib.get_close_matches(ref, list(suites), n=3, cutoff=0.4)
+    hint = f"did you mean {', '.join(close)}?" if close else "run 'bench list' to see them"
+    raise BenchError(f"unknown suite '{ref}'; {hint}")
