@@ -1,0 +1,112 @@
+"""Loaders: turn a dataset split into batches on the training device.
+
+The resident loader keeps the whole split as uint8 where training happens (GPU
+memory on CUDA, RAM on CPU), draws each epoch's permutation and augmentation
+parameters there with its own seeded generator, and builds each batch with one
+vectorized gather (kernels.augment): never per-sample Python work.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from kernels.augment import crop_flip_normalize, cutout_
+
+
+@dataclass(frozen=True)
+class Augment:
+    flip: bool = False
+    alternating_flip: bool = False
+    translate: int = 0
+    cutout: int = 0
+
+    @classmethod
+    def from_recipe(cls, augment: dict) -> "Augment":
+        return cls(flip=augment["flip"], alternating_flip=augment["alternating_flip"],
+                   translate=augment["translate"], cutout=augment["cutout"])
+
+
+def channel_stats(images: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel mean and std of uint8 NHWC images, on the 0..255 scale."""
+    flat = images.reshape(-1, images.shape[-1]).astype(np.float64)
+    return torch.tensor(flat.mean(0), dtype=torch.float32), torch.tensor(flat.std(0), dtype=torch.float32)
+
+
+class ResidentLoader:
+    name = "resident"
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray, *, device: torch.device, batch_size: int,
+                 mean: torch.Tensor, std: torch.Tensor, augment: Augment | None = None, shuffle: bool = False,
+                 drop_last: bool = False, seed: int = 0, dtype: torch.dtype = torch.float32,
+                 channels_last: bool = False):
+        self.device = device
+        self.batch_size = batch_size
+        self.augment = augment or Augment()
+        self.shuffle = shuffle
+        self.drop_last = drop_last
+        self.dtype = dtype
+        self.channels_last = channels_last
+        self.count = len(labels)
+        self.size = (images.shape[1], images.shape[2])
+        pad = self.augment.translate
+        # np.array copies: the source may be a read-only buffer, which torch must not alias
+        nchw = torch.from_numpy(np.array(images.transpose(0, 3, 1, 2), order="C")).to(device)
+        # Pad once for the whole split; each epoch only picks crop offsets.
+        self.padded = F.pad(nchw, (pad,) * 4, mode="reflect") if pad else nchw
+        self.labels = torch.from_numpy(labels.astype(np.int64)).to(device)
+        self.mean = mean.to(device)
+        self.std = std.to(device)
+        self.generator = torch.Generator(device=device)
+        self.generator.manual_seed(seed)
+        self._base_flip: torch.Tensor | None = None
+
+    def __len__(self) -> int:
+        full, rest = divmod(self.count, self.batch_size)
+        return full if self.drop_last or rest == 0 else full + 1
+
+    def resident_bytes(self) -> int:
+        return self.padded.numel() * self.padded.element_size() + self.labels.numel() * 8
+
+    def _flips(self, epoch: int) -> torch.Tensor:
+        if not self.augment.flip:
+            return torch.zeros(self.count, dtype=torch.bool, device=self.device)
+        if not self.augment.alternating_flip:
+            return torch.rand(self.count, generator=self.generator, device=self.device) < 0.5
+        if self._base_flip is None:  # random on the first epoch, then each image alternates
+            self._base_flip = torch.rand(self.count, generator=self.generator, device=self.device) < 0.5
+        return self._base_flip ^ bool(epoch % 2)
+
+    def epoch(self, epoch: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Yields (images, labels) batches for one pass; epoch numbers count from 0."""
+        n, pad = self.count, self.augment.translate
+        order = (torch.randperm(n, generator=self.generator, device=self.device) if self.shuffle
+                 else torch.arange(n, device=self.device))
+        flips = self._flips(epoch)  # per image, indexed by dataset position
+        if pad:
+            offsets = torch.randint(0, 2 * pad + 1, (2, n), generator=self.generator, device=self.device)
+        else:
+            offsets = torch.zeros(2, n, dtype=torch.long, device=self.device)
+        if self.augment.cutout:
+            size = self.augment.cutout
+            corners = torch.stack([
+                torch.randint(-size + 1, self.size[0], (n,), generator=self.generator, device=self.device),
+                torch.randint(-size + 1, self.size[1], (n,), generator=self.generator, device=self.device)])
+        for start in range(0, len(self) * self.batch_size, self.batch_size):
+            idx = order[start:start + self.batch_size]
+            batch = crop_flip_normalize(self.padded, idx, offsets[0, idx], offsets[1, idx], flips[idx],
+                                        self.mean, self.std, self.size, self.dtype, self.channels_last)
+            if self.augment.cutout:
+                cutout_(batch, corners[0, idx], corners[1, idx], self.augment.cutout)
+            yield batch, self.labels[idx]
+
+    def images(self, count: int) -> torch.Tensor:
+        """The first `count` images, normalized and unaugmented (for data-dependent init)."""
+        idx = torch.arange(min(count, self.count), device=self.device)
+        zero = torch.full_like(idx, self.augment.translate)
+        return crop_flip_normalize(self.padded, idx, zero, zero, torch.zeros_like(idx, dtype=torch.bool),
+                                   self.mean, self.std, self.size, torch.float32, False)

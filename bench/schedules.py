@@ -1,0 +1,45 @@
+"""Learning-rate schedules as multipliers of the base rate, one value per optimizer step.
+
+All take the step count, steps per epoch and total steps, so a schedule written in
+epochs and one written as fractions of training resolve the same way for any
+batch size.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+
+def lr_multiplier(schedule: dict, step: int, steps_per_epoch: int, total_steps: int) -> float:
+    kind = schedule["kind"]
+    progress = step / max(total_steps, 1)
+    epoch = step / max(steps_per_epoch, 1)
+    if kind == "constant":
+        return 1.0
+    if kind == "piecewise":  # linear between [fraction, multiplier] knots: triangular / one-cycle-linear
+        fracs, mults = zip(*schedule["knots"])
+        return float(np.interp(progress, fracs, mults))
+    if kind == "onecycle":  # torch.optim.lr_scheduler.OneCycleLR's shape, cosine annealing
+        start = 1.0 / schedule["div_factor"]
+        end = start / schedule["final_div_factor"]
+        peak_at = schedule["pct_start"]
+        if progress <= peak_at:
+            return _cosine(start, 1.0, progress / peak_at)
+        return _cosine(1.0, end, (progress - peak_at) / (1 - peak_at))
+    if kind == "step":  # multiply by gamma at each milestone epoch
+        passed = sum(1 for m in schedule["milestones"] if epoch >= m)
+        return schedule["gamma"] ** passed
+    if kind == "cosine_restarts":  # SGDR (Loshchilov & Hutter): cosine periods of t0, t0*t_mult, ...
+        period, t = schedule["t0"], epoch
+        while t >= period:
+            t -= period
+            period *= schedule["t_mult"]
+        low = schedule["min_factor"]
+        return low + (1 - low) * (1 + math.cos(math.pi * t / period)) / 2
+    raise ValueError(f"unknown schedule kind {kind!r}")
+
+
+def _cosine(start: float, end: float, fraction: float) -> float:
+    return end + (start - end) * (1 + math.cos(math.pi * min(max(fraction, 0.0), 1.0))) / 2

@@ -1,0 +1,53 @@
+import math
+
+import pytest
+
+from bench.schedules import lr_multiplier
+from bench.suites import SCHEMA
+
+
+def sched(**kw):
+    base = {k: v.default for k, v in SCHEMA["recipe"]["schedule"].items()}
+    base.update(kw)
+    return base
+
+
+def test_piecewise_triangle():
+    s = sched(kind="piecewise", knots=[[0, 0.2], [0.2, 1.0], [1.0, 0.0]])
+    assert lr_multiplier(s, 0, 10, 100) == pytest.approx(0.2)
+    assert lr_multiplier(s, 20, 10, 100) == pytest.approx(1.0)
+    assert lr_multiplier(s, 60, 10, 100) == pytest.approx(0.5)
+    assert lr_multiplier(s, 100, 10, 100) == pytest.approx(0.0)
+
+
+def test_onecycle_matches_torch():
+    import torch
+
+    total = 50
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    ref = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=1.0, total_steps=total + 1, pct_start=0.3,
+                                              div_factor=25, final_div_factor=1e4, anneal_strategy="cos",
+                                              cycle_momentum=False)
+    s = sched(kind="onecycle", pct_start=0.3, div_factor=25.0, final_div_factor=1e4)
+    for step in range(total + 1):
+        # torch's phase ends at step pct_start * (total_steps - 1)
+        assert lr_multiplier(s, step, 10, total) == pytest.approx(opt.param_groups[0]["lr"], rel=1e-6, abs=1e-9)
+        opt.step()
+        ref.step() if step < total else None
+
+
+def test_step_decay():
+    s = sched(kind="step", milestones=[2, 4], gamma=0.1)
+    assert lr_multiplier(s, 19, 10, 100) == 1.0
+    assert lr_multiplier(s, 20, 10, 100) == pytest.approx(0.1)
+    assert lr_multiplier(s, 45, 10, 100) == pytest.approx(0.01)
+
+
+def test_cosine_warm_restarts():
+    s = sched(kind="cosine_restarts", t0=1.0, t_mult=2.0, min_factor=0.0)
+    assert lr_multiplier(s, 0, 10, 100) == pytest.approx(1.0)
+    assert lr_multiplier(s, 5, 10, 100) == pytest.approx(0.5)
+    assert lr_multiplier(s, 10, 10, 100) == pytest.approx(1.0)   # restart after 1 epoch
+    assert lr_multiplier(s, 20, 10, 100) == pytest.approx(0.5)   # middle of the 2-epoch period
+    assert lr_multiplier(s, 30, 10, 100) == pytest.approx(1.0)
+    assert 0 <= lr_multiplier(s, 29, 10, 100) < 0.01 + (1 + math.cos(math.pi * 19 / 20)) / 2
