@@ -1,0 +1,107 @@
+"""Result files: one JSON per invocation under results/runs/, written atomically, never colliding.
+
+The first write links a fully written temp file to a fresh name (os.link fails if
+the name exists, so nothing already there is overwritten); later writes of the same
+invocation replace it atomically. While runs are still going the file says
+`interrupted`, so a process killed outright leaves an honest record of what finished.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import secrets
+import socket
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.errors import BenchError
+
+SCHEMA_VERSION = 1
+STATUSES = ("complete", "interrupted", "diverged", "failed")
+
+
+def default_results_dir() -> Path:
+    return Path(os.environ.get("BENCH_RESULTS", "results")) / "runs"
+
+
+def new_run_id() -> str:
+    host = re.sub(r"[^A-Za-z0-9]+", "-", socket.gethostname()).strip("-")[:32] or "host"
+    return f"{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{host}-{secrets.token_hex(2)}"
+
+
+class ResultWriter:
+    """Owns one invocation's result file."""
+
+    def __init__(self, folder: Path):
+        self.folder = Path(folder)
+        self._check_writable()
+        self.path: Path | None = None
+        self.run_id = new_run_id()
+
+    def _check_writable(self) -> None:
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            fd, probe = tempfile.mkstemp(prefix=".probe-", dir=self.folder)
+            os.close(fd)
+            os.unlink(probe)
+        except OSError as exc:
+            raise BenchError(f"results folder {self.folder} is not writable ({exc.strerror or exc}); "
+                             "fix its permissions or choose another with --results DIR") from None
+
+    def write(self, record: dict[str, Any]) -> Path:
+        assert record["status"] in STATUSES, record["status"]
+        for _ in range(20):
+            record["id"] = self.run_id
+            text = json.dumps(_finite(record), indent=1, allow_nan=False, default=_jsonable)
+            fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=self.folder)
+            try:
+                with os.fdopen(fd, "w") as f:
+                    f.write(text + "\n")
+                    f.flush()
+                    os.fsync(f.fileno())
+                if self.path is not None:
+                    os.replace(tmp, self.path)
+                    return self.path
+                path = self.folder / f"{self.run_id}.json"
+                try:
+                    os.link(tmp, path)  # atomic, and refuses to replace an existing file
+                except FileExistsError:
+                    self.run_id = new_run_id()  # another invocation has this name: draw again
+                    continue
+                self.path = path
+                return path
+            finally:
+                if os.path.exists(tmp):
+                    os.unlink(tmp)
+        raise BenchError(f"could not find a free result name in {self.folder}")
+
+
+def _finite(value: Any) -> Any:
+    """NaN and infinity are not JSON: a diverged loss is written as null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
+def _jsonable(value: Any) -> Any:
+    if hasattr(value, "item"):
+        return value.item()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"not JSON serializable: {type(value).__name__}")
+
+
+def load_result(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise BenchError(f"{path}: not a readable result file ({exc})") from None
