@@ -123,16 +123,24 @@ class RichReporter(Reporter):
 
 
 class _PlainTask(Task):
+    """For logs: a line when live figures change (an epoch ends) and when the task completes,
+    never one per step."""
+
     def __init__(self, console: Console, description: str, total: float | None, kind: str):
         self._console, self._description, self._total, self._kind = console, description, total, kind
         self._completed = 0.0
 
-    def advance(self, amount: float = 1, **fields: Any) -> None:
-        self._completed += amount
-        if self._kind == "bytes":  # byte counts arrive in many small chunks: say only the end
-            if self._total is not None and self._completed >= self._total:
-                self._console.print(f"{self._description}: {self._completed / 1e6:.1f} MB")
+    def _line(self, fields: dict[str, Any]) -> None:
+        if self._kind == "bytes":
+            self._console.print(f"{self._description}: {self._completed / 1e6:.1f} MB")
             return
         of = f"/{self._total:g}" if self._total is not None else ""
-        info = _format_fields(fields)
-        self._console.print(f"{self._description} {self._completed:g}{of}  {info}".rstrip())
+        self._console.print(f"{self._description} {self._completed:g}{of}  {_format_fields(fields)}".rstrip())
+
+    def advance(self, amount: float = 1, **fields: Any) -> None:
+        self._completed += amount
+        if fields or (self._total is not None and self._completed >= self._total):
+            self._line(fields)
+
+    def update(self, **fields: Any) -> None:
+        self._line(fields)

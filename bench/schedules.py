@@ -21,13 +21,13 @@ def lr_multiplier(schedule: dict, step: int, steps_per_epoch: int, total_steps: 
     if kind == "piecewise":  # linear between [fraction, multiplier] knots: triangular / one-cycle-linear
         fracs, mults = zip(*schedule["knots"])
         return float(np.interp(progress, fracs, mults))
-    if kind == "onecycle":  # torch.optim.lr_scheduler.OneCycleLR's shape, cosine annealing
+    if kind == "onecycle":  # torch.optim.lr_scheduler.OneCycleLR with total_steps, cosine annealing
         start = 1.0 / schedule["div_factor"]
         end = start / schedule["final_div_factor"]
-        peak_at = schedule["pct_start"]
-        if progress <= peak_at:
-            return _cosine(start, 1.0, progress / peak_at)
-        return _cosine(1.0, end, (progress - peak_at) / (1 - peak_at))
+        peak_step = schedule["pct_start"] * total_steps - 1  # torch's phase boundaries
+        if step <= peak_step:
+            return _cosine(start, 1.0, step / peak_step)
+        return _cosine(1.0, end, (step - peak_step) / (total_steps - 1 - peak_step))
     if kind == "step":  # multiply by gamma at each milestone epoch
         passed = sum(1 for m in schedule["milestones"] if epoch >= m)
         return schedule["gamma"] ** passed

@@ -51,7 +51,8 @@ def test_override_is_recorded_and_changes_hash(tmp_path):
 
 
 @pytest.mark.parametrize("edit, fragment", [
-    (lambda t: t + "\nbogus = 1\n", "unknown key 'bogus'"),
+    (lambda t: "bogus = 1\n" + t, "unknown key 'bogus'"),
+    (lambda t: t + "\nbogus = 1\n", "unknown key 'recipe.bogus'"),
     (lambda t: t.replace("batch_size = 64", "batchsize = 64"), "did you mean 'recipe.batch_size'"),
     (lambda t: t.replace("batch_size = 64", "batch_size = 0"), "'recipe.batch_size' is 0"),
     (lambda t: t.replace("batch_size = 64", 'batch_size = "64"'), "'recipe.batch_size' must be an integer"),

@@ -1,0 +1,140 @@
+"""`bench` command line: a thin face over suites, runner, and reports.
+
+Exit codes: 0 PASS (or a command that succeeded), 1 verdict FAIL, 2 bad input
+(one line, no traceback), 3 diverged or failed run, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from bench import __version__
+from bench.errors import BenchError
+
+EXIT_FAIL, EXIT_BAD_INPUT, EXIT_BROKEN, EXIT_INTERRUPTED = 1, 2, 3, 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="bench", description="Time-to-accuracy benchmarks for PyTorch "
+                                     "image classifiers (DAWNBench / MLPerf style).")
+    parser.add_argument("--version", action="version", version=f"bench {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    sub.add_parser("list", help="list the suites", description="List the suites in suites/ (and $BENCH_SUITES).")
+
+    run = sub.add_parser("run", help="train a suite to its target over several seeds",
+                         description="Train a suite's recipe to its target accuracy over N seeds, report time to "
+                                     "target, throughput, memory, energy, params and FLOPs, and write a result "
+                                     "file to results/runs/.")
+    run.add_argument("suite", help="a suite name from 'bench list', or a path to a .toml file")
+    run.add_argument("--runs", type=int, help="number of runs (seeds); default: the suite's")
+    run.add_argument("--seed", type=int, default=0, help="first seed; runs use seed, seed+1, ... (default 0)")
+    run.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
+                     help="where to train (default: cuda when available)")
+    run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                     help="override a suite key, e.g. --set recipe.epochs=2 (recorded; changes the suite hash)")
+    run.add_argument("--results", type=Path, help="folder for result files (default results/runs, or "
+                                                  "$BENCH_RESULTS/runs)")
+    run.add_argument("--offline", action="store_true", help="never download data sets")
+
+    env = sub.add_parser("env", help="print the environment fingerprint",
+                         description="Print the environment fingerprint recorded in every result file.")
+    env.add_argument("--json", action="store_true", help="print JSON")
+    return parser
+
+
+def cmd_list(args: argparse.Namespace, console: Console) -> int:
+    from bench.suites import available_suites, load_suite
+
+    table = Table(title="suites")
+    for column in ("name", "dataset", "model", "target", "mode", "runs", "devices"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("description", ratio=1)
+    for name, path in available_suites().items():
+        try:
+            s = load_suite(str(path))
+        except BenchError as exc:
+            table.add_row(name, "[red]invalid[/red]", "", "", "", "", "", str(exc))
+            continue
+        table.add_row(name, s.dataset["name"], s.model["name"], f"{s.target:g}", s.mode, str(s.resolved["runs"]),
+                      ",".join(s.resolved["devices"]), s.resolved["description"])
+    console.print(table)
+    return 0
+
+
+def cmd_run(args: argparse.Namespace, console: Console) -> int:
+    from bench.progress import RichReporter
+    from bench.results import default_results_dir
+    from bench.runner import Interrupted, run_invocation
+    from bench.suites import load_suite
+    from bench.summary import aggregate_table, runs_table
+
+    suite = load_suite(args.suite, args.overrides)
+    reporter = RichReporter(Console(stderr=True, highlight=False))
+    try:
+        record, path = run_invocation(suite, runs=args.runs, seed=args.seed, device_choice=args.device,
+                                      results_dir=args.results or default_results_dir(), reporter=reporter,
+                                      offline=args.offline, command=["bench", *sys.argv[1:]])
+    except Interrupted as stop:
+        where = f"finished runs kept in {stop.path}" if stop.path else "no run had finished; nothing written"
+        console.print(f"[yellow]interrupted[/yellow]: {where}")
+        return EXIT_INTERRUPTED
+    console.print(runs_table(record))
+    console.print(aggregate_table(record))
+    console.print(f"result: {path}")
+    if record["status"] != "complete":
+        return EXIT_BROKEN
+    return 0 if record["aggregate"]["verdict"] == "PASS" else EXIT_FAIL
+
+
+def cmd_env(args: argparse.Namespace, console: Console) -> int:
+    from bench.env import code_version, fingerprint
+
+    info = {**fingerprint(), "code": code_version()}
+    if args.json:
+        print(json.dumps(info, indent=1))
+        return 0
+    table = Table(title="environment", show_header=False)
+    table.add_column("key", style="bold")
+    table.add_column("value")
+
+    def rows(prefix: str, value: object) -> None:
+        if isinstance(value, dict):
+            for k, v in value.items():
+                rows(f"{prefix}.{k}" if prefix else k, v)
+        else:
+            table.add_row(prefix, "—" if value is None else str(value))
+
+    rows("", info)
+    console.print(table)
+    return 0
+
+
+COMMANDS = {"list": cmd_list, "run": cmd_run, "env": cmd_env}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return EXIT_BAD_INPUT
+    console = Console(highlight=False)
+    try:
+        return COMMANDS[args.command](args, console)
+    except BenchError as exc:
+        Console(stderr=True, highlight=False).print(f"[bold red]error:[/bold red] {exc}", soft_wrap=True)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        Console(stderr=True).print("[yellow]interrupted[/yellow]")
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,64 @@
+"""Renders an invocation's result record as rich tables (what `bench run` prints at the end)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.table import Table
+
+
+def _fmt(value: Any, spec: str = ".4f", none: str = "—") -> str:
+    return none if value is None else format(value, spec)
+
+
+def _si(value: float | None) -> str:
+    if value is None:
+        return "—"
+    for unit, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(value) >= scale:
+            return f"{value / scale:.2f}{unit}"
+    return f"{value:.0f}"
+
+
+def runs_table(record: dict[str, Any]) -> Table:
+    table = Table(title=f"{record['suite']['name']} — runs", title_justify="left")
+    for column in ("seed", "status", "accuracy", "time s", "epochs", "img/s", "compile s", "mem MB", "energy J"):
+        table.add_column(column, justify="right", no_wrap=True)
+    for run in record["runs"]:
+        table.add_row(str(run["seed"]), run["status"], _fmt(run["accuracy"]),
+                      _fmt(run["time_to_target_s"], ".2f"), _fmt(run["epochs"], ".2f"),
+                      _fmt(run["train_images_per_s"], ".0f"), _fmt(run["compile_s"], ".2f"),
+                      _fmt(run["peak_memory_mb"], ".0f"), _fmt(run["energy_j"], ".0f"))
+    return table
+
+
+def aggregate_table(record: dict[str, Any]) -> Table:
+    agg, model, env = record["aggregate"], record["model"], record["env"]
+    table = Table(title=f"{record['suite']['name']} — summary", title_justify="left", show_header=False)
+    table.add_column("figure", style="bold")
+    table.add_column("value")
+    verdict = agg["verdict"]
+    colour = {"PASS": "green", "FAIL": "red"}.get(verdict, "yellow")
+    ci = agg["accuracy_ci95"]
+    ci_text = f" (95% CI {ci[0]:.4f}–{ci[1]:.4f})" if ci else " (one run: no CI)"
+    iqr = agg["iqr_time_s"]
+    hardware = env["gpu"]["name"] if env.get("gpu") else f"CPU {env['cpu']['model']} ({env['cpu']['cores']} cores)"
+    rows = [
+        ("verdict", f"[{colour}]{verdict}[/{colour}]  (status {record['status']})"),
+        ("target", f"{agg['target']:.4f} top-1, mode {record['suite']['resolved']['mode']}"),
+        ("mean accuracy", _fmt(agg["mean_accuracy"]) + (ci_text if agg["mean_accuracy"] is not None else "")),
+        ("runs at or above target", f"{_fmt(agg['pass_fraction'], '.0%')} of {agg['complete_runs']}"),
+        ("median time to target", f"{_fmt(agg['median_time_s'], '.2f')} s"
+                                  + (f"  (IQR {iqr:.2f} s)" if iqr is not None else "")),
+        ("min / max / olympic mean", f"{_fmt(agg['min_time_s'], '.2f')} / {_fmt(agg['max_time_s'], '.2f')} / "
+                                     f"{_fmt(agg['olympic_mean_time_s'], '.2f')} s"),
+        ("training throughput", f"{_fmt(agg['median_train_images_per_s'], '.0f')} img/s (median)"),
+        ("model", f"{model['name']}: {model['params']:,} params, {_si(model['flops_per_image'])}FLOP/image fwd"),
+        ("energy", f"{_fmt(agg['mean_energy_j'], '.0f')} J/run"
+                   + ("" if agg["mean_energy_j"] is not None else
+                      f"  ({(record['runs'][0].get('energy_reason') if record['runs'] else None) or 'not measured'})")),
+        ("hardware", f"{hardware}, torch {env['torch']}"),
+    ]
+    for key, value in rows:
+        table.add_row(key, value)
+    return table

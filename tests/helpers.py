@@ -1,0 +1,53 @@
+"""Small synthetic data sets and suites for unit tests (never used for accuracy claims)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from bench.datasets import ArrayDataset
+
+SUITE_TEXT = """
+name = "tiny"
+mode = "{mode}"
+target = {target}
+runs = 2
+devices = ["cpu"]
+[dataset]
+name = "fashion-mnist"
+[model]
+name = "{model}"
+{model_args}
+[recipe]
+epochs = {epochs}
+batch_size = 32
+eval_batch_size = 64
+lr = {lr}
+warmup_steps = 1
+tta = {tta}
+[recipe.augment]
+flip = true
+translate = 1
+"""
+
+
+def separable_dataset(n_train: int = 256, n_test: int = 128, size: int = 8, channels: int = 1,
+                      seed: int = 0) -> ArrayDataset:
+    """Two classes told apart by brightness: any working trainer learns it in a few steps."""
+    rng = np.random.default_rng(seed)
+
+    def split(n: int) -> tuple[np.ndarray, np.ndarray]:
+        labels = rng.integers(0, 2, n)
+        base = np.where(labels[:, None, None, None] == 1, 170, 70)
+        images = np.clip(base + rng.normal(0, 25, (n, size, size, channels)), 0, 255).astype(np.uint8)
+        return images, labels.astype(np.int64)
+
+    train_x, train_y = split(n_train)
+    test_x, test_y = split(n_test)
+    return ArrayDataset(name="separable", train_images=train_x, train_labels=train_y, test_images=test_x,
+                        test_labels=test_y, classes=("dark", "bright"), source="synthetic", sha256=None)
+
+
+def suite_text(mode: str = "budget", target: float = 0.9, model: str = "mlp", model_args: str = "args = { hidden = [32] }",
+               epochs: float = 2, lr: float = 0.05, tta: int = 0) -> str:
+    return SUITE_TEXT.format(mode=mode, target=target, model=model, model_args=model_args, epochs=epochs, lr=lr,
+                             tta=tta)

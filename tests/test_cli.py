@@ -1,0 +1,115 @@
+"""The command line: bad input is one line, a non-zero exit, no traceback, and results/ untouched."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from bench.cli import main
+from tests.helpers import separable_dataset, suite_text
+
+
+@pytest.fixture
+def results(tmp_path):
+    folder = tmp_path / "results"
+    folder.mkdir()
+    (folder / "earlier.json").write_text('{"kept": true}')
+    return folder
+
+
+def run_cli(capsys, *args):
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def assert_one_line_error(code, err, results, fragment):
+    assert code == 2
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:"), err
+    assert fragment in lines[0]
+    assert "Traceback" not in err
+    assert sorted(os.listdir(results)) == ["earlier.json"]
+    assert (results / "earlier.json").read_text() == '{"kept": true}'
+
+
+@pytest.fixture
+def suite_path(tmp_path):
+    def make(text):
+        path = tmp_path / "s.toml"
+        path.write_text(text)
+        return str(path)
+    return make
+
+
+@pytest.mark.parametrize("text, fragment", [
+    (suite_text().replace("batch_size = 32", "batch_size = 0"), "'recipe.batch_size' is 0"),
+    (suite_text().replace("target = 0.9", "target = 1.2"), "'target' is 1.2"),
+    (suite_text() + "\nspeed = 3\n", "unknown key 'recipe.augment.speed'"),
+    (suite_text().replace("lr = 0.05", 'lr = "fast"'), "'recipe.lr' must be a number"),
+    ("name = [", "malformed TOML"),
+])
+def test_bad_suite_files(capsys, results, suite_path, text, fragment):
+    code, _, err = run_cli(capsys, "run", suite_path(text), "--results", str(results))
+    assert_one_line_error(code, err, results, fragment)
+
+
+def test_unknown_suite_name_suggests(capsys, results):
+    code, _, err = run_cli(capsys, "run", "fashion-mnist-19", "--results", str(results))
+    assert_one_line_error(code, err, results, "did you mean fashion-mnist-91")
+
+
+def test_cuda_without_cuda(capsys, results):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    code, _, err = run_cli(capsys, "run", "fashion-mnist-91", "--device", "cuda", "--results", str(results))
+    assert_one_line_error(code, err, results, "no CUDA device")
+
+
+def test_unwritable_results_folder(capsys, tmp_path, results):
+    blocked = tmp_path / "file-not-folder"
+    blocked.write_text("")
+    code, _, err = run_cli(capsys, "run", "fashion-mnist-91", "--results", str(blocked / "runs"))
+    assert_one_line_error(code, err, results, "is not writable")
+
+
+def test_dataset_missing_offline(capsys, results, tmp_path, monkeypatch):
+    monkeypatch.setenv("BENCH_DATA", str(tmp_path / "empty-cache"))
+    code, _, err = run_cli(capsys, "run", "mnist-mlp", "--offline", "--device", "cpu", "--results", str(results))
+    assert_one_line_error(code, err, results, "http")
+    assert str(tmp_path / "empty-cache") in err
+
+
+def test_empty_imagefolder(capsys, results, tmp_path, suite_path):
+    (tmp_path / "imgs" / "train" / "a").mkdir(parents=True)
+    (tmp_path / "imgs" / "test" / "a").mkdir(parents=True)
+    text = suite_text().replace('name = "fashion-mnist"', f'name = "imagefolder"\npath = "{tmp_path / "imgs"}"')
+    code, _, err = run_cli(capsys, "run", suite_path(text), "--device", "cpu", "--results", str(results))
+    assert_one_line_error(code, err, results, "imgs")
+
+
+def test_list_and_env(capsys):
+    code, out, _ = run_cli(capsys, "list")
+    assert code == 0 and "cifar10-94" in out and "fashion-mnist-91" in out
+    code, out, _ = run_cli(capsys, "env", "--json")
+    assert code == 0 and '"torch"' in out
+
+
+def test_run_end_to_end_writes_a_result(capsys, results, suite_path, monkeypatch):
+    monkeypatch.setattr("bench.runner.load_dataset", lambda *a, **k: separable_dataset())
+    code, out, _ = run_cli(capsys, "run", suite_path(suite_text(epochs=2)), "--runs", "2", "--device", "cpu",
+                           "--results", str(results))
+    assert code == 0 and "PASS" in out
+    written = [f for f in os.listdir(results) if f != "earlier.json"]
+    assert len(written) == 1 and written[0].endswith(".json")
+
+
+def test_no_traceback_from_a_real_process(tmp_path):
+    env = {**os.environ, "BENCH_RESULTS": str(tmp_path)}
+    done = subprocess.run([sys.executable, "-m", "bench", "run", "no-such-suite"], capture_output=True, text=True,
+                          env=env, timeout=120)
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr and "unknown suite 'no-such-suite'" in done.stderr
+    assert not os.listdir(tmp_path)
