@@ -1,0 +1,38 @@
+# The README's quick start: `make run` (the main job) and `make test` (the tests).
+# Each sets itself up on a fresh clone: a virtual environment with the CPU build of
+# torch 2.13.0 (pinned: a bare `torch` would pull several GB of CUDA packages),
+# the package with its test extras, and Debian's Fashion-MNIST where apt is usable.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+TORCH  ?= torch==2.13.0
+SUITE  ?= fashion-mnist-91
+ARGS   ?=
+FMNIST := /usr/share/datasets/fashion-mnist
+
+.PHONY: setup data run test perf
+
+$(BIN)/bench: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install -q "$(TORCH)"
+	$(BIN)/pip install -q -e ".[test]"
+	touch $@
+
+setup: $(BIN)/bench
+
+# Fashion-MNIST comes from Debian's package when apt can install it; otherwise bench
+# downloads it from the official URL on first use (and says where to put the files).
+data:
+	@test -d $(FMNIST) || (apt-get install -y -q dataset-fashion-mnist >/dev/null 2>&1 \
+	  || (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q dataset-fashion-mnist >/dev/null 2>&1) \
+	  || echo "note: could not install dataset-fashion-mnist with apt; bench will try to download it")
+
+run: setup data
+	$(BIN)/bench run $(SUITE) $(ARGS)
+
+test: setup data
+	$(BIN)/python -m pytest -q tests
+
+perf: setup data
+	$(BIN)/python -m pytest -q tests/perf --benchmark-only
