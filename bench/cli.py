@@ -42,6 +42,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--results", type=Path, help="folder for result files (default results/runs, or "
                                                   "$BENCH_RESULTS/runs)")
     run.add_argument("--offline", action="store_true", help="never download data sets")
+    run.add_argument("--loader", default="auto", choices=("auto", "resident", "torch", "dali"),
+                     help="how batches reach the model: resident (whole set on the device), torch "
+                          "(DataLoader), dali (NVIDIA DALI); auto picks resident when it fits (default)")
 
     env = sub.add_parser("env", help="print the environment fingerprint",
                          description="Print the environment fingerprint recorded in every result file.")
@@ -80,7 +83,7 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     try:
         record, path = run_invocation(suite, runs=args.runs, seed=args.seed, device_choice=args.device,
                                       results_dir=args.results or default_results_dir(), reporter=reporter,
-                                      offline=args.offline, command=["bench", *sys.argv[1:]])
+                                      offline=args.offline, command=["bench", *sys.argv[1:]], loader=args.loader)
     except Interrupted as stop:
         where = f"finished runs kept in {stop.path}" if stop.path else "no run had finished; nothing written"
         console.print(f"[yellow]interrupted[/yellow]: {where}")

@@ -19,6 +19,7 @@ import torch
 from bench.datasets import ArrayDataset, load_dataset
 from bench.env import code_version, fingerprint
 from bench.errors import BenchError
+from bench.loaders import choose_loader
 from bench.measure import aggregate, count_params, forward_flops_per_image
 from bench.models import build_model
 from bench.progress import NullReporter, Reporter
@@ -60,9 +61,10 @@ def model_figures(suite: Suite, data: PreparedData) -> dict[str, Any]:
 
 def run_invocation(suite: Suite, *, runs: int | None = None, seed: int = 0, device_choice: str = "auto",
                    results_dir: Path, reporter: Reporter | None = None, offline: bool = False,
-                   command: list[str] | None = None) -> tuple[dict[str, Any], Path | None]:
+                   command: list[str] | None = None, loader: str = "auto") -> tuple[dict[str, Any], Path | None]:
     reporter = reporter or NullReporter()
     device = resolve_device(device_choice)
+    choose_loader(loader, 0, device)  # an unknown or uninstalled loader is refused before any work
     writer = ResultWriter(results_dir)  # refuses an unwritable folder before any work
     count = runs if runs is not None else suite.resolved["runs"]
     if count < 1:
@@ -89,7 +91,7 @@ def run_invocation(suite: Suite, *, runs: int | None = None, seed: int = 0, devi
         "dataset": {"name": dataset.name, "source": dataset.source, "sha256": dataset.sha256,
                     "train_size": len(dataset.train_labels), "test_size": len(dataset.test_labels),
                     "classes": list(dataset.classes), "shape": list(data.in_shape)},
-        "invocation": {"device": device.type, "seeds": seeds, "data_prep_s": data_prep_s,
+        "invocation": {"device": device.type, "seeds": seeds, "data_prep_s": data_prep_s, "loader": loader,
                        "command": command or sys.argv},
         "runs": [],
         "aggregate": aggregate([], suite.target),
@@ -105,7 +107,8 @@ def run_invocation(suite: Suite, *, runs: int | None = None, seed: int = 0, devi
 
     try:
         for i, s in enumerate(seeds):
-            run = train_run(suite.resolved, data, s, device, reporter, label=f"run {i + 1}/{count} seed {s}")
+            run = train_run(suite.resolved, data, s, device, reporter, label=f"run {i + 1}/{count} seed {s}",
+                            loader=loader)
             record["runs"].append(run)
             if run["status"] == "diverged":
                 reporter.notice(f"seed {s}: the loss became NaN or infinite; the invocation ends as diverged")

@@ -22,7 +22,7 @@ from torch import nn
 
 from bench.datasets import ArrayDataset
 from bench.errors import BenchError
-from bench.loaders import Augment, ResidentLoader, channel_stats
+from bench.loaders import Augment, channel_stats, choose_loader, make_loader
 from bench.measure import EnergyMeter, Stopwatch, peak_host_rss_mb
 from bench.models import build_model
 from bench.progress import NullReporter, Reporter
@@ -156,7 +156,7 @@ def tta_logits(model: nn.Module, x: torch.Tensor, level: int) -> torch.Tensor:
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, loader: ResidentLoader, tta: int, autocast: torch.dtype | None) -> float:
+def evaluate(model: nn.Module, loader, tta: int, autocast: torch.dtype | None) -> float:
     """Exact top-1 accuracy over the whole split."""
     was_training = model.training
     model.eval()
@@ -223,7 +223,7 @@ def _set_lr(optimizer: torch.optim.Optimizer, multiplier: float, whiten_active: 
 
 
 def train_run(suite_resolved: dict, data: PreparedData, seed: int, device: torch.device,
-              reporter: Reporter | None = None, label: str = "run") -> dict[str, Any]:
+              reporter: Reporter | None = None, label: str = "run", loader: str = "auto") -> dict[str, Any]:
     """Trains one seed and returns its run record (status complete or diverged)."""
     reporter = reporter or NullReporter()
     recipe, mode, target = suite_resolved["recipe"], suite_resolved["mode"], suite_resolved["target"]
@@ -242,10 +242,12 @@ def train_run(suite_resolved: dict, data: PreparedData, seed: int, device: torch
     t0 = time.perf_counter()
     common = dict(device=device, mean=data.mean, std=data.std, channels_last=policy.channels_last)
     ds = data.dataset
-    train_loader = ResidentLoader(ds.train_images, ds.train_labels, batch_size=recipe["batch_size"],
-                                  augment=Augment.from_recipe(recipe["augment"]), shuffle=True, drop_last=True,
-                                  seed=seed, **common)
-    test_loader = ResidentLoader(ds.test_images, ds.test_labels, batch_size=recipe["eval_batch_size"], **common)
+    kind = choose_loader(loader, ds.train_images.nbytes, device,
+                         file_dataset=suite_resolved["dataset"]["name"] in ("cifar10-jpeg", "imagefolder"))
+    train_loader = make_loader(kind, ds.train_images, ds.train_labels, batch_size=recipe["batch_size"],
+                               augment=Augment.from_recipe(recipe["augment"]), shuffle=True, drop_last=True,
+                               seed=seed, **common)
+    test_loader = make_loader(kind, ds.test_images, ds.test_labels, batch_size=recipe["eval_batch_size"], **common)
     if device.type == "cuda":
         torch.cuda.synchronize()
     data_prep_s = time.perf_counter() - t0
@@ -257,7 +259,7 @@ def train_run(suite_resolved: dict, data: PreparedData, seed: int, device: torch
     # -- compile and warm up on random labels, then restore the initial state
     t0 = time.perf_counter()
     step_model = model if policy.compile == "off" else torch.compile(model, mode=policy.compile)
-    _warm_up(step_model, model, recipe, train_loader, test_loader, policy, device)
+    _warm_up(step_model, model, recipe, data, test_loader.batch_size, policy, device)
     compile_s = time.perf_counter() - t0
 
     _seed_everything(seed + 1)  # the timed region's randomness does not depend on the warm-up
@@ -381,8 +383,8 @@ def _memory_figures(device: torch.device) -> dict[str, Any]:
             "memory_reason": None}
 
 
-def _warm_up(step_model: nn.Module, model: nn.Module, recipe: dict, train_loader: ResidentLoader,
-             test_loader: ResidentLoader, policy: Policy, device: torch.device) -> None:
+def _warm_up(step_model: nn.Module, model: nn.Module, recipe: dict, data: PreparedData, eval_batch: int,
+             policy: Policy, device: torch.device) -> None:
     """Runs the training step and the evaluation on random data (compiling, picking kernels,
     allocating), then puts back the initial weights and statistics, as airbench does."""
     if recipe["warmup_steps"] == 0:
@@ -392,9 +394,9 @@ def _warm_up(step_model: nn.Module, model: nn.Module, recipe: dict, train_loader
     optimizer = build_optimizer(model, recipe)
     scaler = torch.amp.GradScaler(device.type) if policy.precision == "fp16" else None
     generator = torch.Generator(device=device).manual_seed(12345)
-    c, (h, w) = train_loader.padded.size(1), train_loader.size
+    c, h, w = data.in_shape
     memory = torch.channels_last if policy.channels_last else torch.contiguous_format
-    num_classes = int(train_loader.labels.max().item()) + 1
+    num_classes = data.num_classes
     for _ in range(recipe["warmup_steps"]):
         images = torch.randn(recipe["batch_size"], c, h, w, generator=generator, device=device)
         labels = torch.randint(0, num_classes, (recipe["batch_size"],), generator=generator, device=device)
@@ -403,7 +405,7 @@ def _warm_up(step_model: nn.Module, model: nn.Module, recipe: dict, train_loader
     with torch.no_grad(), torch.autocast(device.type, dtype=policy.autocast_dtype or torch.float32,
                                          enabled=policy.autocast_dtype is not None):
         model.eval()
-        images = torch.randn(min(test_loader.batch_size, test_loader.count), c, h, w, generator=generator,
+        images = torch.randn(min(eval_batch, len(data.dataset.test_labels)), c, h, w, generator=generator,
                              device=device)
         tta_logits(model, images.contiguous(memory_format=memory), recipe["tta"])
         model.train()

@@ -1,6 +1,6 @@
-"""Loaders: turn a dataset split into batches on the training device.
+"""The resident loader: the whole split on the training device.
 
-The resident loader keeps the whole split as uint8 where training happens (GPU
+It keeps the whole split as uint8 where training happens (GPU
 memory on CUDA, RAM on CPU), draws each epoch's permutation and augmentation
 parameters there with its own seeded generator, and builds each batch with one
 vectorized gather (kernels.augment): never per-sample Python work.
@@ -29,6 +29,14 @@ class Augment:
     def from_recipe(cls, augment: dict) -> "Augment":
         return cls(flip=augment["flip"], alternating_flip=augment["alternating_flip"],
                    translate=augment["translate"], cutout=augment["cutout"])
+
+
+@dataclass(frozen=True)
+class EpochPlan:
+    batches: list[torch.Tensor]       # each batch's dataset indices
+    flips: torch.Tensor               # (N,) bool, by dataset position
+    offsets: torch.Tensor             # (2, N) crop offsets (rows, cols) in the padded image
+    corners: torch.Tensor | None      # (2, N) cutout corners, or None
 
 
 def channel_stats(images: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
@@ -81,8 +89,8 @@ class ResidentLoader:
             self._base_flip = torch.rand(self.count, generator=self.generator, device=self.device) < 0.5
         return self._base_flip ^ bool(epoch % 2)
 
-    def epoch(self, epoch: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """Yields (images, labels) batches for one pass; epoch numbers count from 0."""
+    def plan(self, epoch: int) -> EpochPlan:
+        """One pass's random draws, in a fixed order from the loader's generator."""
         n, pad = self.count, self.augment.translate
         order = (torch.randperm(n, generator=self.generator, device=self.device) if self.shuffle
                  else torch.arange(n, device=self.device))
@@ -91,17 +99,25 @@ class ResidentLoader:
             offsets = torch.randint(0, 2 * pad + 1, (2, n), generator=self.generator, device=self.device)
         else:
             offsets = torch.zeros(2, n, dtype=torch.long, device=self.device)
+        corners = None
         if self.augment.cutout:
             size = self.augment.cutout
             corners = torch.stack([
                 torch.randint(-size + 1, self.size[0], (n,), generator=self.generator, device=self.device),
                 torch.randint(-size + 1, self.size[1], (n,), generator=self.generator, device=self.device)])
-        for start in range(0, len(self) * self.batch_size, self.batch_size):
-            idx = order[start:start + self.batch_size]
-            batch = crop_flip_normalize(self.padded, idx, offsets[0, idx], offsets[1, idx], flips[idx],
-                                        self.mean, self.std, self.size, self.dtype, self.channels_last)
-            if self.augment.cutout:
-                cutout_(batch, corners[0, idx], corners[1, idx], self.augment.cutout)
+        batches = [order[start:start + self.batch_size] for start in range(0, len(self) * self.batch_size,
+                                                                           self.batch_size)]
+        return EpochPlan(batches=batches, flips=flips, offsets=offsets, corners=corners)
+
+    def epoch(self, epoch: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Yields (images, labels) batches for one pass; epoch numbers count from 0."""
+        plan = self.plan(epoch)
+        for idx in plan.batches:
+            batch = crop_flip_normalize(self.padded, idx, plan.offsets[0, idx], plan.offsets[1, idx],
+                                        plan.flips[idx], self.mean, self.std, self.size, self.dtype,
+                                        self.channels_last)
+            if plan.corners is not None:
+                cutout_(batch, plan.corners[0, idx], plan.corners[1, idx], self.augment.cutout)
             yield batch, self.labels[idx]
 
     def images(self, count: int) -> torch.Tensor:
