@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 
 
-def crop_flip_normalize(
+def crop_flip_normalize_reference(
     padded: torch.Tensor,      # (N, C, H + 2p, W + 2p) uint8: the whole padded training set
     indices: torch.Tensor,     # (B,) int64: which images form the batch
     dy: torch.Tensor,          # (B,) int64 in [0, 2p]: crop row offset in the padded image

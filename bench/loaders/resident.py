@@ -15,7 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from kernels.augment import crop_flip_normalize, cutout_
+from kernels import crop_flip_normalize, cutout_
 
 
 @dataclass(frozen=True)
