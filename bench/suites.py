@@ -72,7 +72,7 @@ SCHEMA: dict[str, Any] = {
         "epochs": Key("float", required=True, check=_positive, expect="a positive number of epochs"),
         "batch_size": Key("int", required=True, check=_positive, expect="a positive integer"),
         "eval_batch_size": Key("int", default=1000, check=_positive, expect="a positive integer"),
-        "optimizer": Key("str", default="sgd", choices=("sgd", "adamw")),
+        "optimizer": Key("str", default="sgd", choices=("sgd", "adamw", "muon")),
         "lr": Key("float", required=True, check=_positive, expect="a positive number"),
         "momentum": Key("float", default=0.9, check=lambda v: 0 <= v < 1, expect="a number in [0, 1)"),
         "nesterov": Key("bool", default=True),
@@ -87,7 +87,8 @@ SCHEMA: dict[str, Any] = {
                    expect="0 (none), 1 (mirror) or 2 (mirror + translate)"),
         "precision": Key("str", default="auto", choices=("auto", "fp32", "bf16", "fp16")),
         "channels_last": Key("str", default="auto", choices=("auto", "on", "off")),
-        "compile": Key("str", default="off", choices=("off", "default", "reduce-overhead", "max-autotune")),
+        # auto: max-autotune on CUDA, off on CPU (where compile pays only for fp32 NCHW)
+        "compile": Key("str", default="off", choices=("off", "auto", "default", "reduce-overhead", "max-autotune")),
         "warmup_steps": Key("int", default=2, check=_non_negative, expect="an integer >= 0"),
         "curve_eval": Key("bool", default=True),
         "schedule": {
@@ -115,6 +116,14 @@ SCHEMA: dict[str, Any] = {
             "alternating_flip": Key("bool", default=False),
             "translate": Key("int", default=0, check=lambda v: 0 <= v <= 8, expect="an integer from 0 to 8 pixels"),
             "cutout": Key("int", default=0, check=_non_negative, expect="an integer >= 0 (square side in pixels)"),
+        },
+        # optimizer = "muon": conv filters take Muon steps with these settings, the rest SGD
+        "muon": {
+            "lr": Key("float", default=0.08, check=_positive, expect="a positive number"),
+            "momentum": Key("float", default=0.6, check=lambda v: 0 <= v < 1, expect="a number in [0, 1)"),
+            "nesterov": Key("bool", default=True),
+            "ns_steps": Key("int", default=5, check=_positive, expect="a positive integer"),
+            "weight_decay": Key("float", default=0.0, check=_non_negative, expect="a number >= 0"),
         },
         "lookahead": {
             # every k steps the weights move toward their slow average (airbench's lookahead EMA)

@@ -26,10 +26,8 @@ from bench.loaders import Augment, channel_stats, choose_loader, make_loader
 from bench.measure import EnergyMeter, Stopwatch, peak_host_rss_mb
 from bench.models import build_model
 from bench.progress import NullReporter, Reporter
+from bench.optim import Lookahead, build_optimizer
 from bench.schedules import lr_multiplier
-
-_NORM_TYPES = (nn.BatchNorm1d, nn.BatchNorm2d, nn.GroupNorm, nn.LayerNorm)
-
 
 # ---------------------------------------------------------------- device policy ----
 
@@ -79,60 +77,10 @@ def resolve_policy(recipe: dict, device: torch.device, model: nn.Module) -> Poli
     has_conv = any(isinstance(m, nn.Conv2d) for m in model.modules())
     channels_last = {"on": True, "off": False}.get(recipe["channels_last"],
                                                     has_conv and (device.type == "cuda" or precision == "bf16"))
-    return Policy(precision=precision, channels_last=channels_last, compile=recipe["compile"])
-
-
-# ---------------------------------------------------------------- optimizer ----
-
-def param_groups(model: nn.Module, recipe: dict) -> list[dict[str, Any]]:
-    """Three groups: norm-layer parameters (lr scaled up, decay scaled down so the per-step
-    decay stays the same), a whitening bias that trains only for the first epochs, the rest."""
-    lr, wd, scale = recipe["lr"], recipe["weight_decay"], recipe["norm_lr_scale"]
-    norm_ids = {id(p) for m in model.modules() if isinstance(m, _NORM_TYPES) for p in m.parameters(recurse=False)}
-    whiten = getattr(model, "whiten", None)
-    whiten_ids = {id(whiten.bias)} if isinstance(whiten, nn.Conv2d) and whiten.bias is not None else set()
-    groups: dict[str, list[nn.Parameter]] = {"norm": [], "whiten_bias": [], "other": []}
-    for p in model.parameters():
-        if not p.requires_grad:
-            continue
-        key = "whiten_bias" if id(p) in whiten_ids else "norm" if id(p) in norm_ids else "other"
-        groups[key].append(p)
-    out = []
-    for name, params in groups.items():
-        if not params:
-            continue
-        group_lr = lr * scale if name == "norm" else lr
-        group_wd = wd / scale if name == "norm" else wd
-        out.append({"params": params, "name": name, "lr": group_lr, "base_lr": group_lr, "weight_decay": group_wd})
-    return out
-
-
-def build_optimizer(model: nn.Module, recipe: dict) -> torch.optim.Optimizer:
-    groups = param_groups(model, recipe)
-    if recipe["optimizer"] == "sgd":
-        nesterov = recipe["nesterov"] and recipe["momentum"] > 0
-        return torch.optim.SGD(groups, lr=recipe["lr"], momentum=recipe["momentum"], nesterov=nesterov)
-    return torch.optim.AdamW(groups, lr=recipe["lr"], weight_decay=recipe["weight_decay"])
-
-
-class Lookahead:
-    """airbench's lookahead EMA: every k steps the slow copy moves toward the weights and the
-    weights are reset to it; the pull strengthens as training ends (decay^k * progress^3)."""
-
-    def __init__(self, model: nn.Module, every: int, decay: float):
-        self.every, self.decay = every, decay
-        self.slow = {k: v.detach().clone() for k, v in model.state_dict().items() if v.is_floating_point()}
-
-    @torch.no_grad()
-    def update(self, model: nn.Module, decay: float) -> None:
-        state = model.state_dict()
-        for key, slow in self.slow.items():
-            slow.lerp_(state[key], 1 - decay)
-            state[key].copy_(slow)
-
-    def maybe_update(self, model: nn.Module, step: int, total_steps: int) -> None:
-        if step % self.every == 0:
-            self.update(model, self.decay ** self.every * (step / total_steps) ** 3)
+    compile_mode = recipe["compile"]
+    if compile_mode == "auto":
+        compile_mode = "max-autotune" if device.type == "cuda" else "off"
+    return Policy(precision=precision, channels_last=channels_last, compile=compile_mode)
 
 
 # ---------------------------------------------------------------- evaluation ----
@@ -258,6 +206,8 @@ def train_run(suite_resolved: dict, data: PreparedData, seed: int, device: torch
 
     # -- compile and warm up on random labels, then restore the initial state
     t0 = time.perf_counter()
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # pick conv algorithms once, in the warm-up
     step_model = model if policy.compile == "off" else torch.compile(model, mode=policy.compile)
     _warm_up(step_model, model, recipe, data, test_loader.batch_size, policy, device)
     compile_s = time.perf_counter() - t0

@@ -8,7 +8,8 @@ import torch
 from bench.errors import BenchError
 from bench.runner import Interrupted, run_invocation
 from bench.suites import load_suite
-from bench.train import PreparedData, param_groups, resolve_device, train_run
+from bench.optim import param_groups
+from bench.train import PreparedData, resolve_device, train_run
 from tests.helpers import separable_dataset, suite_text
 
 CPU = torch.device("cpu")

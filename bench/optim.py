@@ -1,0 +1,170 @@
+"""Optimizers for the trainer: SGD / AdamW parameter groups, Muon for conv filters, lookahead.
+
+Every group carries a `name` and a `base_lr`: the trainer sets `lr = base_lr * schedule`
+each step, and freezes the whitening bias by setting its lr to 0 after its epochs.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+import torch
+from torch import nn
+
+from bench.errors import BenchError
+
+_NORM_TYPES = (nn.BatchNorm1d, nn.BatchNorm2d, nn.GroupNorm, nn.LayerNorm)
+
+
+def param_groups(model: nn.Module, recipe: dict, split_filters: bool = False) -> list[dict[str, Any]]:
+    """Norm-layer parameters (lr scaled up, weight decay scaled down so the per-step decay
+    stays the same), a whitening bias that trains only for the first epochs, conv filters
+    (a group of their own when Muon takes them), and the rest."""
+    lr, wd, scale = recipe["lr"], recipe["weight_decay"], recipe["norm_lr_scale"]
+    norm_ids = {id(p) for m in model.modules() if isinstance(m, _NORM_TYPES) for p in m.parameters(recurse=False)}
+    whiten = getattr(model, "whiten", None)
+    whiten_ids = {id(whiten.bias)} if isinstance(whiten, nn.Conv2d) and whiten.bias is not None else set()
+    groups: dict[str, list[nn.Parameter]] = {"norm": [], "whiten_bias": [], "filters": [], "other": []}
+    for p in model.parameters():
+        if not p.requires_grad:
+            continue
+        if id(p) in whiten_ids:
+            key = "whiten_bias"
+        elif id(p) in norm_ids:
+            key = "norm"
+        elif split_filters and p.ndim == 4:
+            key = "filters"
+        else:
+            key = "other"
+        groups[key].append(p)
+    out = []
+    for name, params in groups.items():
+        if not params:
+            continue
+        if name == "filters":
+            muon = recipe["muon"]
+            out.append({"params": params, "name": name, "lr": muon["lr"], "base_lr": muon["lr"],
+                        "weight_decay": muon["weight_decay"]})
+            continue
+        group_lr = lr * scale if name == "norm" else lr
+        group_wd = wd / scale if name == "norm" else wd
+        out.append({"params": params, "name": name, "lr": group_lr, "base_lr": group_lr, "weight_decay": group_wd})
+    return out
+
+
+def _sgd(groups: list[dict[str, Any]], recipe: dict, device_type: str) -> torch.optim.SGD:
+    nesterov = recipe["nesterov"] and recipe["momentum"] > 0
+    # One fused kernel for the whole step on CUDA; the foreach path elsewhere.
+    fast = {"fused": True} if device_type == "cuda" else {"foreach": True}
+    return torch.optim.SGD(groups, lr=recipe["lr"], momentum=recipe["momentum"], nesterov=nesterov, **fast)
+
+
+def build_optimizer(model: nn.Module, recipe: dict) -> torch.optim.Optimizer | "Combined":
+    device_type = next(model.parameters()).device.type
+    kind = recipe["optimizer"]
+    if kind == "sgd":
+        return _sgd(param_groups(model, recipe), recipe, device_type)
+    if kind == "adamw":
+        fast = {"fused": True} if device_type == "cuda" else {"foreach": True}
+        return torch.optim.AdamW(param_groups(model, recipe), lr=recipe["lr"], weight_decay=recipe["weight_decay"],
+                                 **fast)
+    if kind == "muon":
+        if recipe["precision"] == "fp16":
+            raise BenchError("recipe.optimizer muon with precision fp16 is not supported; use bf16")
+        groups = param_groups(model, recipe, split_filters=True)
+        filters = [g for g in groups if g["name"] == "filters"]
+        rest = [g for g in groups if g["name"] != "filters"]
+        muon = recipe["muon"]
+        parts: list[torch.optim.Optimizer] = []
+        if filters:
+            parts.append(Muon(filters, lr=muon["lr"], momentum=muon["momentum"], nesterov=muon["nesterov"],
+                              ns_steps=muon["ns_steps"]))
+        if rest:
+            parts.append(_sgd(rest, recipe, device_type))
+        return Combined(parts)
+    raise BenchError(f"recipe.optimizer {kind!r}: choose sgd, adamw or muon")
+
+
+class Combined:
+    """Several optimizers stepped together, with one list of param groups (the same dicts)."""
+
+    def __init__(self, parts: Iterable[torch.optim.Optimizer]):
+        self.parts = list(parts)
+
+    @property
+    def param_groups(self) -> list[dict[str, Any]]:
+        return [g for part in self.parts for g in part.param_groups]
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for part in self.parts:
+            part.zero_grad(set_to_none=set_to_none)
+
+    def step(self) -> None:
+        for part in self.parts:
+            part.step()
+
+
+def newton_schulz_orthogonalize(g: torch.Tensor, steps: int = 5) -> torch.Tensor:
+    """An approximate orthogonalization U V^T of a 2-D matrix by a quintic Newton-Schulz
+    iteration (coefficients of Jordan et al.'s Muon), in bf16 on CUDA, fp32 elsewhere."""
+    a, b, c = 3.4445, -4.7750, 2.0315
+    x = g.to(torch.bfloat16 if g.is_cuda else torch.float32)
+    x = x / (x.norm() + 1e-7)
+    transposed = x.size(0) > x.size(1)
+    if transposed:
+        x = x.T
+    for _ in range(steps):
+        gram = x @ x.T
+        x = a * x + (b * gram + c * gram @ gram) @ x
+    return (x.T if transposed else x).to(g.dtype)
+
+
+class Muon(torch.optim.Optimizer):
+    """Momentum whose update is orthogonalized per filter bank (MomentUm Orthogonalized by
+    Newton-Schulz): each conv weight (out, in, k, k) is treated as an out x (in*k*k) matrix."""
+
+    def __init__(self, params, lr: float = 0.02, momentum: float = 0.95, nesterov: bool = True, ns_steps: int = 5,
+                 weight_decay: float = 0.0):
+        super().__init__(params, dict(lr=lr, momentum=momentum, nesterov=nesterov, ns_steps=ns_steps,
+                                      weight_decay=weight_decay))
+
+    @torch.no_grad()
+    def step(self) -> None:
+        for group in self.param_groups:
+            lr, momentum = group["lr"], group["momentum"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                state = self.state[p]
+                buf = state.get("momentum_buffer")
+                if buf is None:
+                    buf = state["momentum_buffer"] = torch.zeros_like(p.grad)
+                buf.mul_(momentum).add_(p.grad)
+                g = p.grad.add(buf, alpha=momentum) if group["nesterov"] else buf
+                matrix = g.reshape(g.size(0), -1)
+                update = newton_schulz_orthogonalize(matrix, group["ns_steps"]).view_as(p)
+                # keep the update's RMS comparable across shapes (tall matrices get larger steps)
+                scale = max(1.0, matrix.size(0) / matrix.size(1)) ** 0.5
+                if group["weight_decay"]:
+                    p.mul_(1 - lr * group["weight_decay"])
+                p.add_(update, alpha=-lr * scale)
+
+
+class Lookahead:
+    """airbench's lookahead EMA: every k steps the slow copy moves toward the weights and the
+    weights are reset to it; the pull strengthens as training ends (decay^k * progress^3)."""
+
+    def __init__(self, model: nn.Module, every: int, decay: float):
+        self.every, self.decay = every, decay
+        self.slow = {k: v.detach().clone() for k, v in model.state_dict().items() if v.is_floating_point()}
+
+    @torch.no_grad()
+    def update(self, model: nn.Module, decay: float) -> None:
+        state = model.state_dict()
+        for key, slow in self.slow.items():
+            slow.lerp_(state[key], 1 - decay)
+            state[key].copy_(slow)
+
+    def maybe_update(self, model: nn.Module, step: int, total_steps: int) -> None:
+        if step % self.every == 0:
+            self.update(model, self.decay ** self.every * (step / total_steps) ** 3)
