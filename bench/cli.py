@@ -39,6 +39,8 @@ def _parser() -> argparse.ArgumentParser:
                      help="where to train (default: cuda when available)")
     run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                      help="override a suite key, e.g. --set recipe.epochs=2 (recorded; changes the suite hash)")
+    run.add_argument("--compile", choices=("off", "auto", "default", "reduce-overhead", "max-autotune"),
+                     help="torch.compile mode, instead of the suite's recipe.compile (recorded as an override)")
     run.add_argument("--results", type=Path, help="folder for result files (default results/runs, or "
                                                   "$BENCH_RESULTS/runs)")
     run.add_argument("--offline", action="store_true", help="never download data sets")
@@ -78,7 +80,8 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     from bench.suites import load_suite
     from bench.summary import aggregate_table, runs_table
 
-    suite = load_suite(args.suite, args.overrides)
+    overrides = args.overrides + ([f"recipe.compile={args.compile!r}".replace("'", '"')] if args.compile else [])
+    suite = load_suite(args.suite, overrides)
     reporter = RichReporter(Console(stderr=True, highlight=False))
     try:
         record, path = run_invocation(suite, runs=args.runs, seed=args.seed, device_choice=args.device,

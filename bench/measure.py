@@ -123,6 +123,8 @@ def aggregate(runs: list[dict[str, Any]], target: float) -> dict[str, Any]:
     out.update(time_summary(times))
     rates = [r["train_images_per_s"] for r in finished if r.get("train_images_per_s")]
     out["median_train_images_per_s"] = float(np.median(rates)) if rates else None
+    mfus = [r["mfu"] for r in finished if r.get("mfu")]
+    out["median_mfu"] = float(np.median(mfus)) if mfus else None
     energies = [r["energy_j"] for r in finished if r.get("energy_j") is not None]
     out["mean_energy_j"] = statistics.fmean(energies) if energies else None
     return out
@@ -156,6 +158,23 @@ def forward_flops_per_image(model: nn.Module, in_shape: tuple[int, int, int]) ->
         return counter.get_total_flops() // 2
     finally:
         model.train(was_training)
+
+
+def matmul_flops_per_s(device: torch.device, dtype: torch.dtype = torch.bfloat16, size: int | None = None,
+                       repeats: int = 10) -> float:
+    """The dense matmul rate this device reaches here (median of timed repeats): the
+    denominator of MFU, measured rather than taken from a data sheet."""
+    size = size or (8192 if device.type == "cuda" else 1024)
+    a = torch.randn(size, size, device=device, dtype=dtype)
+    b = torch.randn(size, size, device=device, dtype=dtype)
+    for _ in range(2):
+        a @ b
+    times = []
+    for _ in range(repeats):
+        watch = Stopwatch(device).start()
+        a @ b
+        times.append(watch.pause())
+    return 2 * size ** 3 / statistics.median(times)
 
 
 def peak_host_rss_mb() -> float:

@@ -20,7 +20,7 @@ from bench.datasets import ArrayDataset, load_dataset
 from bench.env import code_version, fingerprint
 from bench.errors import BenchError
 from bench.loaders import choose_loader
-from bench.measure import aggregate, count_params, forward_flops_per_image
+from bench.measure import aggregate, count_params, forward_flops_per_image, matmul_flops_per_s
 from bench.models import build_model
 from bench.progress import NullReporter, Reporter
 from bench.results import SCHEMA_VERSION, ResultWriter
@@ -59,6 +59,14 @@ def model_figures(suite: Suite, data: PreparedData) -> dict[str, Any]:
             "flops_per_image": flops, "train_flops_per_image": 3 * flops, "input_shape": list(data.in_shape)}
 
 
+def mfu(run: dict[str, Any], train_flops_per_image: int, peak_flops_per_s: float) -> float | None:
+    """Model FLOPs utilization: training FLOPs (3x forward) per second of training time,
+    over the dense matmul rate measured on this device in this invocation."""
+    if not run.get("train_images_per_s") or not peak_flops_per_s:
+        return None
+    return train_flops_per_image * run["train_images_per_s"] / peak_flops_per_s
+
+
 def run_invocation(suite: Suite, *, runs: int | None = None, seed: int = 0, device_choice: str = "auto",
                    results_dir: Path, reporter: Reporter | None = None, offline: bool = False,
                    command: list[str] | None = None, loader: str = "auto") -> tuple[dict[str, Any], Path | None]:
@@ -77,6 +85,9 @@ def run_invocation(suite: Suite, *, runs: int | None = None, seed: int = 0, devi
     data = PreparedData.from_dataset(dataset)
     data_prep_s = time.perf_counter() - t0
 
+    matmul_dtype = torch.bfloat16 if device.type == "cuda" or fingerprint(device)["cpu"]["fast_bf16"] else torch.float32
+    peak = matmul_flops_per_s(device, matmul_dtype)
+
     record: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
         "id": writer.run_id,
@@ -92,6 +103,7 @@ def run_invocation(suite: Suite, *, runs: int | None = None, seed: int = 0, devi
                     "train_size": len(dataset.train_labels), "test_size": len(dataset.test_labels),
                     "classes": list(dataset.classes), "shape": list(data.in_shape)},
         "invocation": {"device": device.type, "seeds": seeds, "data_prep_s": data_prep_s, "loader": loader,
+                       "matmul_flops_per_s": peak, "matmul_dtype": str(matmul_dtype).replace("torch.", ""),
                        "command": command or sys.argv},
         "runs": [],
         "aggregate": aggregate([], suite.target),
@@ -109,6 +121,7 @@ def run_invocation(suite: Suite, *, runs: int | None = None, seed: int = 0, devi
         for i, s in enumerate(seeds):
             run = train_run(suite.resolved, data, s, device, reporter, label=f"run {i + 1}/{count} seed {s}",
                             loader=loader)
+            run["mfu"] = mfu(run, record["model"]["train_flops_per_image"], peak)
             record["runs"].append(run)
             if run["status"] == "diverged":
                 reporter.notice(f"seed {s}: the loss became NaN or infinite; the invocation ends as diverged")

@@ -52,7 +52,10 @@ def aggregate_table(record: dict[str, Any]) -> Table:
                                   + (f"  (IQR {iqr:.2f} s)" if iqr is not None else "")),
         ("min / max / olympic mean", f"{_fmt(agg['min_time_s'], '.2f')} / {_fmt(agg['max_time_s'], '.2f')} / "
                                      f"{_fmt(agg['olympic_mean_time_s'], '.2f')} s"),
-        ("training throughput", f"{_fmt(agg['median_train_images_per_s'], '.0f')} img/s (median)"),
+        ("training throughput", f"{_fmt(agg['median_train_images_per_s'], '.0f')} img/s (median), MFU "
+                                f"{_fmt(agg.get('median_mfu'), '.1%')} of the measured "
+                                f"{record['invocation']['matmul_dtype']} matmul rate "
+                                f"{_si(record['invocation']['matmul_flops_per_s'])}FLOP/s"),
         ("model", f"{model['name']}: {model['params']:,} params, {_si(model['flops_per_image'])}FLOP/image fwd"),
         ("energy", f"{_fmt(agg['mean_energy_j'], '.0f')} J/run"
                    + ("" if agg["mean_energy_j"] is not None else
