@@ -5,7 +5,7 @@ import pytest
 from bench.errors import BenchError
 from bench.suites import available_suites, load_suite, parse_override
 
-SHIPPED = ["cifar10-94", "cifar10-jpeg-airbench", "fashion-mnist-91", "mnist-mlp", "fashion-mnist-mlp"]
+SHIPPED = ["cifar10-94", "airbench94", "cifar10-jpeg-airbench", "fashion-mnist-91", "mnist-mlp", "fashion-mnist-mlp"]
 
 MINIMAL = """
 name = "t"
