@@ -20,9 +20,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench.datasets import ArrayDataset
+from bench.datasets import ArrayDataset, imagefolder_files
 from bench.errors import BenchError
-from bench.loaders import Augment, channel_stats, choose_loader, make_loader
+from bench.loaders import Augment, channel_stats, choose_loader, make_file_loader, make_loader
 from bench.measure import EnergyMeter, Stopwatch, peak_host_rss_mb
 from bench.models import build_model
 from bench.progress import NullReporter, Reporter
@@ -190,12 +190,22 @@ def train_run(suite_resolved: dict, data: PreparedData, seed: int, device: torch
     t0 = time.perf_counter()
     common = dict(device=device, mean=data.mean, std=data.std, channels_last=policy.channels_last)
     ds = data.dataset
-    kind = choose_loader(loader, ds.train_images.nbytes, device,
-                         file_dataset=suite_resolved["dataset"]["name"] in ("cifar10-jpeg", "imagefolder"))
-    train_loader = make_loader(kind, ds.train_images, ds.train_labels, batch_size=recipe["batch_size"],
-                               augment=Augment.from_recipe(recipe["augment"]), shuffle=True, drop_last=True,
-                               seed=seed, **common)
-    test_loader = make_loader(kind, ds.test_images, ds.test_labels, batch_size=recipe["eval_batch_size"], **common)
+    dataset = suite_resolved["dataset"]
+    file_dataset = dataset["name"] in ("cifar10-jpeg", "imagefolder")
+    kind = choose_loader(loader, ds.train_images.nbytes, device, file_dataset=file_dataset)
+    train_options = dict(batch_size=recipe["batch_size"], augment=Augment.from_recipe(recipe["augment"]),
+                         shuffle=True, drop_last=True, seed=seed, **common)
+    test_options = dict(batch_size=recipe["eval_batch_size"], **common)
+    if kind == "dali" and file_dataset:
+        # DALI reads and decodes the image files itself (extracted once into the cache for an archive)
+        train_dir, test_dir, classes = imagefolder_files(dataset["path"] or dataset["name"])
+        if classes != tuple(ds.classes):
+            raise BenchError(f"the image folders' classes {classes} are not the data set's {tuple(ds.classes)}")
+        train_loader = make_file_loader(kind, train_dir, **train_options)
+        test_loader = make_file_loader(kind, test_dir, **test_options)
+    else:
+        train_loader = make_loader(kind, ds.train_images, ds.train_labels, **train_options)
+        test_loader = make_loader(kind, ds.test_images, ds.test_labels, **test_options)
     if device.type == "cuda":
         torch.cuda.synchronize()
     data_prep_s = time.perf_counter() - t0

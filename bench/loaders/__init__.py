@@ -8,6 +8,9 @@ Every loader has the same face:
                                    memory format, labels int64, both on the device; e counts from 0
     loader.images(n)               the first n images, normalized and unaugmented (data-dependent init)
 
+`make_file_loader("dali", split_dir, **options)` reads an ImageFolder split from disk instead of
+arrays (same options, plus shard_id/num_shards); only DALI has one.
+
 `choose_loader("auto", ...)` picks the resident loader when the split fits in device
 memory with room to train, DALI for file data sets when it is installed, torch otherwise.
 """
@@ -77,5 +80,14 @@ def make_loader(kind: str, images: np.ndarray, labels: np.ndarray, **options: An
     raise BenchError(f"unknown loader {kind!r}: choose one of {', '.join(LOADER_KINDS)}")
 
 
+def make_file_loader(kind: str, root, **options: Any):
+    """A loader that reads and decodes an ImageFolder split (train/ or test/) at training time."""
+    if kind != "dali":
+        raise BenchError(f"loader {kind!r} reads arrays, not image files: use make_loader, or the dali loader")
+    from bench.loaders.dali import DaliFileLoader  # optional dependency
+
+    return DaliFileLoader(root, **options)
+
+
 __all__ = ["Augment", "EpochPlan", "LOADER_KINDS", "ResidentLoader", "TorchLoader", "channel_stats",
-           "choose_loader", "dali_available", "make_loader"]
+           "choose_loader", "dali_available", "make_file_loader", "make_loader"]
