@@ -1,4 +1,4 @@
-"""Measurement primitives: a synchronizing stopwatch, run statistics, model figures, energy.
+"""Measurement primitives: a synchronizing stopwatch, run statistics, model figures, the matmul rate.
 
 Every figure that cannot be measured on this machine is None together with a
 reason string: never 0, never a guess.
@@ -180,53 +180,3 @@ def matmul_flops_per_s(device: torch.device, dtype: torch.dtype = torch.bfloat16
 def peak_host_rss_mb() -> float:
     """The process's peak resident memory (Linux reports KiB)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-# ---------------------------------------------------------------- energy ----
-
-class EnergyMeter:
-    """Energy over a region from NVML's total-energy counter (millijoules since driver load).
-
-    Without a driver or CUDA, `energy_j` is None and `reason` says why.
-    """
-
-    def __init__(self, device: torch.device):
-        self.reason: str | None = None
-        self._handle = None
-        self._start_mj: int | None = None
-        self.energy_j: float | None = None
-        self.seconds: float | None = None
-        if device.type != "cuda":
-            self.reason = "no CUDA device: energy is measured through NVML on NVIDIA GPUs"
-            return
-        try:
-            import pynvml
-
-            pynvml.nvmlInit()
-            index = device.index if device.index is not None else torch.cuda.current_device()
-            self._handle = pynvml.nvmlDeviceGetHandleByIndex(index)
-            pynvml.nvmlDeviceGetTotalEnergyConsumption(self._handle)
-        except Exception as exc:  # NVMLError_LibraryNotFound, NotSupported, ImportError ...
-            self.reason = f"NVML unavailable ({type(exc).__name__}: {exc})"
-            self._handle = None
-
-    def start(self) -> None:
-        if self._handle is not None:
-            import pynvml
-
-            self._start_mj = pynvml.nvmlDeviceGetTotalEnergyConsumption(self._handle)
-            self._t0 = time.perf_counter()
-
-    def stop(self) -> None:
-        if self._handle is not None and self._start_mj is not None:
-            import pynvml
-
-            end = pynvml.nvmlDeviceGetTotalEnergyConsumption(self._handle)
-            self.seconds = time.perf_counter() - self._t0
-            self.energy_j = (end - self._start_mj) / 1000.0
-
-    @property
-    def mean_power_w(self) -> float | None:
-        if self.energy_j is None or not self.seconds:
-            return None
-        return self.energy_j / self.seconds

@@ -23,7 +23,8 @@ from torch import nn
 from bench.datasets import ArrayDataset, imagefolder_files
 from bench.errors import BenchError
 from bench.loaders import Augment, channel_stats, choose_loader, make_file_loader, make_loader
-from bench.measure import EnergyMeter, Stopwatch, peak_host_rss_mb
+from bench.gpu_monitor import GpuMonitor
+from bench.measure import Stopwatch, peak_host_rss_mb
 from bench.models import build_model
 from bench.progress import NullReporter, Reporter
 from bench.optim import Lookahead, build_optimizer
@@ -233,7 +234,9 @@ def train_run(suite_resolved: dict, data: PreparedData, seed: int, device: torch
 
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    energy = EnergyMeter(device)
+    # Energy from NVML's counter at the region's ends; a 10 Hz sampler for memory, utilization
+    # and power (a longer interval keeps its cost on a busy CPU negligible).
+    monitor = GpuMonitor(device.index or 0, interval_s=0.1, reporter=reporter)
     curve: list[dict[str, Any]] = []
     clock = Stopwatch(device)
     train_time = deciding_eval_s = curve_eval_s = 0.0
@@ -243,7 +246,7 @@ def train_run(suite_resolved: dict, data: PreparedData, seed: int, device: torch
     status = "complete"
 
     with reporter.task(label, total=total_steps) as progress:
-        energy.start()
+        monitor.start()
         clock.start()
         # ---------------- timed region ----------------
         if hasattr(model, "data_init"):
@@ -298,7 +301,8 @@ def train_run(suite_resolved: dict, data: PreparedData, seed: int, device: torch
                 break
         total_s = clock.pause()
         # ---------------- end of timed region ----------------
-        energy.stop()
+        monitor.stop()
+    gpu = monitor.summary()
 
     trained_images = step * recipe["batch_size"]
     record: dict[str, Any] = {
@@ -323,9 +327,13 @@ def train_run(suite_resolved: dict, data: PreparedData, seed: int, device: torch
         "compile": policy.compile,
         "loader": train_loader.name,
         "peak_host_rss_mb": peak_host_rss_mb(),
-        "energy_j": energy.energy_j,
-        "mean_power_w": energy.mean_power_w,
-        "energy_reason": energy.reason,
+        "energy_j": gpu["energy_j"],
+        "energy_method": gpu["energy_method"],
+        "mean_power_w": gpu["mean_power_w"],
+        "max_power_w": gpu["max_power_w"],
+        "mean_gpu_utilization_pct": gpu["mean_utilization_pct"],
+        "nvml_peak_memory_used_mb": gpu["peak_memory_used_mb"],
+        "energy_reason": gpu["reason"],
         "curve": curve,
     }
     record.update(_memory_figures(device))
