@@ -1,0 +1,289 @@
+"""Result files -> pandas DataFrames: the one input of every report, comparison and check.
+
+Three frames, all keyed by the invocation `id`:
+  invocations  one row per result file (an invocation of N runs): status, aggregate, model, machine
+  runs         one row per run (seed)
+  curves       one row per point of a run's per-epoch curve
+
+A file that cannot be read as a result (bad JSON, not an object, missing keys) is
+skipped with a notice through the Reporter; a result of a schema_version this code
+does not know is refused with a BenchError, because silently misreading a newer
+format would publish wrong numbers.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+import pandas as pd
+
+from bench.errors import BenchError
+from bench.progress import NullReporter, Reporter
+from bench.results import SCHEMA_VERSION
+
+# Keys a file must have to be read as a result at all (DESIGN.md section 4).
+REQUIRED_KEYS = ("schema_version", "id", "status", "suite", "env", "aggregate")
+
+
+def results_root() -> Path:
+    """The results folder: $BENCH_RESULTS or ./results (result files live in its runs/)."""
+    return Path(os.environ.get("BENCH_RESULTS", "results"))
+
+
+def result_files(source: Path) -> list[Path]:
+    """A file is itself; a folder holding runs/ means its runs/*.json, any other folder its *.json.
+
+    Dot files are skipped: the result writer's temporary files start with a dot.
+    """
+    source = Path(source)
+    if source.is_file():
+        return [source]
+    if not source.is_dir():
+        raise BenchError(f"{source}: no such file or folder")
+    folder = source / "runs" if (source / "runs").is_dir() else source
+    return sorted(p for p in folder.glob("*.json") if not p.name.startswith("."))
+
+
+@dataclass(frozen=True)
+class LoadedResult:
+    path: Path
+    record: dict[str, Any]
+
+
+def load_results(sources: Path | Iterable[Path], reporter: Reporter | None = None) -> list[LoadedResult]:
+    """Reads every result file under the given files or folders (each file once)."""
+    reporter = reporter or NullReporter()
+    paths: list[Path] = []
+    for source in ([sources] if isinstance(sources, (str, Path)) else sources):
+        for path in result_files(Path(source)):
+            if path.resolve() not in {p.resolve() for p in paths}:
+                paths.append(path)
+    loaded = []
+    for path in paths:
+        record = _read_one(path, reporter)
+        if record is not None:
+            loaded.append(LoadedResult(path, record))
+    return loaded
+
+
+def _read_one(path: Path, reporter: Reporter) -> dict[str, Any] | None:
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        reporter.notice(f"skipped {path}: not readable as JSON ({type(exc).__name__}: {exc})")
+        return None
+    if not isinstance(record, dict):
+        reporter.notice(f"skipped {path}: not a result file (the JSON is not an object)")
+        return None
+    missing = [k for k in REQUIRED_KEYS if k not in record]
+    if missing:
+        reporter.notice(f"skipped {path}: not a result file (no {', '.join(repr(k) for k in missing)})")
+        return None
+    if record["schema_version"] != SCHEMA_VERSION:
+        raise BenchError(f"{path}: schema_version {record['schema_version']!r} is not one this bench reads "
+                         f"(it reads {SCHEMA_VERSION}); upgrade bench or leave the file out")
+    return record
+
+
+# ---------------------------------------------------------------- machine labels ----
+
+def hardware_label(env: dict[str, Any]) -> str:
+    """What computed: the GPU (with its count) when there is one, else the CPU model and cores."""
+    gpu = env.get("gpu")
+    if gpu and gpu.get("name"):
+        count = gpu.get("count") or 1
+        return f"{count}× {gpu['name']}" if count > 1 else str(gpu["name"])
+    cpu = env.get("cpu") or {}
+    model = re.sub(r"\((R|TM|tm|r)\)", "", cpu.get("model") or "unknown CPU")
+    model = " ".join(model.split())
+    cores = cpu.get("cores")
+    return f"CPU {model}, {cores} cores" if cores else f"CPU {model}"
+
+
+def machine_label(env: dict[str, Any]) -> str:
+    """Hardware plus host: two hosts with the same GPU are two machines (drivers, cooling, neighbours)."""
+    host = env.get("hostname") or "unknown host"
+    return f"{hardware_label(env)} on {host}"
+
+
+def code_label(code: dict[str, Any] | None) -> str:
+    """Short commit with +dirty, or the package version when the code was not a git checkout."""
+    code = code or {}
+    commit = code.get("git_commit")
+    if commit:
+        return commit[:7] + ("+dirty" if code.get("git_dirty") else "")
+    return f"v{code['version']} (no git)" if code.get("version") else "unknown"
+
+
+def software_label(env: dict[str, Any]) -> str:
+    cuda = env.get("cuda")
+    return f"torch {env.get('torch') or '?'}, " + (f"CUDA {cuda}" if cuda else "no CUDA")
+
+
+# ---------------------------------------------------------------- frames ----
+
+def _ci_half_width(ci: Any) -> float | None:
+    if isinstance(ci, (list, tuple)) and len(ci) == 2 and None not in ci:
+        return (ci[1] - ci[0]) / 2
+    return None
+
+
+def _planned_runs(record: dict[str, Any]) -> int | None:
+    """How many runs the invocation meant to make (an interrupted one has fewer in `runs`)."""
+    seeds = (record.get("invocation") or {}).get("seeds")
+    if isinstance(seeds, list):
+        return len(seeds)
+    return ((record.get("suite") or {}).get("resolved") or {}).get("runs")
+
+
+def invocation_row(loaded: LoadedResult) -> dict[str, Any]:
+    r = loaded.record
+    suite, env, agg = r["suite"] or {}, r["env"] or {}, r["aggregate"] or {}
+    model, code, dataset = r.get("model") or {}, r.get("code") or {}, r.get("dataset") or {}
+    resolved = suite.get("resolved") or {}
+    gpu, cpu = env.get("gpu") or {}, env.get("cpu") or {}
+    ci = agg.get("accuracy_ci95")
+    started = r.get("started_at") or ""
+    return {
+        "id": r["id"],
+        "path": str(loaded.path),
+        "status": r["status"],
+        "suite": suite.get("name"),
+        "suite_hash": suite.get("hash"),
+        "overrides": json.dumps(suite.get("overrides") or {}, sort_keys=True),
+        "mode": resolved.get("mode"),
+        "started_at": r.get("started_at"),
+        "finished_at": r.get("finished_at"),
+        "date": started[:10] or None,
+        "code": code_label(code),
+        "git_commit": code.get("git_commit"),
+        "git_dirty": code.get("git_dirty"),
+        "code_version": code.get("version"),
+        "machine": machine_label(env),
+        "hardware": hardware_label(env),
+        "hostname": env.get("hostname"),
+        "device": env.get("device"),
+        "gpu_name": gpu.get("name"),
+        "gpu_count": gpu.get("count"),
+        "gpu_memory_gb": gpu.get("memory_gb"),
+        "gpu_driver": gpu.get("driver"),
+        "cpu_model": cpu.get("model"),
+        "cpu_cores": cpu.get("cores"),
+        "ram_gb": env.get("ram_gb"),
+        "software": software_label(env),
+        "torch": env.get("torch"),
+        "cuda": env.get("cuda"),
+        "cudnn": env.get("cudnn"),
+        "python": env.get("python"),
+        "os": env.get("os"),
+        "model": model.get("name"),
+        "params": model.get("params"),
+        "trainable_params": model.get("trainable_params"),
+        "active_params": model.get("active_params"),
+        "flops_per_image": model.get("flops_per_image"),
+        "train_flops_per_image": model.get("train_flops_per_image"),
+        "dataset": dataset.get("name"),
+        "verdict": agg.get("verdict"),
+        "target": agg.get("target", resolved.get("target")),
+        "runs": agg.get("runs"),
+        "planned_runs": _planned_runs(r),
+        "timed_runs": sum(1 for run in r.get("runs") or [] if isinstance(run, dict)
+                          and run.get("status") == "complete" and run.get("time_to_target_s") is not None),
+        "complete_runs": agg.get("complete_runs"),
+        "mean_accuracy": agg.get("mean_accuracy"),
+        "ci_low": ci[0] if isinstance(ci, (list, tuple)) and len(ci) == 2 else None,
+        "ci_high": ci[1] if isinstance(ci, (list, tuple)) and len(ci) == 2 else None,
+        "ci_half_width": _ci_half_width(ci),
+        "accuracy_std": agg.get("accuracy_std"),
+        "pass_fraction": agg.get("pass_fraction"),
+        "median_time_s": agg.get("median_time_s"),
+        "min_time_s": agg.get("min_time_s"),
+        "max_time_s": agg.get("max_time_s"),
+        "iqr_time_s": agg.get("iqr_time_s"),
+        "olympic_mean_time_s": agg.get("olympic_mean_time_s"),
+        "median_train_images_per_s": agg.get("median_train_images_per_s"),
+        "mean_energy_j": agg.get("mean_energy_j"),
+        "error": (r.get("error") or {}).get("message") if isinstance(r.get("error"), dict) else r.get("error"),
+    }
+
+
+RUN_FIELDS = ("seed", "status", "accuracy", "reached_target", "time_to_target_s", "timed_s", "epochs", "steps",
+              "train_images_per_s", "compile_s", "data_prep_s", "peak_memory_mb", "energy_j", "mean_power_w")
+CURVE_FIELDS = ("epoch", "step", "time_s", "loss", "accuracy")
+
+
+def _keyed(loaded: LoadedResult) -> dict[str, Any]:
+    r = loaded.record
+    return {"id": r["id"], "suite": (r["suite"] or {}).get("name"), "machine": machine_label(r["env"] or {})}
+
+
+def run_rows(loaded: LoadedResult) -> list[dict[str, Any]]:
+    key = _keyed(loaded)
+    return [{**key, "run": i, **{f: run.get(f) for f in RUN_FIELDS}}
+            for i, run in enumerate(loaded.record.get("runs") or []) if isinstance(run, dict)]
+
+
+def curve_rows(loaded: LoadedResult) -> list[dict[str, Any]]:
+    key = _keyed(loaded)
+    rows = []
+    for i, run in enumerate(loaded.record.get("runs") or []):
+        if isinstance(run, dict):
+            for point in run.get("curve") or []:
+                rows.append({**key, "run": i, "seed": run.get("seed"), **{f: point.get(f) for f in CURVE_FIELDS}})
+    return rows
+
+
+def _frame(rows: list[dict[str, Any]], columns: Iterable[str]) -> pd.DataFrame:
+    # explicit columns so an empty frame still has them (reports filter on them)
+    return pd.DataFrame(rows, columns=list(columns))
+
+
+INVOCATION_COLUMNS = tuple(invocation_row(LoadedResult(Path("."), {
+    "id": "", "status": "", "suite": {}, "env": {}, "aggregate": {}})).keys())
+RUN_COLUMNS = ("id", "suite", "machine", "run", *RUN_FIELDS)
+CURVE_COLUMNS = ("id", "suite", "machine", "run", "seed", *CURVE_FIELDS)
+
+
+@dataclass(frozen=True)
+class ResultFrames:
+    invocations: pd.DataFrame
+    runs: pd.DataFrame
+    curves: pd.DataFrame
+
+    @property
+    def empty(self) -> bool:
+        return self.invocations.empty
+
+
+def frames(results: list[LoadedResult]) -> ResultFrames:
+    return ResultFrames(
+        invocations=_frame([invocation_row(r) for r in results], INVOCATION_COLUMNS),
+        runs=_frame([row for r in results for row in run_rows(r)], RUN_COLUMNS),
+        curves=_frame([row for r in results for row in curve_rows(r)], CURVE_COLUMNS),
+    )
+
+
+def read_results(sources: Path | Iterable[Path], reporter: Reporter | None = None) -> ResultFrames:
+    """The frames of every readable result under `sources` (files or folders)."""
+    return frames(load_results(sources, reporter))
+
+
+def require_results(sources: Path | Iterable[Path], reporter: Reporter | None = None) -> ResultFrames:
+    """As read_results, but no result at all is a one-line error (a report of nothing is a mistake)."""
+    found = read_results(sources, reporter)
+    if found.empty:
+        where = sources if isinstance(sources, (str, Path)) else ", ".join(str(s) for s in sources)
+        raise BenchError(f"no result files in {where}; make some with 'bench run SUITE' or point --results "
+                         "at a folder of result JSONs")
+    return found
+
+
+def newest_first(invocations: pd.DataFrame) -> pd.DataFrame:
+    """Newest invocation first: by start time, then finish time, then id (ids begin with the time)."""
+    return invocations.sort_values(["started_at", "finished_at", "id"], ascending=False, na_position="last",
+                                   kind="stable")

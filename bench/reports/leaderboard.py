@@ -1,0 +1,156 @@
+"""`bench leaderboard`: per suite, the PASS invocations ranked by median time to target.
+
+Ranked: complete invocations whose verdict is PASS (the mean accuracy over the runs is
+at least the target), fastest median time to target first (ties: higher mean accuracy).
+Invocations that failed the target, diverged, failed or were interrupted are listed
+apart, with why, and never ranked: a leaderboard that mixed them in would reward
+stopping early. Suites are told apart by name and target (a `--set target=...`
+override makes a different race).
+
+Writes LEADERBOARD.md and leaderboard.html (self-contained) into --out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+from rich.console import Console
+
+from bench.progress import RichReporter
+from bench.reports import formatting as fmt
+from bench.reports.frame import ResultFrames, require_results, results_root
+from bench.reports.render import ReportTable, html_page, table_html, table_markdown, table_rich
+
+RANKED_COLUMNS = ["rank", "median time to target (IQR)", "mean accuracy ± 95% CI (pp)", "runs", "runs ≥ target",
+                  "model", "hardware", "software", "energy / run", "date", "code"]
+APART_COLUMNS = ["status", "verdict", "why not ranked", "median time", "mean accuracy", "runs", "model",
+                 "hardware", "software", "date", "code"]
+
+RULES = ("Ranked: complete invocations with verdict PASS (mean top-1 over the runs ≥ target), by median time "
+         "to target over the runs (IQR in brackets); accuracy is the mean with its 95% confidence half-width in "
+         "percentage points; energy is the mean NVML energy per run over the timed region (— where no NVML). "
+         "Everything else is listed apart and never ranked.")
+
+
+@dataclass
+class SuiteBoard:
+    suite: str
+    target: float | None
+    ranked: pd.DataFrame
+    apart: pd.DataFrame
+
+    @property
+    def title(self) -> str:
+        return self.suite + ("" if fmt.missing(self.target) else f" — target {fmt.percent(self.target)}")
+
+    @property
+    def anchor(self) -> str:
+        target = "" if fmt.missing(self.target) else f"-{self.target:g}"
+        return re.sub(r"[^A-Za-z0-9_.-]+", "-", f"{self.suite}{target}")
+
+
+def why_not_ranked(row: pd.Series) -> str:
+    if row["status"] == "failed":
+        return "failed: " + (fmt.text(row["error"]) if not fmt.missing(row["error"]) else "error not recorded")
+    if row["status"] == "diverged":
+        return "diverged: a run's loss became NaN or infinite"
+    if row["status"] == "interrupted":
+        planned = "" if fmt.missing(row["planned_runs"]) else f" of {int(row['planned_runs'])}"
+        return f"interrupted after {int(row['complete_runs'] or 0)}{planned} runs"
+    if row["verdict"] != "PASS":
+        return (f"mean accuracy {fmt.percent(row['mean_accuracy'])} below the target {fmt.percent(row['target'])}"
+                if not fmt.missing(row["mean_accuracy"]) else "no run finished")
+    return "no time to target recorded"
+
+
+def is_ranked(invocations: pd.DataFrame) -> pd.Series:
+    return ((invocations["status"] == "complete") & (invocations["verdict"] == "PASS")
+            & pd.to_numeric(invocations["median_time_s"], errors="coerce").notna())
+
+
+def build_boards(found: ResultFrames) -> list[SuiteBoard]:
+    inv = found.invocations.copy()
+    inv["median_time_s"] = pd.to_numeric(inv["median_time_s"], errors="coerce")
+    inv["mean_accuracy"] = pd.to_numeric(inv["mean_accuracy"], errors="coerce")
+    inv["ranked"] = is_ranked(inv)
+    boards = []
+    for (suite, target), group in inv.groupby(["suite", "target"], dropna=False, sort=True):
+        ranked = group[group["ranked"]].sort_values(["median_time_s", "mean_accuracy", "started_at"],
+                                                    ascending=[True, False, True], kind="stable")
+        apart = group[~group["ranked"]].sort_values("started_at", ascending=False, kind="stable")
+        boards.append(SuiteBoard(str(suite), None if fmt.missing(target) else float(target), ranked, apart))
+    return boards
+
+
+def _model(row: pd.Series) -> str:
+    params = "" if fmt.missing(row["params"]) else f" ({fmt.si(row['params'])} params)"
+    return fmt.text(row["model"]) + params
+
+
+def _overrides(row: pd.Series) -> str:
+    return "" if row["overrides"] in ("{}", None) else f" [overrides {row['overrides']}]"
+
+
+def board_tables(board: SuiteBoard) -> tuple[ReportTable, ReportTable]:
+    ranked = ReportTable(board.title, RANKED_COLUMNS, anchor=f"ranked-{board.anchor}")
+    for rank, (_, row) in enumerate(board.ranked.iterrows(), start=1):
+        ranked.add([str(rank), fmt.time_with_iqr(row["median_time_s"], row["iqr_time_s"]),
+                    fmt.accuracy_with_ci(row["mean_accuracy"], row["ci_half_width"]),
+                    fmt.runs_count(row["complete_runs"], row["runs"]), fmt.percent(row["pass_fraction"], 0),
+                    _model(row) + _overrides(row), row["machine"], row["software"], fmt.energy(row["mean_energy_j"]),
+                    fmt.text(row["date"]), row["code"]])
+    apart = ReportTable(f"{board.title}: not ranked", APART_COLUMNS, anchor=f"apart-{board.anchor}")
+    for _, row in board.apart.iterrows():
+        apart.add([row["status"], fmt.text(row["verdict"]), why_not_ranked(row), fmt.seconds(row["median_time_s"]),
+                   fmt.percent(row["mean_accuracy"]), fmt.runs_count(row["complete_runs"], row["runs"]),
+                   _model(row) + _overrides(row), row["machine"], row["software"], fmt.text(row["date"]),
+                   row["code"]], style="muted")
+    return ranked, apart
+
+
+def render_markdown(boards: list[SuiteBoard]) -> str:
+    parts = ["# Leaderboard", "", RULES, ""]
+    for board in boards:
+        ranked, apart = board_tables(board)
+        parts.append(table_markdown(ranked, level=2))
+        if apart.rows:
+            parts.append(table_markdown(apart, level=3))
+    return "\n".join(parts).rstrip() + "\n"
+
+
+def render_html(boards: list[SuiteBoard]) -> str:
+    body = [f'<p class="note">{RULES}</p>']
+    for board in boards:
+        ranked, apart = board_tables(board)
+        body.append(table_html(ranked, level=2))
+        if apart.rows:
+            body.append(table_html(apart, level=3))
+    return html_page("Leaderboard", "\n".join(body))
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--results", type=Path, metavar="DIR",
+                        help="folder of result files: its runs/ when it has one (default: results, or $BENCH_RESULTS)")
+    parser.add_argument("--out", type=Path, metavar="DIR",
+                        help="where LEADERBOARD.md and leaderboard.html go (default: the --results folder)")
+
+
+def command(args: argparse.Namespace, console: Console) -> int:
+    source = args.results or results_root()
+    boards = build_boards(require_results(source, RichReporter(console)))
+    out = args.out or (source if source.is_dir() else source.parent)
+    out.mkdir(parents=True, exist_ok=True)
+    markdown, page = out / "LEADERBOARD.md", out / "leaderboard.html"
+    markdown.write_text(render_markdown(boards))
+    page.write_text(render_html(boards))
+    for board in boards:
+        ranked, apart = board_tables(board)
+        console.print(table_rich(ranked))
+        if apart.rows:
+            console.print(table_rich(apart))
+    console.print(f"wrote {markdown} and {page}")
+    return 0

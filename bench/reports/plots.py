@@ -1,0 +1,109 @@
+"""Charts for the comparison report, as PNG bytes.
+
+Figures are drawn on matplotlib's Agg canvas directly (no pyplot): no display, no
+global figure state, safe in CI and in threads. Every chart colours a machine the
+same way, so a reader can follow one machine from chart to chart.
+"""
+
+from __future__ import annotations
+
+import io
+import textwrap
+
+import numpy as np
+import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from bench.reports import formatting as fmt
+
+PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
+           "#17becf")
+
+
+def machine_colours(machines: list[str]) -> dict[str, str]:
+    return {m: PALETTE[i % len(PALETTE)] for i, m in enumerate(machines)}
+
+
+def _png(figure: Figure) -> bytes:
+    FigureCanvasAgg(figure)
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=100, metadata={"Software": None})
+    return buffer.getvalue()
+
+
+def _short(label: str, width: int = 34) -> str:
+    return "\n".join(textwrap.wrap(label, width)) or label
+
+
+def accuracy_curves_png(curves: pd.DataFrame, title: str, target: float | None,
+                        colours: dict[str, str]) -> bytes | None:
+    """Accuracy against seconds in the timed region, one line per run, coloured by machine.
+
+    Only the points with an accuracy are drawn (budget runs without curve evaluations
+    have one, their final evaluation). None when no run has any.
+    """
+    points = curves.assign(time_s=pd.to_numeric(curves["time_s"], errors="coerce"),
+                           accuracy=pd.to_numeric(curves["accuracy"], errors="coerce")).dropna(
+        subset=["time_s", "accuracy"])
+    if points.empty:
+        return None
+    figure = Figure(figsize=(7.5, 4.2))
+    axes = figure.add_subplot()
+    labelled: set[str] = set()
+    for (invocation, run), line in points.groupby(["id", "run"], sort=False):
+        machine = line["machine"].iloc[0]
+        line = line.sort_values("time_s")
+        axes.plot(line["time_s"], 100 * line["accuracy"], marker="o", markersize=3, linewidth=1, alpha=0.8,
+                  color=colours.get(machine, "#444"), label=None if machine in labelled else _short(machine, 50))
+        labelled.add(machine)
+    if target is not None:
+        axes.axhline(100 * target, color="#333", linestyle="--", linewidth=1, label=f"target {fmt.percent(target)}")
+    times = points["time_s"][points["time_s"] > 0]
+    if len(times) and times.max() / times.min() > 30:  # machines far apart: a log axis keeps both readable
+        axes.set_xscale("log")
+    axes.set_xlabel("seconds in the timed region")
+    axes.set_ylabel("top-1 accuracy (%)")
+    axes.set_title(title)
+    axes.grid(True, alpha=0.3)
+    axes.legend(fontsize=7, loc="lower right")
+    return _png(figure)
+
+
+def machine_bars_png(entries: pd.DataFrame, runs: pd.DataFrame, title: str, colours: dict[str, str]) -> bytes:
+    """Per machine: median time to target (bars) with every run's time (dots), energy per run,
+    and training throughput. A figure a machine did not measure is written as such, not drawn as 0."""
+    machines = list(entries["machine"])
+    y = np.arange(len(machines))
+    figure = Figure(figsize=(11, 1.2 + 0.55 * len(machines)))
+    panels = figure.subplots(1, 3, sharey=True)
+    colour = [colours.get(m, "#444") for m in machines]
+    specs = (("median_time_s", "time to target (s)", fmt.seconds), ("mean_energy_j", "energy per run (J)", fmt.energy),
+             ("median_train_images_per_s", "training images/s", fmt.rate))
+    for axes, (column, label, shown) in zip(panels, specs):
+        values = pd.to_numeric(entries[column], errors="coerce").to_numpy(dtype=float)
+        measured = values[np.isfinite(values) & (values > 0)]
+        log = len(measured) > 1 and measured.max() / measured.min() > 30  # far apart: keep the small ones visible
+        if log:
+            axes.set_xscale("log")
+        axes.barh(y, values if log else np.nan_to_num(values), color=colour, alpha=0.85)
+        for i, value in enumerate(values):
+            if np.isnan(value):
+                axes.text(0.02, i, "not measured", va="center", fontsize=7, color="#666",
+                          transform=axes.get_yaxis_transform())
+            else:
+                axes.text(value, i, " " + shown(value), va="center", fontsize=7)
+        if len(measured):
+            axes.set_xlim(right=measured.max() * (8 if log else 1.3))
+        if column == "median_time_s":
+            for i, invocation in enumerate(entries["id"]):
+                times = pd.to_numeric(runs.loc[runs["id"] == invocation, "time_to_target_s"], errors="coerce")
+                times = times.dropna()
+                axes.plot(times, np.full(len(times), i), "k.", markersize=4, alpha=0.7)
+        axes.set_xlabel(label)
+        axes.grid(True, axis="x", alpha=0.3)
+    panels[0].set_yticks(y, [_short(m) for m in machines], fontsize=7)
+    panels[0].invert_yaxis()
+    figure.suptitle(title)
+    return _png(figure)

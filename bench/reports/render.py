@@ -1,0 +1,98 @@
+"""One table, three faces: Markdown, self-contained HTML, and a rich table for the terminal.
+
+Reports build `ReportTable`s of already formatted strings; this module only lays them
+out, so the Markdown file, the HTML page and the console always show the same cells.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+from dataclasses import dataclass, field
+
+from rich.table import Table
+
+
+@dataclass
+class ReportTable:
+    title: str
+    columns: list[str]
+    rows: list[list[str]] = field(default_factory=list)
+    anchor: str = ""                # HTML id, so a reader (or a test) can find the table
+    note: str = ""                  # one line under the title: what the rows are, how they were chosen
+    row_styles: list[str] = field(default_factory=list)  # per row: "" | "bad" | "good" | "muted"
+
+    def add(self, cells: list[str], style: str = "") -> None:
+        assert len(cells) == len(self.columns), (cells, self.columns)
+        self.rows.append(cells)
+        self.row_styles.append(style)
+
+
+def _md_cell(value: str) -> str:
+    return value.replace("|", "\\|").replace("\n", " ")
+
+
+def table_markdown(table: ReportTable, level: int = 3) -> str:
+    lines = [f"{'#' * level} {table.title}", ""]
+    if table.note:
+        lines += [table.note, ""]
+    if not table.rows:
+        return "\n".join(lines + ["(none)", ""])
+    lines.append("| " + " | ".join(_md_cell(c) for c in table.columns) + " |")
+    lines.append("|" + "|".join("---" for _ in table.columns) + "|")
+    lines += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in table.rows]
+    return "\n".join(lines + [""])
+
+
+def table_html(table: ReportTable, level: int = 3) -> str:
+    anchor = f' id="{html.escape(table.anchor)}"' if table.anchor else ""
+    parts = [f"<section{anchor}>", f"<h{level}>{html.escape(table.title)}</h{level}>"]
+    if table.note:
+        parts.append(f'<p class="note">{html.escape(table.note)}</p>')
+    if not table.rows:
+        parts.append('<p class="none">(none)</p></section>')
+        return "\n".join(parts)
+    parts.append("<table><thead><tr>" + "".join(f"<th>{html.escape(c)}</th>" for c in table.columns)
+                 + "</tr></thead><tbody>")
+    for row, style in zip(table.rows, table.row_styles):
+        klass = f' class="{style}"' if style else ""
+        parts.append(f"<tr{klass}>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>")
+    parts.append("</tbody></table></section>")
+    return "\n".join(parts)
+
+
+_RICH_STYLE = {"bad": "red", "good": "green", "muted": "dim"}
+
+
+def table_rich(table: ReportTable) -> Table:
+    out = Table(title=table.title, title_justify="left", caption=table.note or None, caption_justify="left")
+    for column in table.columns:
+        out.add_column(column)
+    for row, style in zip(table.rows, table.row_styles):
+        out.add_row(*row, style=_RICH_STYLE.get(style))
+    return out
+
+
+def png_img_html(png: bytes, alt: str) -> str:
+    """An <img> carrying its PNG inline, so the page needs no file beside it."""
+    data = base64.b64encode(png).decode("ascii")
+    return f'<figure><img alt="{html.escape(alt)}" src="data:image/png;base64,{data}"><figcaption>' \
+           f"{html.escape(alt)}</figcaption></figure>"
+
+
+_CSS = """
+body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; color: #222; padding: 0 1em; }
+table { border-collapse: collapse; margin: .5em 0 1.5em; font-size: 14px; }
+th, td { border: 1px solid #ccc; padding: 4px 8px; text-align: left; vertical-align: top; }
+th { background: #f3f3f3; }
+tr.bad td { background: #fde8e8; } tr.good td { background: #e8f6e8; } tr.muted td { color: #888; }
+p.note, p.none { color: #555; font-size: 13px; }
+figure { display: inline-block; margin: .5em; } img { max-width: 100%; border: 1px solid #eee; }
+figcaption { font-size: 12px; color: #555; }
+"""
+
+
+def html_page(title: str, body: str) -> str:
+    """A complete page with its style inline and no external asset (it opens offline, as one file)."""
+    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
+            f"<style>{_CSS}</style></head>\n<body>\n<h1>{html.escape(title)}</h1>\n{body}\n</body></html>\n")
