@@ -11,7 +11,7 @@ SUITE  ?= fashion-mnist-91
 ARGS   ?=
 FMNIST := /usr/share/datasets/fashion-mnist
 
-.PHONY: setup data run test perf
+.PHONY: setup data browser run test perf
 
 $(BIN)/bench: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,11 +28,18 @@ data:
 	  || (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q dataset-fashion-mnist >/dev/null 2>&1) \
 	  || echo "note: could not install dataset-fashion-mnist with apt; bench will try to download it")
 
+# Headless Chromium renders the comparison report in tests/test_report_browser.py (Debian's
+# `chromium`; its recommends bring fonts-liberation). Without it that test is skipped, saying so.
+browser:
+	@command -v chromium >/dev/null 2>&1 || (apt-get install -y -q chromium >/dev/null 2>&1 \
+	  || (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium >/dev/null 2>&1) \
+	  || echo "note: could not install chromium with apt; the browser test will be skipped")
+
 run: setup data
 	$(BIN)/bench run $(SUITE) $(ARGS)
 
 # The tests also cover the DALI loader: its extra is installed once (a 199 MB wheel).
-test: setup data
+test: setup data browser
 	$(BIN)/python -c "import nvidia.dali" 2>/dev/null || $(BIN)/pip install -q -e ".[test,dali]"
 	$(BIN)/python -m pytest -q tests
 

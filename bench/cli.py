@@ -51,6 +51,23 @@ def _parser() -> argparse.ArgumentParser:
     env = sub.add_parser("env", help="print the environment fingerprint",
                          description="Print the environment fingerprint recorded in every result file.")
     env.add_argument("--json", action="store_true", help="print JSON")
+
+    from bench import specs  # imports torch, which every bench command but list needs anyway
+
+    specs_parser = sub.add_parser("specs", help="network specification table: layers, params, FLOPs, memory, "
+                                  "images/s", description=specs.__doc__,
+                                  formatter_class=argparse.RawDescriptionHelpFormatter)
+    specs.add_arguments(specs_parser)
+
+    from bench.reports import check, compare, leaderboard  # ~0.25 s (pandas); matplotlib only when plotting
+
+    for name, module, summary in (
+            ("leaderboard", leaderboard, "rank the PASS results of each suite by median time to target"),
+            ("compare", compare, "machines side by side on the same suites: speed-ups, plots, HTML and Markdown"),
+            ("check", check, "regression gate for CI: a candidate result against a baseline (exit 1 on one)")):
+        report = sub.add_parser(name, help=summary, description=module.__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+        module.add_arguments(report)
     return parser
 
 
@@ -122,7 +139,20 @@ def cmd_env(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
-COMMANDS = {"list": cmd_list, "run": cmd_run, "env": cmd_env}
+def cmd_specs(args: argparse.Namespace, console: Console) -> int:
+    from bench.specs import command
+
+    return command(args, console)
+
+
+def cmd_report(args: argparse.Namespace, console: Console) -> int:
+    import importlib
+
+    return importlib.import_module(f"bench.reports.{args.command}").command(args, console)
+
+
+COMMANDS = {"list": cmd_list, "run": cmd_run, "env": cmd_env, "specs": cmd_specs,
+            "leaderboard": cmd_report, "compare": cmd_report, "check": cmd_report}
 
 
 def main(argv: list[str] | None = None) -> int:
