@@ -55,3 +55,45 @@ def test_airbench_train_step_cpu(benchmark, policy_name):
     benchmark.extra_info.update(precision=policy.precision, channels_last=policy.channels_last, batch=BATCH)
     benchmark.pedantic(step, rounds=6, iterations=1)
     benchmark.extra_info["images_per_s"] = BATCH / benchmark.stats.stats.mean
+
+
+def test_trainer_policy_speedup_ratio(benchmark):
+    """The gate CI keeps: this trainer's CPU policy against plain fp32 NCHW, timed
+    interleaved (A B A B ...) in one process so machine noise hits both alike, gated on
+    the ratio of medians, which holds across machines where absolute times do not.
+    DESIGN.md measured 2.5x on this CPU (avx512_bf16); the gate is 1.5x."""
+    import statistics
+    import time
+
+    from bench.train import cpu_has_fast_bf16
+
+    if not cpu_has_fast_bf16():
+        pytest.skip("this CPU has no fast bf16 (avx512_bf16/amx): the policy falls back to fp32")
+    recipe = load_suite("cifar10-94").recipe
+    steps = {}
+    for name in ("bench-trainer", "plain-fp32-nchw"):
+        torch.manual_seed(0)
+        model = build_model("airbench", 10, (3, 32, 32))
+        policy = resolve_policy(recipe, CPU, model) if name == "bench-trainer" else Policy("fp32", False, "off")
+        if policy.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        optimizer = build_optimizer(model, recipe)
+        images, labels = _batches(policy.channels_last)[0]
+        steps[name] = (lambda m=model, o=optimizer, x=images, y=labels, p=policy:
+                       _train_step(m, o, None, x, y, 0.2, p.autocast_dtype))
+        steps[name]()  # warm-up
+    times = {name: [] for name in steps}
+
+    def interleaved():
+        for name, step in steps.items():
+            start = time.perf_counter()
+            step()
+            times[name].append(time.perf_counter() - start)
+
+    benchmark.group = "airbench train step, CPU, batch 256: ratio"
+    benchmark.pedantic(interleaved, rounds=5, iterations=1)
+    trainer, plain = (statistics.median(times[n]) for n in ("bench-trainer", "plain-fp32-nchw"))
+    ratio = plain / trainer
+    benchmark.extra_info.update(trainer_images_per_s=BATCH / trainer, plain_images_per_s=BATCH / plain,
+                                speedup=ratio)
+    assert ratio >= 1.5, f"trainer policy only {ratio:.2f}x the plain fp32 NCHW step"
