@@ -11,7 +11,7 @@ SUITE  ?= fashion-mnist-91
 ARGS   ?=
 FMNIST := /usr/share/datasets/fashion-mnist
 
-.PHONY: setup data browser run test perf
+.PHONY: setup data browser run test gate perf
 
 $(BIN)/bench: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -42,6 +42,16 @@ run: setup data
 test: setup data browser
 	$(BIN)/python -c "import nvidia.dali" 2>/dev/null || $(BIN)/pip install -q -e ".[test,dali]"
 	$(BIN)/python -m pytest -q tests
+	$(MAKE) --no-print-directory gate
+
+# The regression gate: a fresh fashion-mnist-smoke invocation against the committed baseline.
+# The time floor is wide (50%) because the baseline was measured on another day's machine;
+# accuracy is compared exactly (fp32). Fine speed gates are ratios, in tests/perf.
+GATE_DIR := .gate-results
+gate: setup data
+	rm -rf $(GATE_DIR)
+	$(BIN)/bench run fashion-mnist-smoke --device cpu --results $(GATE_DIR)
+	$(BIN)/bench check results/baselines $(GATE_DIR) --time-floor 0.5
 
 perf: setup data
 	$(BIN)/python -c "import nvidia.dali" 2>/dev/null || $(BIN)/pip install -q -e ".[test,dali]"

@@ -78,7 +78,8 @@ def test_frames_have_a_row_per_invocation_run_and_curve_point():
     assert set(found.curves.columns) >= {"id", "machine", "run", "epoch", "time_s", "accuracy"}
     row = inv.loc[fixture("h100-cifar10-94")["id"]]
     assert row["machine"] == H100 and row["suite"] == "cifar10-94" and row["code"] == "3f9c2ab"
-    assert row["software"] == "torch 2.13.0, CUDA 13.0" and row["date"] == "2026-11-20"
+    assert row["software"] == "torch 2.13.0, CUDA 13.0, resident loader" and row["date"] == "2026-11-20"
+    assert row["loader"] == "resident"
     assert row["ci_half_width"] == pytest.approx((row["ci_high"] - row["ci_low"]) / 2)
     assert inv.loc[fixture("h100-fashion-mnist-91")["id"], "code"] == "3f9c2ab+dirty"
     assert inv.loc[fixture("h100-cifar10-94-interrupted")["id"], "planned_runs"] == 5

@@ -120,9 +120,18 @@ def code_label(code: dict[str, Any] | None) -> str:
     return f"v{code['version']} (no git)" if code.get("version") else "unknown"
 
 
-def software_label(env: dict[str, Any]) -> str:
+def software_label(env: dict[str, Any], loader: str | None = None) -> str:
     cuda = env.get("cuda")
-    return f"torch {env.get('torch') or '?'}, " + (f"CUDA {cuda}" if cuda else "no CUDA")
+    label = f"torch {env.get('torch') or '?'}, " + (f"CUDA {cuda}" if cuda else "no CUDA")
+    return label + (f", {loader} loader" if loader else "")
+
+
+def loader_used(record: dict[str, Any]) -> str | None:
+    """The loader the runs used (the invocation may only have said `auto`)."""
+    for run in record.get("runs") or []:
+        if isinstance(run, dict) and run.get("loader"):
+            return run["loader"]
+    return (record.get("invocation") or {}).get("loader")
 
 
 # ---------------------------------------------------------------- frames ----
@@ -175,7 +184,8 @@ def invocation_row(loaded: LoadedResult) -> dict[str, Any]:
         "cpu_model": cpu.get("model"),
         "cpu_cores": cpu.get("cores"),
         "ram_gb": env.get("ram_gb"),
-        "software": software_label(env),
+        "software": software_label(env, loader_used(r)),
+        "loader": loader_used(r),
         "torch": env.get("torch"),
         "cuda": env.get("cuda"),
         "cudnn": env.get("cudnn"),
