@@ -25,13 +25,7 @@ QUICK = specs.SpecsOptions(repeats=1, warmup=0)
 CPU = torch.device("cpu")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # tiny forwards gain nothing from intra-op threads and compete with other work on 2 cores
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def quick_report(models, devices=("cpu",), train=False, **kw):

@@ -32,14 +32,7 @@ TORCHVISION_PARAMS = {
 SMALL_SIDE = {name: 64 for name in zoo.ZOO} | {"inception_v3": 75, "tiny": 8}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # small-input forwards gain nothing from intra-op threads, and OpenMP threads that
-    # compete with another busy process on a 2-core machine make them up to 100x slower
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def n_params(model: nn.Module) -> int:

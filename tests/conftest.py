@@ -1,0 +1,14 @@
+"""Shared test fixtures."""
+
+import pytest
+import torch
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Small forwards gain nothing from intra-op threads, and OpenMP threads that compete
+    with another busy process on a 2-core machine make them up to 100x slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
