@@ -161,7 +161,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return EXIT_BAD_INPUT
-    console = Console(highlight=False)
+    # Logs and pipes get rich's 80 columns by default, too narrow for the run tables.
+    console = Console(highlight=False, width=None if sys.stdout.isatty() else 120)
     try:
         return COMMANDS[args.command](args, console)
     except BenchError as exc:

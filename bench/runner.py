@@ -114,6 +114,9 @@ def run_invocation(suite: Suite, *, runs: int | None = None, seed: int = 0, devi
     def save(status: str) -> Path:
         record["status"] = status
         record["aggregate"] = aggregate(record["runs"], suite.target)
+        if status in ("interrupted", "failed"):
+            # the figures over the finished runs stay, but a partial invocation earns no verdict
+            record["aggregate"]["verdict"] = "INCOMPLETE"
         record["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         return writer.write(record)
 

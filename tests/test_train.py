@@ -143,6 +143,7 @@ def test_interrupt_keeps_finished_runs(tmp_path, suite_file, fake_load, monkeypa
         run_invocation(load_suite(suite_file(epochs=1)), runs=3, device_choice="cpu", results_dir=tmp_path)
     saved = json.loads(stop.value.path.read_text())
     assert saved["status"] == "interrupted" and len(saved["runs"]) == 1
+    assert saved["aggregate"]["verdict"] == "INCOMPLETE" and saved["aggregate"]["mean_accuracy"] is not None
 
 
 def test_cuda_requested_without_cuda_is_one_line():
