@@ -43,6 +43,9 @@ def _parser() -> argparse.ArgumentParser:
                      help="torch.compile mode, instead of the suite's recipe.compile (recorded as an override)")
     run.add_argument("--results", type=Path, help="folder for result files (default results/runs, or "
                                                   "$BENCH_RESULTS/runs)")
+    run.add_argument("--versus", action="append", default=[], metavar="SUITE",
+                     help="race another suite in the same invocation: seeds interleaved (A B A B ...), one "
+                          "result file each (e.g. bench run cifar10-94 --versus airbench94)")
     run.add_argument("--offline", action="store_true", help="never download data sets")
     run.add_argument("--loader", default="auto", choices=("auto", "resident", "torch", "dali"),
                      help="how batches reach the model: resident (whole set on the device), torch "
@@ -93,27 +96,30 @@ def cmd_list(args: argparse.Namespace, console: Console) -> int:
 def cmd_run(args: argparse.Namespace, console: Console) -> int:
     from bench.progress import RichReporter
     from bench.results import default_results_dir
-    from bench.runner import Interrupted, run_invocation
+    from bench.runner import Interrupted, run_race
     from bench.suites import load_suite
     from bench.summary import aggregate_table, runs_table
 
     overrides = args.overrides + ([f"recipe.compile={args.compile!r}".replace("'", '"')] if args.compile else [])
-    suite = load_suite(args.suite, overrides)
+    # --set and --compile apply to every suite of a race: the same data and settings for all
+    suites = [load_suite(ref, overrides) for ref in [args.suite, *args.versus]]
     reporter = RichReporter(Console(stderr=True, highlight=False))
     try:
-        record, path = run_invocation(suite, runs=args.runs, seed=args.seed, device_choice=args.device,
-                                      results_dir=args.results or default_results_dir(), reporter=reporter,
-                                      offline=args.offline, command=["bench", *sys.argv[1:]], loader=args.loader)
+        finished = run_race(suites, runs=args.runs, seed=args.seed, device_choice=args.device,
+                            results_dir=args.results or default_results_dir(), reporter=reporter,
+                            offline=args.offline, command=["bench", *sys.argv[1:]], loader=args.loader)
     except Interrupted as stop:
-        where = f"finished runs kept in {stop.path}" if stop.path else "no run had finished; nothing written"
+        where = f"finished runs kept in {', '.join(map(str, stop.paths))}" if stop.paths else \
+            "no run had finished; nothing written"
         console.print(f"[yellow]interrupted[/yellow]: {where}")
         return EXIT_INTERRUPTED
-    console.print(runs_table(record))
-    console.print(aggregate_table(record))
-    console.print(f"result: {path}")
-    if record["status"] != "complete":
+    for record, path in finished:
+        console.print(runs_table(record))
+        console.print(aggregate_table(record))
+        console.print(f"result: {path}")
+    if any(record["status"] != "complete" for record, _ in finished):
         return EXIT_BROKEN
-    return 0 if record["aggregate"]["verdict"] == "PASS" else EXIT_FAIL
+    return 0 if all(record["aggregate"]["verdict"] == "PASS" for record, _ in finished) else EXIT_FAIL
 
 
 def cmd_env(args: argparse.Namespace, console: Console) -> int:

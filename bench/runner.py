@@ -31,9 +31,10 @@ from bench.train import PreparedData, resolve_device, train_run
 class Interrupted(Exception):
     """Ctrl-C during an invocation; the finished runs were written."""
 
-    def __init__(self, path: Path | None):
+    def __init__(self, path: Path | None, paths: list[Path] | None = None):
         super().__init__("interrupted")
         self.path = path
+        self.paths = paths if paths is not None else ([path] if path else [])
 
 
 def subset(dataset: ArrayDataset, train_size: int | None, test_size: int | None) -> ArrayDataset:
@@ -67,82 +68,144 @@ def mfu(run: dict[str, Any], train_flops_per_image: int, peak_flops_per_s: float
     return train_flops_per_image * run["train_images_per_s"] / peak_flops_per_s
 
 
-def run_invocation(suite: Suite, *, runs: int | None = None, seed: int = 0, device_choice: str = "auto",
-                   results_dir: Path, reporter: Reporter | None = None, offline: bool = False,
-                   command: list[str] | None = None, loader: str = "auto") -> tuple[dict[str, Any], Path | None]:
-    reporter = reporter or NullReporter()
-    device = resolve_device(device_choice)
-    choose_loader(loader, 0, device)  # an unknown or uninstalled loader is refused before any work
-    writer = ResultWriter(results_dir)  # refuses an unwritable folder before any work
-    count = runs if runs is not None else suite.resolved["runs"]
-    if count < 1:
-        raise BenchError(f"--runs {count}: give at least 1")
-    seeds = [seed + i for i in range(count)]
+class Invocation:
+    """One suite's invocation: prepared once, then run seed by seed, its file saved after each.
 
-    t0 = time.perf_counter()
-    dataset = load_dataset(suite.dataset["name"], path=suite.dataset["path"], reporter=reporter, offline=offline)
-    dataset = subset(dataset, suite.dataset["train_size"], suite.dataset["test_size"])
-    data = PreparedData.from_dataset(dataset)
-    data_prep_s = time.perf_counter() - t0
+    `run_invocation` drives one of these; `run_race` drives several, interleaving their seeds.
+    """
 
-    matmul_dtype = torch.bfloat16 if device.type == "cuda" or fingerprint(device)["cpu"]["fast_bf16"] else torch.float32
-    peak = matmul_flops_per_s(device, matmul_dtype)
+    def __init__(self, suite: Suite, *, runs: int | None, seed: int, device: torch.device, results_dir: Path,
+                 reporter: Reporter, offline: bool, command: list[str] | None, loader: str):
+        self.suite, self.device, self.reporter, self.offline, self.loader = suite, device, reporter, offline, loader
+        self.writer = ResultWriter(results_dir)  # refuses an unwritable folder before any work
+        count = runs if runs is not None else suite.resolved["runs"]
+        if count < 1:
+            raise BenchError(f"--runs {count}: give at least 1")
+        self.seeds = [seed + i for i in range(count)]
+        self.command = command
+        self.record: dict[str, Any] = {}
+        self.path: Path | None = None
+        self.ended = False  # diverged: no more runs
 
-    record: dict[str, Any] = {
-        "schema_version": SCHEMA_VERSION,
-        "id": writer.run_id,
-        "status": "interrupted",  # until the last run is in
-        "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "finished_at": None,
-        "suite": {"name": suite.name, "hash": suite.hash, "overrides": suite.overrides,
-                  "path": str(suite.path), "resolved": suite.resolved},
-        "code": code_version(),
-        "env": fingerprint(device),
-        "model": model_figures(suite, data),
-        "dataset": {"name": dataset.name, "source": dataset.source, "sha256": dataset.sha256,
-                    "train_size": len(dataset.train_labels), "test_size": len(dataset.test_labels),
-                    "classes": list(dataset.classes), "shape": list(data.in_shape)},
-        "invocation": {"device": device.type, "seeds": seeds, "data_prep_s": data_prep_s, "loader": loader,
-                       "matmul_flops_per_s": peak, "matmul_dtype": str(matmul_dtype).replace("torch.", ""),
-                       "command": command or sys.argv},
-        "runs": [],
-        "aggregate": aggregate([], suite.target),
-        "error": None,
-    }
-    path: Path | None = None
+    def prepare(self, peak: tuple[float, torch.dtype] | None = None) -> tuple[float, torch.dtype]:
+        """Loads the data, counts the model, measures the matmul rate (unless given), and
+        starts the record. Returns the rate so a race measures it once for all."""
+        suite, device = self.suite, self.device
+        t0 = time.perf_counter()
+        dataset = load_dataset(suite.dataset["name"], path=suite.dataset["path"], reporter=self.reporter,
+                               offline=self.offline)
+        dataset = subset(dataset, suite.dataset["train_size"], suite.dataset["test_size"])
+        self.data = PreparedData.from_dataset(dataset)
+        data_prep_s = time.perf_counter() - t0
+        if peak is None:
+            dtype = torch.bfloat16 if device.type == "cuda" or fingerprint(device)["cpu"]["fast_bf16"] \
+                else torch.float32
+            peak = (matmul_flops_per_s(device, dtype), dtype)
+        self.peak = peak[0]
+        self.record = {
+            "schema_version": SCHEMA_VERSION,
+            "id": self.writer.run_id,
+            "status": "interrupted",  # until the last run is in
+            "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "finished_at": None,
+            "suite": {"name": suite.name, "hash": suite.hash, "overrides": suite.overrides,
+                      "path": str(suite.path), "resolved": suite.resolved},
+            "code": code_version(),
+            "env": fingerprint(device),
+            "model": model_figures(suite, self.data),
+            "dataset": {"name": dataset.name, "source": dataset.source, "sha256": dataset.sha256,
+                        "train_size": len(dataset.train_labels), "test_size": len(dataset.test_labels),
+                        "classes": list(dataset.classes), "shape": list(self.data.in_shape)},
+            "invocation": {"device": device.type, "seeds": self.seeds, "data_prep_s": data_prep_s,
+                           "loader": self.loader, "matmul_flops_per_s": peak[0],
+                           "matmul_dtype": str(peak[1]).replace("torch.", ""), "command": self.command or sys.argv,
+                           "race": None},
+            "runs": [],
+            "aggregate": aggregate([], suite.target),
+            "error": None,
+        }
+        return peak
 
-    def save(status: str) -> Path:
+    def save(self, status: str) -> Path:
+        record = self.record
         record["status"] = status
-        record["aggregate"] = aggregate(record["runs"], suite.target)
+        record["aggregate"] = aggregate(record["runs"], self.suite.target)
         if status in ("interrupted", "failed"):
             # the figures over the finished runs stay, but a partial invocation earns no verdict
             record["aggregate"]["verdict"] = "INCOMPLETE"
         record["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        return writer.write(record)
+        self.path = self.writer.write(record)
+        return self.path
 
+    def run(self, i: int) -> None:
+        """Trains seed number i and saves; a diverged run ends the invocation."""
+        seed, count = self.seeds[i], len(self.seeds)
+        label = f"{self.suite.name} run {i + 1}/{count} seed {seed}"
+        run = train_run(self.suite.resolved, self.data, seed, self.device, self.reporter, label=label,
+                        loader=self.loader)
+        run["mfu"] = mfu(run, self.record["model"]["train_flops_per_image"], self.peak)
+        self.record["runs"].append(run)
+        if run["status"] == "diverged":
+            self.reporter.notice(f"{self.suite.name} seed {seed}: the loss became NaN or infinite; "
+                                 "the invocation ends as diverged")
+            self.ended = True
+            self.save("diverged")
+            return
+        self.save("interrupted" if i + 1 < count else "complete")
+
+    def stop(self, exc: BaseException) -> None:
+        """Keeps what finished when the invocation is cut short."""
+        if self.ended or not self.record or self.record["status"] != "interrupted":
+            return
+        if isinstance(exc, KeyboardInterrupt):
+            if self.record["runs"]:
+                self.save("interrupted")
+        elif isinstance(exc, BenchError):
+            if self.record["runs"]:  # bad input before any run leaves results/ untouched
+                self.record["error"] = {"type": "BenchError", "message": str(exc)}
+                self.save("failed")
+        else:
+            self.record["error"] = {"type": type(exc).__name__, "message": str(exc),
+                                    "traceback": traceback.format_exc()}
+            self.save("failed")
+
+
+def run_race(suites: list[Suite], *, runs: int | None = None, seed: int = 0, device_choice: str = "auto",
+             results_dir: Path, reporter: Reporter | None = None, offline: bool = False,
+             command: list[str] | None = None, loader: str = "auto") -> list[tuple[dict[str, Any], Path | None]]:
+    """Several suites in one invocation, their seeds interleaved (A B A B ...), so that what
+    the machine does meanwhile (clocks, heat, neighbours) falls on all of them alike.
+    Each suite gets its own result file; each names the others in `invocation.race`."""
+    reporter = reporter or NullReporter()
+    device = resolve_device(device_choice)
+    choose_loader(loader, 0, device)  # an unknown or uninstalled loader is refused before any work
+    entrants = [Invocation(s, runs=runs, seed=seed, device=device, results_dir=results_dir, reporter=reporter,
+                           offline=offline, command=command, loader=loader) for s in suites]
     try:
-        for i, s in enumerate(seeds):
-            run = train_run(suite.resolved, data, s, device, reporter, label=f"run {i + 1}/{count} seed {s}",
-                            loader=loader)
-            run["mfu"] = mfu(run, record["model"]["train_flops_per_image"], peak)
-            record["runs"].append(run)
-            if run["status"] == "diverged":
-                reporter.notice(f"seed {s}: the loss became NaN or infinite; the invocation ends as diverged")
-                return record, save("diverged")
-            path = save("interrupted" if i + 1 < count else "complete")
-        return record, path
-    except KeyboardInterrupt:
-        path = save("interrupted") if record["runs"] else None
-        raise Interrupted(path) from None
-    except BenchError as exc:
-        if record["runs"]:  # keep what finished; bad input before any run leaves results/ untouched
-            record["error"] = {"type": "BenchError", "message": str(exc)}
-            save("failed")
-        raise
-    except Exception as exc:
-        record["error"] = {"type": type(exc).__name__, "message": str(exc), "traceback": traceback.format_exc()}
-        save("failed")
+        peak = None
+        for entrant in entrants:
+            peak = entrant.prepare(peak)
+        if len(entrants) > 1:
+            for entrant in entrants:
+                entrant.record["invocation"]["race"] = [
+                    {"suite": other.suite.name, "id": other.writer.run_id} for other in entrants if other is not entrant]
+        for i in range(max(len(e.seeds) for e in entrants)):
+            for entrant in entrants:
+                if not entrant.ended and i < len(entrant.seeds):
+                    entrant.run(i)
+        return [(e.record, e.path) for e in entrants]
+    except BaseException as exc:
+        for entrant in entrants:
+            entrant.stop(exc)
+        if isinstance(exc, KeyboardInterrupt):
+            paths = [e.path for e in entrants if e.path is not None]
+            raise Interrupted(paths[0] if paths else None, paths) from None
         raise
     finally:
         if device.type == "cuda":
             torch.cuda.empty_cache()
+
+
+def run_invocation(suite: Suite, **options: Any) -> tuple[dict[str, Any], Path | None]:
+    """N runs of one suite (see run_race for the options)."""
+    return run_race([suite], **options)[0]

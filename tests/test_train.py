@@ -151,3 +151,25 @@ def test_cuda_requested_without_cuda_is_one_line():
         pytest.skip("this machine has CUDA")
     with pytest.raises(BenchError, match="no CUDA device"):
         resolve_device("cuda")
+
+
+def test_a_race_interleaves_seeds_and_links_the_result_files(tmp_path, suite_file, fake_load, monkeypatch):
+    import bench.runner as runner
+    from bench.runner import run_race
+
+    order, real = [], runner.train_run
+
+    def record_order(resolved, data, seed, *args, **kwargs):
+        order.append((resolved["recipe"]["lr"], seed))
+        return real(resolved, data, seed, *args, **kwargs)
+
+    monkeypatch.setattr(runner, "train_run", record_order)
+    a = load_suite(suite_file(epochs=1))
+    b = load_suite(suite_file(epochs=1), ["recipe.lr=0.02"])
+    (ra, pa), (rb, pb) = run_race([a, b], runs=2, seed=7, device_choice="cpu", results_dir=tmp_path)
+    assert order == [(0.05, 7), (0.02, 7), (0.05, 8), (0.02, 8)]
+    assert pa != pb and ra["status"] == rb["status"] == "complete"
+    saved_a, saved_b = json.loads(pa.read_text()), json.loads(pb.read_text())
+    assert saved_a["invocation"]["race"] == [{"suite": "tiny", "id": saved_b["id"]}]
+    assert saved_b["invocation"]["race"] == [{"suite": "tiny", "id": saved_a["id"]}]
+    assert saved_a["invocation"]["matmul_flops_per_s"] == saved_b["invocation"]["matmul_flops_per_s"]
