@@ -138,8 +138,10 @@ class _PlainTask(Task):
         self._console.print(f"{self._description} {self._completed:g}{of}  {_format_fields(fields)}".rstrip())
 
     def advance(self, amount: float = 1, **fields: Any) -> None:
+        was_done = self._total is not None and self._completed >= self._total
         self._completed += amount
-        if fields or (self._total is not None and self._completed >= self._total):
+        now_done = self._total is not None and self._completed >= self._total
+        if fields or (now_done and not was_done):  # the end is said once, however it is reached
             self._line(fields)
 
     def update(self, **fields: Any) -> None:
