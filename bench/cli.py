@@ -16,6 +16,8 @@ from rich.table import Table
 
 from bench import __version__
 from bench.errors import BenchError
+from bench.loaders import LOADER_KINDS
+from bench.suites import SCHEMA
 
 EXIT_FAIL, EXIT_BAD_INPUT, EXIT_BROKEN, EXIT_INTERRUPTED = 1, 2, 3, 130
 
@@ -39,7 +41,7 @@ def _parser() -> argparse.ArgumentParser:
                      help="where to train (default: cuda when available)")
     run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                      help="override a suite key, e.g. --set recipe.epochs=2 (recorded; changes the suite hash)")
-    run.add_argument("--compile", choices=("off", "auto", "default", "reduce-overhead", "max-autotune"),
+    run.add_argument("--compile", choices=SCHEMA["recipe"]["compile"].choices,
                      help="torch.compile mode, instead of the suite's recipe.compile (recorded as an override)")
     run.add_argument("--results", type=Path, help="folder for result files (default results/runs, or "
                                                   "$BENCH_RESULTS/runs)")
@@ -47,7 +49,7 @@ def _parser() -> argparse.ArgumentParser:
                      help="race another suite in the same invocation: seeds interleaved (A B A B ...), one "
                           "result file each (e.g. bench run cifar10-94 --versus airbench94)")
     run.add_argument("--offline", action="store_true", help="never download data sets")
-    run.add_argument("--loader", default="auto", choices=("auto", "resident", "torch", "dali"),
+    run.add_argument("--loader", default="auto", choices=LOADER_KINDS,
                      help="how batches reach the model: resident (whole set on the device), torch "
                           "(DataLoader), dali (NVIDIA DALI); auto picks resident when it fits (default)")
 

@@ -87,13 +87,23 @@ def fingerprint(device: torch.device | None = None) -> dict[str, Any]:
         "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
         "gpu": _gpu(),
         "cpu": {"model": _cpu_model(), "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-                "fast_bf16": _fast_bf16()},
+                "fast_bf16": cpu_has_fast_bf16()},
         "ram_gb": _ram_gb(),
         "dali": dali_version,
     }
 
 
-def _fast_bf16() -> bool:
-    from bench.train import cpu_has_fast_bf16  # one definition of the rule the trainer applies
+def cpu_has_fast_bf16() -> bool:
+    """bf16 pays on CPUs with native bf16 dot products (AVX512-BF16 or AMX)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((line for line in f if line.startswith("flags")), "")
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
 
-    return cpu_has_fast_bf16()
+
+def bf16_is_fast(device: torch.device) -> bool:
+    """The one rule for "bf16 is this device's fast arithmetic": the trainer's precision=auto
+    and the matmul rate behind MFU both follow it."""
+    return device.type == "cuda" or cpu_has_fast_bf16()

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from bench.datasets import ArrayDataset, load_dataset
-from bench.env import code_version, fingerprint
+from bench.env import bf16_is_fast, code_version, fingerprint
 from bench.errors import BenchError
 from bench.loaders import choose_loader
 from bench.measure import aggregate, count_params, forward_flops_per_image, matmul_flops_per_s
@@ -98,8 +98,7 @@ class Invocation:
         self.data = PreparedData.from_dataset(dataset)
         data_prep_s = time.perf_counter() - t0
         if peak is None:
-            dtype = torch.bfloat16 if device.type == "cuda" or fingerprint(device)["cpu"]["fast_bf16"] \
-                else torch.float32
+            dtype = torch.bfloat16 if bf16_is_fast(device) else torch.float32
             peak = (matmul_flops_per_s(device, dtype), dtype)
         self.peak = peak[0]
         self.record = {

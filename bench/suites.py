@@ -19,12 +19,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from bench.datasets import DATASET_NAMES
 from bench.errors import BenchError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SUITES_DIR = REPO_ROOT / "suites"
 
-DATASETS = ("cifar10", "cifar10-jpeg", "fashion-mnist", "mnist", "imagefolder")
 SCHEDULES = ("constant", "piecewise", "onecycle", "step", "cosine_restarts")
 
 
@@ -59,7 +59,7 @@ SCHEMA: dict[str, Any] = {
     "devices": Key("list", default=["cpu", "cuda"], check=lambda v: all(d in ("cpu", "cuda") for d in v),
                    expect='a list drawn from "cpu", "cuda"'),
     "dataset": {
-        "name": Key("str", required=True, choices=DATASETS),
+        "name": Key("str", required=True, choices=DATASET_NAMES),
         "path": Key("str"),
         "train_size": Key("int", check=_positive, expect="a positive integer"),
         "test_size": Key("int", check=_positive, expect="a positive integer"),

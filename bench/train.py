@@ -20,7 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench.datasets import ArrayDataset, imagefolder_files
+from bench.datasets import FILE_DATASETS, ArrayDataset, imagefolder_files
+from bench.env import bf16_is_fast
 from bench.errors import BenchError
 from bench.loaders import Augment, channel_stats, choose_loader, make_file_loader, make_loader
 from bench.gpu_monitor import GpuMonitor
@@ -46,16 +47,6 @@ def resolve_device(choice: str) -> torch.device:
     raise BenchError(f"--device {choice!r}: choose auto, cpu or cuda")
 
 
-def cpu_has_fast_bf16() -> bool:
-    """bf16 pays on CPUs with native bf16 dot products (AVX512-BF16 or AMX)."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            flags = next((line for line in f if line.startswith("flags")), "")
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
 @dataclass(frozen=True)
 class Policy:
     """How a run computes: chosen once from the recipe and the device, recorded in the result."""
@@ -72,7 +63,7 @@ class Policy:
 def resolve_policy(recipe: dict, device: torch.device, model: nn.Module) -> Policy:
     precision = recipe["precision"]
     if precision == "auto":
-        precision = "bf16" if device.type == "cuda" or cpu_has_fast_bf16() else "fp32"
+        precision = "bf16" if bf16_is_fast(device) else "fp32"
     if precision == "fp16" and device.type != "cuda":
         raise BenchError("recipe.precision fp16 needs CUDA; use bf16 or auto on CPU")
     has_conv = any(isinstance(m, nn.Conv2d) for m in model.modules())
@@ -192,7 +183,7 @@ def train_run(suite_resolved: dict, data: PreparedData, seed: int, device: torch
     common = dict(device=device, mean=data.mean, std=data.std, channels_last=policy.channels_last)
     ds = data.dataset
     dataset = suite_resolved["dataset"]
-    file_dataset = dataset["name"] in ("cifar10-jpeg", "imagefolder")
+    file_dataset = dataset["name"] in FILE_DATASETS
     kind = choose_loader(loader, ds.train_images.nbytes, device, file_dataset=file_dataset)
     train_options = dict(batch_size=recipe["batch_size"], augment=Augment.from_recipe(recipe["augment"]),
                          shuffle=True, drop_last=True, seed=seed, **common)

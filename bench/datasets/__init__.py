@@ -12,6 +12,6 @@ per format: `cifar` (python pickles), `idx` (MNIST family), `imagefolder` (folde
 from bench.datasets.arrays import ArrayDataset
 from bench.datasets.cache import cache_dir
 from bench.datasets.files import imagefolder_files
-from bench.datasets.registry import DATASET_NAMES, load_dataset
+from bench.datasets.registry import DATASET_NAMES, FILE_DATASETS, load_dataset
 
-__all__ = ["ArrayDataset", "DATASET_NAMES", "cache_dir", "imagefolder_files", "load_dataset"]
+__all__ = ["ArrayDataset", "DATASET_NAMES", "FILE_DATASETS", "cache_dir", "imagefolder_files", "load_dataset"]

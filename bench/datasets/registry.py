@@ -31,6 +31,8 @@ from bench.errors import BenchError
 from bench.progress import NullReporter, Reporter
 
 DATASET_NAMES = ("cifar10", "cifar10-jpeg", "fashion-mnist", "mnist", "imagefolder")
+# The ones whose source is a folder or archive of image files (a file-reading loader can use them).
+FILE_DATASETS = ("cifar10-jpeg", "imagefolder")
 
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 CIFAR10_MD5 = "c58f30108f718f92721af3b95e74349a"

@@ -65,7 +65,7 @@ def test_trainer_policy_speedup_ratio(benchmark):
     import statistics
     import time
 
-    from bench.train import cpu_has_fast_bf16
+    from bench.env import cpu_has_fast_bf16
 
     if not cpu_has_fast_bf16():
         pytest.skip("this CPU has no fast bf16 (avx512_bf16/amx): the policy falls back to fp32")
