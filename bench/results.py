@@ -25,8 +25,13 @@ SCHEMA_VERSION = 1
 STATUSES = ("complete", "interrupted", "diverged", "failed")
 
 
+def results_root() -> Path:
+    """The results folder: $BENCH_RESULTS or ./results. Invocations go in its runs/."""
+    return Path(os.environ.get("BENCH_RESULTS", "results"))
+
+
 def default_results_dir() -> Path:
-    return Path(os.environ.get("BENCH_RESULTS", "results")) / "runs"
+    return results_root() / "runs"
 
 
 def new_run_id() -> str:

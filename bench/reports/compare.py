@@ -27,7 +27,8 @@ from rich.console import Console
 from bench.errors import BenchError
 from bench.progress import RichReporter
 from bench.reports import formatting as fmt
-from bench.reports.frame import ResultFrames, newest_first, read_results, results_root
+from bench.reports.frame import ResultFrames, add_results_argument, newest_first, read_results
+from bench.results import results_root
 from bench.reports.render import ReportTable, html_page, png_img_html, table_html, table_markdown, table_rich
 from bench.reports.specs import SpecTable, read_spec_tables
 
@@ -298,8 +299,7 @@ def write_report(parts: list[ReportTable | Plot | str], out: Path) -> tuple[Path
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--results", type=Path, metavar="DIR",
-                        help="folder of result files: its runs/ when it has one (default: results, or $BENCH_RESULTS)")
+    add_results_argument(parser)
     parser.add_argument("--baseline", metavar="MACHINE",
                         help="the machine ratios are taken against: its label or a part of it naming one machine "
                              "(default: the machine that ran the most suites)")

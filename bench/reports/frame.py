@@ -13,8 +13,9 @@ format would publish wrong numbers.
 
 from __future__ import annotations
 
+import argparse
+
 import json
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,9 +31,9 @@ from bench.results import SCHEMA_VERSION
 REQUIRED_KEYS = ("schema_version", "id", "status", "suite", "env", "aggregate")
 
 
-def results_root() -> Path:
-    """The results folder: $BENCH_RESULTS or ./results (result files live in its runs/)."""
-    return Path(os.environ.get("BENCH_RESULTS", "results"))
+def add_results_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--results", type=Path, metavar="DIR",
+                        help="folder of result files: its runs/ when it has one (default: results, or $BENCH_RESULTS)")
 
 
 def result_files(source: Path) -> list[Path]:

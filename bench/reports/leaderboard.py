@@ -22,7 +22,8 @@ from rich.console import Console
 
 from bench.progress import RichReporter
 from bench.reports import formatting as fmt
-from bench.reports.frame import ResultFrames, require_results, results_root
+from bench.reports.frame import ResultFrames, add_results_argument, require_results
+from bench.results import results_root
 from bench.reports.render import ReportTable, html_page, table_html, table_markdown, table_rich
 
 RANKED_COLUMNS = ["rank", "median time to target (IQR)", "mean accuracy ± 95% CI (pp)", "runs", "runs ≥ target",
@@ -133,8 +134,7 @@ def render_html(boards: list[SuiteBoard]) -> str:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--results", type=Path, metavar="DIR",
-                        help="folder of result files: its runs/ when it has one (default: results, or $BENCH_RESULTS)")
+    add_results_argument(parser)
     parser.add_argument("--out", type=Path, metavar="DIR",
                         help="where LEADERBOARD.md and leaderboard.html go (default: the --results folder)")
 
