@@ -22,8 +22,17 @@ from bench.suites import SCHEMA
 EXIT_FAIL, EXIT_BAD_INPUT, EXIT_BROKEN, EXIT_INTERRUPTED = 1, 2, 3, 130
 
 
+class _OneLineParser(argparse.ArgumentParser):
+    """argparse, but a wrong argument is one line (what, where, what to do) instead of the usage block."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        Console(stderr=True, highlight=False).print(
+            f"[bold red]error:[/bold red] {self.prog}: {message}; see '{self.prog} --help'", soft_wrap=True)
+        raise SystemExit(EXIT_BAD_INPUT)
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="bench", description="Time-to-accuracy benchmarks for PyTorch "
+    parser = _OneLineParser(prog="bench", description="Time-to-accuracy benchmarks for PyTorch "
                                      "image classifiers (DAWNBench / MLPerf style).")
     parser.add_argument("--version", action="version", version=f"bench {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -165,7 +174,10 @@ COMMANDS = {"list": cmd_list, "run": cmd_run, "env": cmd_env, "specs": cmd_specs
 
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # the subcommand's own help lists what it takes
+        prog = f"bench {args.command}" if args.command else "bench"
+        _OneLineParser(prog=prog).error(f"unrecognized arguments: {' '.join(extra)}")
     if args.command is None:
         parser.print_help()
         return EXIT_BAD_INPUT

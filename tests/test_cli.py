@@ -113,3 +113,28 @@ def test_no_traceback_from_a_real_process(tmp_path):
     assert done.returncode == 2
     assert "Traceback" not in done.stderr and "unknown suite 'no-such-suite'" in done.stderr
     assert not os.listdir(tmp_path)
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["run", "fashion-mnist-91", "--runs", "x"], "bench run: argument --runs: invalid int value"),
+    (["run", "fashion-mnist-91", "--loader", "fast"], "bench run: argument --loader: invalid choice"),
+    (["run", "fashion-mnist-91", "--bogus"], "bench run: unrecognized arguments: --bogus"),
+    (["specs", "--bogus"], "bench specs: unrecognized arguments"),
+    (["check"], "bench check: the following arguments are required: baseline"),
+    (["leaderboard", "--bogus"], "bench leaderboard: unrecognized arguments"),
+    (["compare", "--baseline"], "bench compare: argument --baseline: expected one argument"),
+    (["nosuch"], "bench: argument COMMAND: invalid choice"),
+])
+def test_wrong_arguments_are_one_line(capsys, results, args, fragment):
+    with pytest.raises(SystemExit) as stop:
+        main(args)
+    _, err = capsys.readouterr()
+    assert_one_line_error(stop.value.code, err, results, fragment)
+
+
+@pytest.mark.parametrize("command", ["check", "leaderboard --results", "compare --results"])
+def test_a_named_file_that_is_no_result_is_one_line(capsys, results, tmp_path, command):
+    bad = tmp_path / "bad.json"
+    bad.write_text("not json")
+    code, _, err = run_cli(capsys, *command.split(), str(bad))
+    assert_one_line_error(code, err, results, "give a result JSON written by 'bench run'")

@@ -306,7 +306,7 @@ def rule_from(args: argparse.Namespace) -> GateRule:
 
 def run_check(args: argparse.Namespace, console: Console) -> list[PairReport]:
     rule = rule_from(args)
-    reporter = RichReporter(console)
+    reporter = RichReporter()  # notices on stderr, the report on stdout
     return [check_pair(b, c, rule) for b, c in pairs(args.baseline, args.candidate, args.results or results_root(),
                                                      reporter)]
 

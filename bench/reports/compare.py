@@ -312,7 +312,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def command(args: argparse.Namespace, console: Console) -> int:
     source = args.results or results_root()
     folder = source if source.is_dir() else source.parent
-    reporter = RichReporter(console)
+    reporter = RichReporter()  # notices on stderr, the report on stdout
     found = read_results(source, reporter)
     specs = read_spec_tables(args.specs or folder / "specs", reporter)
     if found.empty and not specs:

@@ -57,38 +57,46 @@ class LoadedResult:
 
 
 def load_results(sources: Path | Iterable[Path], reporter: Reporter | None = None) -> list[LoadedResult]:
-    """Reads every result file under the given files or folders (each file once)."""
+    """Reads every result file under the given files or folders (each file once).
+
+    A file found in a folder that is not a result is skipped with a notice; a file named
+    on its own is the user's choice, so there it is an error."""
     reporter = reporter or NullReporter()
-    paths: list[Path] = []
+    paths: list[tuple[Path, bool]] = []
+    seen: set[Path] = set()
     for source in ([sources] if isinstance(sources, (str, Path)) else sources):
+        named = Path(source).is_file()
         for path in result_files(Path(source)):
-            if path.resolve() not in {p.resolve() for p in paths}:
-                paths.append(path)
+            if path.resolve() not in seen:
+                seen.add(path.resolve())
+                paths.append((path, named))
     loaded = []
-    for path in paths:
-        record = _read_one(path, reporter)
-        if record is not None:
+    for path, named in paths:
+        record, problem = _read_one(path)
+        if problem is None:
             loaded.append(LoadedResult(path, record))
+        elif named:
+            raise BenchError(f"{path}: {problem}; give a result JSON written by 'bench run'")
+        else:
+            reporter.notice(f"skipped {path}: {problem}")
     return loaded
 
 
-def _read_one(path: Path, reporter: Reporter) -> dict[str, Any] | None:
+def _read_one(path: Path) -> tuple[dict[str, Any] | None, str | None]:
+    """The record, or None and why the file is not one."""
     try:
         record = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        reporter.notice(f"skipped {path}: not readable as JSON ({type(exc).__name__}: {exc})")
-        return None
+        return None, f"not readable as JSON ({type(exc).__name__}: {exc})"
     if not isinstance(record, dict):
-        reporter.notice(f"skipped {path}: not a result file (the JSON is not an object)")
-        return None
+        return None, "not a result file (the JSON is not an object)"
     missing = [k for k in REQUIRED_KEYS if k not in record]
     if missing:
-        reporter.notice(f"skipped {path}: not a result file (no {', '.join(repr(k) for k in missing)})")
-        return None
+        return None, f"not a result file (no {', '.join(repr(k) for k in missing)})"
     if record["schema_version"] != SCHEMA_VERSION:
         raise BenchError(f"{path}: schema_version {record['schema_version']!r} is not one this bench reads "
                          f"(it reads {SCHEMA_VERSION}); upgrade bench or leave the file out")
-    return record
+    return record, None
 
 
 # ---------------------------------------------------------------- machine labels ----

@@ -141,7 +141,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def command(args: argparse.Namespace, console: Console) -> int:
     source = args.results or results_root()
-    boards = build_boards(require_results(source, RichReporter(console)))
+    # notices on stderr, the report on stdout
+    boards = build_boards(require_results(source, RichReporter()))
     out = args.out or (source if source.is_dir() else source.parent)
     out.mkdir(parents=True, exist_ok=True)
     markdown, page = out / "LEADERBOARD.md", out / "leaderboard.html"
