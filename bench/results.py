@@ -16,8 +16,9 @@ import secrets
 import socket
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from bench.errors import BenchError
 
@@ -62,28 +63,43 @@ class ResultWriter:
         assert record["status"] in STATUSES, record["status"]
         for _ in range(20):
             record["id"] = self.run_id
-            text = json.dumps(_finite(record), indent=1, allow_nan=False, default=_jsonable)
-            fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=self.folder)
-            try:
-                with os.fdopen(fd, "w") as f:
-                    f.write(text + "\n")
-                    f.flush()
-                    os.fsync(f.fileno())
+            text = json.dumps(_finite(record), indent=1, allow_nan=False, default=_jsonable) + "\n"
+            with staged_file(self.folder, text, ".json") as staged:
                 if self.path is not None:
-                    os.replace(tmp, self.path)
+                    os.replace(staged, self.path)
                     return self.path
                 path = self.folder / f"{self.run_id}.json"
-                try:
-                    os.link(tmp, path)  # atomic, and refuses to replace an existing file
-                except FileExistsError:
-                    self.run_id = new_run_id()  # another invocation has this name: draw again
-                    continue
-                self.path = path
-                return path
-            finally:
-                if os.path.exists(tmp):
-                    os.unlink(tmp)
+                if link_new(staged, path):
+                    self.path = path
+                    return path
+            self.run_id = new_run_id()  # another invocation has this name: draw again
         raise BenchError(f"could not find a free result name in {self.folder}")
+
+
+@contextmanager
+def staged_file(folder: Path, text: str, suffix: str) -> Iterator[Path]:
+    """A temp file in `folder` holding all of `text`, synced to disk; removed on exit, by
+    which time it has been linked or moved to its real name (or given up)."""
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=suffix, dir=folder)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        yield Path(tmp)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def link_new(staged: Path, path: Path) -> bool:
+    """Gives the staged file the name `path` unless that name is taken: atomic, and it never
+    replaces a file (os.link refuses an existing name), so nothing published is overwritten."""
+    try:
+        os.link(staged, path)
+    except FileExistsError:
+        return False
+    return True
 
 
 def _finite(value: Any) -> Any:

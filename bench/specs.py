@@ -32,7 +32,6 @@ import json
 import math
 import os
 import re
-import tempfile
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -53,6 +52,7 @@ from bench.measure import Stopwatch, count_params, forward_flops_per_image
 from bench.models import build_model, model_names
 from bench.models.zoo import DEFAULT_INPUT, ZOO, layer_counts
 from bench.progress import Reporter, RichReporter
+from bench.results import link_new, staged_file
 
 SCHEMA_VERSION = 1
 DEFAULT_BATCH = {"cpu": 8, "cuda": 64}
@@ -678,36 +678,23 @@ def write_specs(report: dict[str, Any], out_dir: Path = DEFAULT_OUT) -> tuple[Pa
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise BenchError(f"--out: cannot create {out_dir} ({exc.strerror or exc})") from None
-    texts = {".json": json.dumps(report, indent=1, allow_nan=False) + "\n", ".md": specs_markdown(report)}
-    temps: dict[str, str] = {}
+    json_text = json.dumps(report, indent=1, allow_nan=False) + "\n"
     try:
-        for suffix, text in texts.items():
-            fd, temps[suffix] = tempfile.mkstemp(prefix=".tmp-specs-", suffix=suffix, dir=out_dir)
-            with os.fdopen(fd, "w") as f:
-                f.write(text)
-                f.flush()
-                os.fsync(f.fileno())
-        stem = specs_stem(report)
-        for attempt in range(1, 1000):
-            name = stem if attempt == 1 else f"{stem}-{attempt}"
-            json_path, md_path = out_dir / f"{name}.json", out_dir / f"{name}.md"
-            try:
-                os.link(temps[".json"], json_path)
-            except FileExistsError:
-                continue
-            try:
-                os.link(temps[".md"], md_path)
-            except FileExistsError:  # a stray Markdown file holds this name: give the name up whole
-                os.unlink(json_path)
-                continue
-            return json_path, md_path
+        with staged_file(out_dir, json_text, ".json") as staged_json, \
+                staged_file(out_dir, specs_markdown(report), ".md") as staged_md:
+            stem = specs_stem(report)
+            for attempt in range(1, 1000):
+                name = stem if attempt == 1 else f"{stem}-{attempt}"
+                json_path, md_path = out_dir / f"{name}.json", out_dir / f"{name}.md"
+                if not link_new(staged_json, json_path):
+                    continue
+                if not link_new(staged_md, md_path):  # a stray Markdown file holds this name: give it up whole
+                    os.unlink(json_path)
+                    continue
+                return json_path, md_path
         raise BenchError(f"--out: no free file name for {stem} in {out_dir}")
     except PermissionError as exc:
         raise BenchError(f"--out: {out_dir} is not writable ({exc.strerror or exc})") from None
-    finally:
-        for temp in temps.values():
-            if os.path.exists(temp):
-                os.unlink(temp)
 
 
 # =============================================================================== command line
