@@ -43,7 +43,7 @@ def _case(n=7, c=3, size=(8, 8), pad=2, batch=5, seed=0, edges=False):
 
 
 @pytest.mark.parametrize("edges", [False, True])
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
 @pytest.mark.parametrize("channels_last", [False, True])
 def test_kernel_matches_reference(edges, dtype, channels_last):
     args, size = _case(edges=edges)
@@ -51,11 +51,28 @@ def test_kernel_matches_reference(edges, dtype, channels_last):
     got = triton_augment.crop_flip_normalize_triton(*args, size, dtype, channels_last)
     assert got.dtype == dtype and got.shape == expected.shape
     assert got.is_contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
-    tol = 1e-5 if dtype == torch.float32 else 2e-3
+    tol = {torch.float32: 1e-5, torch.float16: 2e-3, torch.bfloat16: 1e-2}[dtype]
     torch.testing.assert_close(got.float(), expected.float(), rtol=tol, atol=tol)
 
 
 def test_kernel_on_non_square_single_channel_without_padding():
     args, size = _case(n=4, c=1, size=(5, 7), pad=0, batch=3, seed=1)
+    expected = crop_flip_normalize_reference(*args, size)
+    torch.testing.assert_close(triton_augment.crop_flip_normalize_triton(*args, size), expected)
+
+
+@pytest.mark.parametrize("size, batch", [((224, 224), 2), ((1100, 1000), 1)])
+def test_kernel_matches_reference_on_large_images(size, batch):
+    # A fixed block per program: ImageNet-sized planes and planes past a million pixels
+    # (which one program per plane could not launch) come out exactly as the reference.
+    args, size = _case(n=2, c=3, size=size, pad=4, batch=batch, seed=2)
+    expected = crop_flip_normalize_reference(*args, size, torch.float32, True)
+    got = triton_augment.crop_flip_normalize_triton(*args, size, torch.float32, True)
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_batches_past_the_grid_limit_are_launched_in_slices(monkeypatch):
+    monkeypatch.setattr(triton_augment, "MAX_GRID_Z", 2)
+    args, size = _case(batch=5, seed=3)
     expected = crop_flip_normalize_reference(*args, size)
     torch.testing.assert_close(triton_augment.crop_flip_normalize_triton(*args, size), expected)
