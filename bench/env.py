@@ -45,15 +45,61 @@ def _gpu() -> dict[str, Any] | None:
         "capability": f"{props.major}.{props.minor}",
         "driver": None,
     }
+    info.update(_nvml_facts())
+    return info
+
+
+def _nvml_facts() -> dict[str, Any]:
+    """What bounds a GPU's speed beside its name: driver, power limit, clocks, MIG mode.
+    A figure NVML cannot give is None, with the reasons under `nvml_reason`."""
     try:
         import pynvml
 
         pynvml.nvmlInit()
-        driver = pynvml.nvmlSystemGetDriverVersion()
-        info["driver"] = driver.decode() if isinstance(driver, bytes) else driver
-    except Exception as exc:  # no NVML: the driver version is unknown, say why
-        info["driver_reason"] = f"NVML unavailable ({type(exc).__name__})"
-    return info
+    except Exception as exc:  # no NVML: every figure is unknown, say why
+        return {"nvml_reason": f"NVML unavailable ({type(exc).__name__})"}
+    facts: dict[str, Any] = {}
+    failed: list[str] = []
+
+    def ask(key: str, query: Any, convert: Any = lambda v: v) -> None:
+        try:
+            facts[key] = convert(query())
+        except Exception as exc:  # a query this GPU or driver does not support
+            facts[key] = None
+            failed.append(f"{key}: {type(exc).__name__}")
+
+    def text(value: Any) -> str:
+        return value.decode() if isinstance(value, bytes) else str(value)
+
+    try:
+        handle = pynvml.nvmlDeviceGetHandleByIndex(0)
+        ask("driver", pynvml.nvmlSystemGetDriverVersion, text)
+        ask("power_limit_w", lambda: pynvml.nvmlDeviceGetEnforcedPowerLimit(handle), lambda mw: mw / 1000.0)
+        ask("sm_clock_mhz", lambda: pynvml.nvmlDeviceGetClockInfo(handle, pynvml.NVML_CLOCK_SM))
+        ask("max_sm_clock_mhz", lambda: pynvml.nvmlDeviceGetMaxClockInfo(handle, pynvml.NVML_CLOCK_SM))
+        ask("memory_clock_mhz", lambda: pynvml.nvmlDeviceGetClockInfo(handle, pynvml.NVML_CLOCK_MEM))
+        ask("max_memory_clock_mhz", lambda: pynvml.nvmlDeviceGetMaxClockInfo(handle, pynvml.NVML_CLOCK_MEM))
+        # (current, pending); a GPU without MIG support raises NotSupported
+        ask("mig_mode", lambda: pynvml.nvmlDeviceGetMigMode(handle),
+            lambda mode: "enabled" if mode[0] == pynvml.NVML_DEVICE_MIG_ENABLE else "disabled")
+    except Exception as exc:
+        failed.append(f"device 0: {type(exc).__name__}")
+    finally:
+        try:
+            pynvml.nvmlShutdown()
+        except Exception:
+            pass
+    if failed:
+        facts["nvml_reason"] = "; ".join(failed)
+    return facts
+
+
+def _triton_version() -> str | None:
+    try:
+        import triton
+    except ImportError:
+        return None
+    return triton.__version__
 
 
 def code_version() -> dict[str, Any]:
@@ -85,6 +131,7 @@ def fingerprint(device: torch.device | None = None) -> dict[str, Any]:
         "torch": torch.__version__,
         "cuda": torch.version.cuda,
         "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
+        "triton": _triton_version(),
         "gpu": _gpu(),
         "cpu": {"model": _cpu_model(), "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
                 "fast_bf16": cpu_has_fast_bf16()},

@@ -2,13 +2,20 @@
 
     with GpuMonitor(device_index=0) as monitor:
         train()
+        monitor.pause(); log_only_work(); monitor.resume()   # paused out, like the stopwatch
+        train()
     figures = monitor.summary()
 
 A background thread samples the device's used memory, utilization and power every
-`interval_s`. Energy over the region is the difference of NVML's total-energy counter
-(millijoules since the driver loaded), read at entry and at exit; on GPUs whose counter
-is not supported (pre-Volta, some virtualised GPUs) it falls back to trapezoid
-integration of the sampled power, and `energy_method` says which one was used.
+`interval_s` while the region is running (not while paused). Energy is the sum over the
+running stretches of NVML's total-energy counter (millijoules since the driver loaded),
+read at each start/resume and pause/stop; on GPUs whose counter is not supported
+(pre-Volta, some virtualised GPUs) it falls back to trapezoid integration of the sampled
+power within each stretch, and `energy_method` says which one was used. Mean power is
+energy / running seconds. Power samples come from NVML's instantaneous power field
+(NVML_FI_DEV_POWER_INSTANT) where the driver has it: nvmlDeviceGetPowerUsage is a one-second
+moving average on recent GPUs, too slow for a region of a few seconds; `power_source` says
+which was read.
 
 Where a figure cannot be measured (no CUDA, no NVML library, a query the GPU does not
 support) it is None and `reason` says why -- never 0 and never a guess. Without NVML or
@@ -94,8 +101,14 @@ class GpuMonitor:
         # Query name -> why it is not available; a query that fails once is not asked again.
         self._unsupported: dict[str, str] = {}
         self._reason: str | None = None
-        self._energy_start_mj: int | None = None
-        self._energy_end_mj: int | None = None
+        self._lock = threading.Lock()       # a sample is kept only while the region runs
+        self._running = False
+        self._stretch_start: float | None = None
+        self._stretch_energy_mj: int | None = None
+        self._stretches: list[tuple[int, int]] = []  # (first, end) sample positions of each running stretch
+        self._running_s = 0.0
+        self._energy_mj: int | None = 0       # None once a stretch's counter reading failed
+        self._power_source: str | None = None
         self._t_start: float | None = None
         self._t_end: float | None = None
 
@@ -126,25 +139,56 @@ class GpuMonitor:
         if self._handle is None:
             _tell_once(self._reason or "NVML unavailable", self._reporter)
             return
-        self._energy_start_mj = self._query("energy", self._nvml.nvmlDeviceGetTotalEnergyConsumption)
-        self._samples.append(self._sample())  # the region's first reading, before the thread's first wait
+        self.resume()
         self._thread = threading.Thread(target=self._run, name=f"gpu-monitor-{self.device_index}", daemon=True)
         self._thread.start()
+
+    def resume(self) -> None:
+        """Starts a running stretch: energy counted and samples kept from here."""
+        if self._handle is None or self._running:
+            return
+        energy = self._query("energy", self._nvml.nvmlDeviceGetTotalEnergyConsumption)
+        with self._lock:
+            self._stretch_energy_mj = energy
+            self._stretch_start = time.perf_counter()
+            self._stretches.append((len(self._samples), len(self._samples)))
+            self._running = True
+        self._keep(self._sample())  # the stretch's first reading, before the thread's next wait
+
+    def pause(self) -> None:
+        """Ends a running stretch (the stopwatch pauses for work outside the timed region)."""
+        if self._handle is None or not self._running:
+            return
+        self._keep(self._sample())  # a last reading at the stretch's end, so integration covers it all
+        energy = self._query("energy", self._nvml.nvmlDeviceGetTotalEnergyConsumption)
+        with self._lock:
+            self._running = False
+            self._running_s += time.perf_counter() - self._stretch_start
+            if energy is None or self._stretch_energy_mj is None or self._energy_mj is None:
+                self._energy_mj = None
+            else:
+                self._energy_mj += energy - self._stretch_energy_mj
 
     def stop(self) -> None:
         if self._t_end is not None:
             return
-        if self._thread is not None:
-            self._stop.set()
-            self._thread.join()
-            self._thread = None
-        if self._handle is not None:
-            # A last reading at the region's end, so power integration covers all of it.
-            self._samples.append(self._sample())
-            if self._energy_start_mj is not None:
-                self._energy_end_mj = self._query("energy", self._nvml.nvmlDeviceGetTotalEnergyConsumption)
-            self._close()
-        self._t_end = time.perf_counter()
+        try:
+            self.pause()
+        finally:
+            if self._thread is not None:
+                self._stop.set()
+                self._thread.join()
+                self._thread = None
+            if self._handle is not None:
+                self._close()
+            self._t_end = time.perf_counter()
+
+    def _keep(self, sample: "Sample") -> None:
+        with self._lock:
+            if self._running:
+                self._samples.append(sample)
+                first, _ = self._stretches[-1]
+                self._stretches[-1] = (first, len(self._samples))
 
     # ------------------------------------------------------------------ NVML
 
@@ -194,18 +238,41 @@ class GpuMonitor:
         nvml = self._nvml
         memory = self._query("memory", nvml.nvmlDeviceGetMemoryInfo)
         utilization = self._query("utilization", nvml.nvmlDeviceGetUtilizationRates)
-        power_mw = self._query("power", nvml.nvmlDeviceGetPowerUsage)
         return Sample(
             t=time.perf_counter(),
             memory_used_bytes=None if memory is None else int(memory.used),
             utilization_pct=None if utilization is None else float(utilization.gpu),
-            power_w=None if power_mw is None else power_mw / 1000.0,
+            power_w=self._power_w(),
         )
+
+    def _power_w(self) -> float | None:
+        """Instantaneous power where NVML has the field, else the (averaged) power usage."""
+        if self._power_source in (None, "instant"):
+            milliwatts = self._query("instant power", self._instant_power_mw)
+            if milliwatts is not None:
+                self._power_source = "instant"
+                return milliwatts / 1000.0
+        milliwatts = self._query("power", self._nvml.nvmlDeviceGetPowerUsage)
+        if milliwatts is None:
+            return None
+        self._power_source = "power-usage (1 s average on recent GPUs)"
+        return milliwatts / 1000.0
+
+    def _instant_power_mw(self, handle: Any) -> float:
+        nvml = self._nvml
+        field = getattr(nvml, "NVML_FI_DEV_POWER_INSTANT", None)
+        if field is None or not hasattr(nvml, "nvmlDeviceGetFieldValues"):
+            raise nvml.NVMLError("this pynvml has no instantaneous power field")
+        value = nvml.nvmlDeviceGetFieldValues(handle, [field])[0]
+        if value.nvmlReturn != 0:
+            raise nvml.NVMLError(f"field value query returned {value.nvmlReturn}")
+        return float(value.value.uiVal)
 
     def _run(self) -> None:
         # Event.wait rather than sleep: stop() wakes the thread at once instead of after an interval.
         while not self._stop.wait(self.interval_s):
-            self._samples.append(self._sample())
+            if self._running:
+                self._keep(self._sample())
 
     # ------------------------------------------------------------------ figures
 
@@ -218,12 +285,15 @@ class GpuMonitor:
             "device_index": self.device_index,
             "interval_s": self.interval_s,
             "duration_s": duration,
+            "running_s": self._running_s,
+            "stretches": len(self._stretches),
             "samples": len(self._samples),
             "peak_memory_used_mb": None,
             "mean_utilization_pct": None,
             "max_utilization_pct": None,
             "mean_power_w": None,
             "max_power_w": None,
+            "power_source": self._power_source,
             "energy_j": None,
             "energy_method": None,
             "reason": None,
@@ -237,25 +307,32 @@ class GpuMonitor:
 
         memory = [s.memory_used_bytes for s in self._samples if s.memory_used_bytes is not None]
         utilization = [s.utilization_pct for s in self._samples if s.utilization_pct is not None]
-        power = [(s.t, s.power_w) for s in self._samples if s.power_w is not None]
+        power_by_stretch = [[(s.t, s.power_w) for s in self._samples[first:end] if s.power_w is not None]
+                            for first, end in self._stretches]
+        power = [point for stretch in power_by_stretch for point in stretch]
         if memory:
             out["peak_memory_used_mb"] = max(memory) / BYTES_PER_MB
         if utilization:
             out["mean_utilization_pct"] = sum(utilization) / len(utilization)
             out["max_utilization_pct"] = max(utilization)
         if power:
-            out["mean_power_w"] = _time_weighted_mean(power)
             out["max_power_w"] = max(w for _, w in power)
 
-        if self._energy_start_mj is not None and self._energy_end_mj is not None:
-            out["energy_j"] = (self._energy_end_mj - self._energy_start_mj) / 1000.0
+        integrable = [stretch for stretch in power_by_stretch if len(stretch) >= 2]
+        if self._energy_mj is not None and "energy" not in self._unsupported:
+            out["energy_j"] = self._energy_mj / 1000.0
             out["energy_method"] = "counter"
-        elif len(power) >= 2:
-            out["energy_j"] = _trapezoid(power)
+        elif integrable:
+            out["energy_j"] = sum(_trapezoid(stretch) for stretch in integrable)
             out["energy_method"] = "power-integration"
+        if out["energy_j"] is not None and self._running_s > 0:
+            out["mean_power_w"] = out["energy_j"] / self._running_s
+        elif power:
+            out["mean_power_w"] = sum(w for _, w in power) / len(power)
 
         why = [f"{name} query failed ({error})" for name, error in self._unsupported.items()
-               if not (name == "energy" and out["energy_j"] is not None)]
+               if not (name == "energy" and out["energy_j"] is not None)
+               and not (name == "instant power" and self._power_source is not None)]
         if out["energy_j"] is None and "energy" not in self._unsupported and "power" not in self._unsupported:
             why.append("too few power samples to integrate energy")
         out["reason"] = "; ".join(why) or None
@@ -283,11 +360,3 @@ def _device_handle(pynvml: ModuleType, cuda_index: int) -> Any:
 def _trapezoid(points: list[tuple[float, float]]) -> float:
     """Integral of (t, watts) points over t, in joules."""
     return sum((t1 - t0) * (w0 + w1) / 2 for (t0, w0), (t1, w1) in zip(points, points[1:]))
-
-
-def _time_weighted_mean(points: list[tuple[float, float]]) -> float:
-    """Mean power over the sampled span (samples need not be evenly spaced); one point is its own mean."""
-    span = points[-1][0] - points[0][0]
-    if len(points) < 2 or span <= 0:
-        return sum(w for _, w in points) / len(points)
-    return _trapezoid(points) / span

@@ -40,12 +40,48 @@ class Stopwatch:
 
     resume = start
 
+    @property
+    def running(self) -> bool:
+        return self._started is not None
+
     def read(self) -> float:
         """Elapsed seconds so far (synchronized), without stopping."""
         if self._started is None:
             return self._elapsed
         self._sync()
         return self._elapsed + time.perf_counter() - self._started
+
+
+class TimedRegion:
+    """The timed region's stopwatch and GPU monitor, started, paused and resumed together, so
+    the energy, power and utilization cover exactly the seconds that time_to_target covers.
+    The stopwatch synchronizes first, so the monitor's readings come after the GPU's work."""
+
+    def __init__(self, clock: Stopwatch, monitor: Any):
+        self.clock, self.monitor = clock, monitor
+
+    def start(self) -> None:
+        self.monitor.start()
+        self.clock.start()
+
+    def read(self) -> float:
+        return self.clock.read()
+
+    def pause(self) -> float:
+        elapsed = self.clock.pause()
+        self.monitor.pause()
+        return elapsed
+
+    def resume(self) -> None:
+        self.monitor.resume()
+        self.clock.resume()
+
+    def stop(self) -> float:
+        """Ends the region; the monitor always stops (its thread and NVML handle are released)."""
+        try:
+            return self.clock.pause() if self.clock.running else self.clock.read()
+        finally:
+            self.monitor.stop()
 
 
 def timed(fn: Callable[[], Any], device: torch.device) -> tuple[Any, float]:
@@ -175,6 +211,15 @@ def matmul_flops_per_s(device: torch.device, dtype: torch.dtype = torch.bfloat16
         a @ b
         times.append(watch.pause())
     return 2 * size ** 3 / statistics.median(times)
+
+
+def compile_count() -> int:
+    """How many frames torch.compile has compiled in this process so far (first compiles and
+    recompiles alike: Dynamo counts each cache miss it converts); 0 before anything compiled."""
+    import sys
+
+    utils = sys.modules.get("torch._dynamo.utils")  # never import Dynamo just to read its counter
+    return int(utils.counters["frames"]["total"]) if utils is not None else 0
 
 
 def peak_host_rss_mb() -> float:

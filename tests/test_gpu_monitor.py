@@ -88,6 +88,21 @@ class FakeNvml(types.ModuleType):
         return self._next("energy")
 
 
+class FakeNvmlWithInstantPower(FakeNvml):
+    """A newer driver: the instantaneous power field (milliwatts) beside the averaged reading."""
+
+    NVML_FI_DEV_POWER_INSTANT = 186
+
+    def __init__(self, instant_mw=(150_000,), **script):
+        super().__init__(**script)
+        self.scripts["instant"] = list(instant_mw)
+        self.calls["instant"] = self.attempts["instant"] = 0
+
+    def nvmlDeviceGetFieldValues(self, handle, field_ids):
+        assert field_ids == [self.NVML_FI_DEV_POWER_INSTANT]
+        return [SimpleNamespace(nvmlReturn=0, value=SimpleNamespace(uiVal=self._next("instant")))]
+
+
 @pytest.fixture(autouse=True)
 def fresh_notices(monkeypatch):
     monkeypatch.setattr(gpu_monitor, "_told", set())
@@ -173,7 +188,10 @@ def test_counter_energy_peak_memory_and_utilization(fake_gpu):
     n = s["samples"]
     utilization = [10, 90] + [50] * (n - 2)
     assert s["mean_utilization_pct"] == pytest.approx(sum(utilization) / n)
-    assert s["max_power_w"] == pytest.approx(200.0) and s["mean_power_w"] == pytest.approx(200.0)
+    assert s["max_power_w"] == pytest.approx(200.0)
+    # mean power is the counter's energy over the running seconds, not an average of power readings
+    assert s["mean_power_w"] == pytest.approx(123.456 / s["running_s"])
+    assert s["power_source"].startswith("power-usage")  # this fake NVML has no instantaneous field
     assert s["reason"] is None
     assert fake.inits == fake.shutdowns == 1
 
@@ -194,7 +212,7 @@ def test_energy_falls_back_to_power_integration_when_counter_not_supported(fake_
     # consecutive readings are one clock step apart: trapezoids of a linear ramp, by hand
     by_hand = sum(step * ((100 + 10 * k) + (100 + 10 * (k + 1))) / 2 for k in range(n - 1))
     assert s["energy_j"] == pytest.approx(by_hand)
-    assert s["mean_power_w"] == pytest.approx(by_hand / (step * (n - 1)))
+    assert s["mean_power_w"] == pytest.approx(by_hand / s["running_s"])
     assert s["max_power_w"] == pytest.approx(100.0 + 10.0 * (n - 1))
     assert s["reason"] is None  # energy is measured, only by the other method
 
@@ -256,3 +274,56 @@ def test_missing_device_index_is_a_reason(fake_gpu, monkeypatch):
         assert monitor_threads() == []
     assert "NVML has no device 7" in monitor.summary()["reason"]
     assert fake.inits == fake.shutdowns == 1
+
+
+def test_paused_stretches_count_no_energy_and_keep_no_samples(fake_gpu):
+    # counter readings: start 1,000 J, pause 1,100 J, resume 5,000 J, stop 5,050 J (in mJ)
+    fake = fake_gpu(energy_mj=(1_000_000, 1_100_000, 5_000_000, 5_050_000))
+    monitor = GpuMonitor(interval_s=0.001)
+    monitor.start()
+    while fake.calls["memory"] < 3:
+        threading.Event().wait(0.001)
+    monitor.pause()
+    kept = len(monitor.samples)
+    asked = fake.calls["memory"]
+    threading.Event().wait(0.02)  # the thread keeps nothing (and asks nothing) while paused
+    assert len(monitor.samples) == kept and fake.calls["memory"] == asked
+    monitor.resume()
+    monitor.stop()
+    s = monitor.summary()
+    assert s["energy_j"] == pytest.approx(150.0)  # 100 J + 50 J: the paused 3,900 J are not the region's
+    assert s["stretches"] == 2 and s["running_s"] < s["duration_s"]
+    assert s["mean_power_w"] == pytest.approx(150.0 / s["running_s"])
+
+
+def test_instantaneous_power_field_is_preferred_to_the_averaged_reading(monkeypatch):
+    fake = FakeNvmlWithInstantPower(instant_mw=(150_000, 250_000), power_mw=(999_000,), unsupported={"energy"})
+    monkeypatch.setitem(sys.modules, "pynvml", fake)
+    monkeypatch.setattr(gpu_monitor, "_cuda_available", lambda: True)
+    with GpuMonitor(interval_s=0.001) as monitor:
+        while fake.calls["instant"] < 3:
+            threading.Event().wait(0.001)
+    s = monitor.summary()
+    assert s["power_source"] == "instant" and fake.attempts["power"] == 0
+    assert s["max_power_w"] == pytest.approx(250.0)
+    assert s["energy_method"] == "power-integration"
+
+
+def test_monitor_pauses_with_the_stopwatch(fake_gpu):
+    from bench.measure import Stopwatch, TimedRegion
+
+    fake_gpu(energy_mj=(0, 10_000, 500_000, 520_000))
+    region = TimedRegion(Stopwatch(torch_cpu()), GpuMonitor(interval_s=0.001))
+    region.start()
+    region.pause()
+    region.resume()
+    seconds = region.stop()
+    s = region.monitor.summary()
+    assert s["energy_j"] == pytest.approx(30.0) and s["stretches"] == 2
+    assert seconds == pytest.approx(s["running_s"], abs=0.05)
+
+
+def torch_cpu():
+    import torch
+
+    return torch.device("cpu")

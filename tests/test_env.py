@@ -1,0 +1,69 @@
+"""The environment fingerprint: what bounds a GPU's speed is recorded beside its name."""
+
+from __future__ import annotations
+
+import sys
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from bench import env
+from tests.test_gpu_monitor import FakeNvml
+
+
+class FakeNvmlWithFacts(FakeNvml):
+    NVML_CLOCK_SM, NVML_CLOCK_MEM, NVML_DEVICE_MIG_ENABLE = 1, 2, 1
+
+    def nvmlSystemGetDriverVersion(self):
+        return b"580.65.06"
+
+    def nvmlDeviceGetEnforcedPowerLimit(self, handle):
+        return 700_000
+
+    def nvmlDeviceGetClockInfo(self, handle, kind):
+        return {1: 1980, 2: 2619}[kind]
+
+    def nvmlDeviceGetMaxClockInfo(self, handle, kind):
+        return {1: 1980, 2: 2619}[kind]
+
+    def nvmlDeviceGetMigMode(self, handle):
+        raise self.NVMLError_NotSupported("Not Supported")
+
+
+@pytest.fixture
+def fake_cuda(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda i: SimpleNamespace(
+        name="NVIDIA H100 80GB HBM3", total_memory=80 * 2**30, major=9, minor=0))
+
+
+def test_gpu_fingerprint_has_driver_power_limit_clocks_and_mig_mode(fake_cuda, monkeypatch):
+    fake = FakeNvmlWithFacts()
+    monkeypatch.setitem(sys.modules, "pynvml", fake)
+    gpu = env._gpu()
+    assert gpu["name"] == "NVIDIA H100 80GB HBM3" and gpu["count"] == 1
+    assert gpu["driver"] == "580.65.06"
+    assert gpu["power_limit_w"] == 700.0
+    assert gpu["sm_clock_mhz"] == 1980 and gpu["max_memory_clock_mhz"] == 2619
+    assert gpu["mig_mode"] is None and "mig_mode: NVMLError_NotSupported" in gpu["nvml_reason"]
+    assert fake.inits == fake.shutdowns == 1  # NVML released after the questions
+
+
+def test_gpu_fingerprint_without_nvml_says_why(fake_cuda, monkeypatch):
+    monkeypatch.setitem(sys.modules, "pynvml", None)
+    gpu = env._gpu()
+    assert gpu["name"].startswith("NVIDIA") and "NVML unavailable" in gpu["nvml_reason"]
+
+
+def test_fingerprint_names_the_software_versions():
+    info = env.fingerprint(torch.device("cpu"))
+    for key in ("torch", "cuda", "cudnn", "triton", "dali", "python"):
+        assert key in info
+    try:
+        import triton
+    except ImportError:
+        assert info["triton"] is None
+    else:
+        assert info["triton"] == triton.__version__
