@@ -54,3 +54,55 @@ def test_a_muon_suite_trains(tmp_path):
     data = PreparedData.from_dataset(separable_dataset(size=12, channels=3))
     run = train_run(suite.resolved, data, seed=0, device=torch.device("cpu"))
     assert run["status"] == "complete" and run["accuracy"] > 0.8
+
+
+def test_newton_schulz_on_a_stack_equals_each_matrix_alone():
+    stack = torch.randn(3, 16, 48, generator=torch.Generator().manual_seed(2))
+    batched = newton_schulz_orthogonalize(stack)
+    for i in range(3):
+        torch.testing.assert_close(batched[i], newton_schulz_orthogonalize(stack[i]), rtol=1e-4, atol=1e-5)
+
+
+def test_muon_step_batched_by_shape_equals_the_per_layer_step():
+    g = torch.Generator().manual_seed(3)
+    shapes = [(8, 4, 3, 3), (8, 4, 3, 3), (16, 8, 3, 3), (8, 4, 3, 3)]
+    params = [torch.nn.Parameter(torch.randn(*s, generator=g)) for s in shapes]
+    expected = [p.detach().clone() for p in params]
+    grads = [torch.randn(*s, generator=g) for s in shapes]
+    lr, momentum, decay = 0.05, 0.6, 0.1
+    opt = Muon(params, lr=lr, momentum=momentum, nesterov=True, weight_decay=decay)
+    for p, grad in zip(params, grads):
+        p.grad = grad.clone()
+    opt.step()
+    for w, grad, p in zip(expected, grads, params):
+        buf = grad.clone()  # first step: the momentum buffer is the gradient
+        matrix = grad.add(buf, alpha=momentum).reshape(w.size(0), -1)
+        update = newton_schulz_orthogonalize(matrix).view_as(w)
+        scale = max(1.0, matrix.size(0) / matrix.size(1)) ** 0.5
+        torch.testing.assert_close(p.detach(), w * (1 - lr * decay) - lr * scale * update, rtol=1e-5, atol=1e-6)
+
+
+def test_lookahead_updates_cached_tensors_without_walking_the_state_dict():
+    from bench.optim import Lookahead
+
+    model = build_model("airbench", 10, (3, 12, 12), {"widths": [8, 8, 8]})
+    lookahead = Lookahead(model, every=2, decay=0.9)
+    slow_before = {k: v.clone() for k, v in model.state_dict().items() if v.is_floating_point()}
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(1.0)
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.add_(2.0)
+    fast = {k: v.clone() for k, v in model.state_dict().items() if v.is_floating_point()}
+
+    def walk():
+        raise AssertionError("the update walked the state dict")
+
+    model.state_dict = walk
+    lookahead.update(model, decay=0.75)
+    for key, slow in slow_before.items():
+        expected = slow + 0.25 * (fast[key] - slow)  # lerp toward the weights, then weights := slow
+        actual = dict(zip(fast, lookahead.fast))[key]
+        torch.testing.assert_close(actual, expected)
+    torch.testing.assert_close(lookahead.fast[0], lookahead.slow[0])
