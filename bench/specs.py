@@ -227,15 +227,23 @@ def _timing(seconds: list[float], batch: int) -> dict[str, Any]:
     }
 
 
-def _time_batches(step: Callable[[], None], device: torch.device, batch: int, options: SpecsOptions) -> dict:
+def _time_batches(step: Callable[[], None], device: torch.device, batch: int,
+                  options: SpecsOptions) -> tuple[dict, float | None]:
+    """Timing of `step`, and on CUDA the peak memory allocated over the timed batches (weights,
+    activations, gradients). The peak counter is reset after the warm-up: cuDNN's benchmark mode
+    tries algorithms there with workspaces of their own, which are not the network's memory."""
     for _ in range(options.warmup):
         step()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
     seconds = []
     for _ in range(options.repeats):
         watch = Stopwatch(device).start()  # synchronizes on CUDA before and after: finished work only
         step()
         seconds.append(watch.pause())
-    return _timing(seconds, batch)
+    peak = torch.cuda.max_memory_allocated(device) / BYTES_PER_MB if device.type == "cuda" else None
+    return _timing(seconds, batch), peak
 
 
 def _autocast(device: torch.device, amp: bool):
@@ -261,7 +269,7 @@ def _loss(output: torch.Tensor | tuple[torch.Tensor, ...], labels: torch.Tensor)
 
 
 def _inference(master: nn.Module, in_shape: tuple[int, int, int], device: torch.device, batch: int,
-               options: SpecsOptions) -> dict:
+               options: SpecsOptions) -> tuple[dict, float | None]:
     model = _placed(master, device, options.channels_last).eval()
     x = _input(batch, in_shape, device, options.channels_last)
 
@@ -273,7 +281,7 @@ def _inference(master: nn.Module, in_shape: tuple[int, int, int], device: torch.
 
 
 def _training(master: nn.Module, in_shape: tuple[int, int, int], num_classes: int, device: torch.device,
-              batch: int, options: SpecsOptions) -> dict:
+              batch: int, options: SpecsOptions) -> tuple[dict, float | None]:
     model = _placed(master, device, options.channels_last).train()
     x = _input(batch, in_shape, device, options.channels_last)
     labels = torch.randint(0, num_classes, (batch,), device=device)
@@ -289,15 +297,6 @@ def _training(master: nn.Module, in_shape: tuple[int, int, int], num_classes: in
     return _time_batches(step, device, batch, options)
 
 
-def _with_peak_memory(device: torch.device, measure: Callable[[], dict]) -> tuple[dict, float | None]:
-    """Run `measure`; on CUDA also return the peak memory allocated meanwhile (weights included)."""
-    if device.type != "cuda":
-        return measure(), None
-    torch.cuda.reset_peak_memory_stats(device)
-    result = measure()
-    return result, torch.cuda.max_memory_allocated(device) / BYTES_PER_MB
-
-
 def _measure_at(master: nn.Module, in_shape: tuple[int, int, int], num_classes: int, device: torch.device,
                 batch: int, options: SpecsOptions) -> dict[str, Any]:
     """One device's figures at one batch; raises torch.OutOfMemoryError when it does not fit."""
@@ -310,14 +309,12 @@ def _measure_at(master: nn.Module, in_shape: tuple[int, int, int], num_classes: 
 
 def _measure_phases(entry: dict[str, Any], master: nn.Module, in_shape: tuple[int, int, int], num_classes: int,
                     device: torch.device, batch: int, options: SpecsOptions) -> None:
-    entry["inference"], memory = _with_peak_memory(
-        device, lambda: _inference(master, in_shape, device, batch, options))
+    entry["inference"], memory = _inference(master, in_shape, device, batch, options)
     if device.type == "cuda":
         entry["memory_mb"] = memory
     if options.train:
         try:
-            entry["train"], memory = _with_peak_memory(
-                device, lambda: _training(master, in_shape, num_classes, device, batch, options))
+            entry["train"], memory = _training(master, in_shape, num_classes, device, batch, options)
             entry["train_reason"] = None
         except ValueError as exc:  # batch norm cannot train on one value per channel (batch 1)
             entry["train"], memory, entry["train_reason"] = None, None, str(exc).splitlines()[0]
@@ -331,6 +328,16 @@ def _release_memory(device: torch.device) -> None:
         torch.cuda.empty_cache()
 
 
+# Allocation failures outside torch's caching allocator: cuDNN and cuBLAS workspaces and handles,
+# and raw CUDA allocations. They mean the batch does not fit, as torch.OutOfMemoryError does.
+_OOM_MARKERS = ("CUDNN_STATUS_ALLOC_FAILED", "CUBLAS_STATUS_ALLOC_FAILED", "CUDNN_STATUS_NOT_ENOUGH_WORKSPACE",
+                "CUDA error: out of memory", "CUDA out of memory")
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    return isinstance(exc, torch.OutOfMemoryError) or any(marker in str(exc) for marker in _OOM_MARKERS)
+
+
 def measure_device(master: nn.Module, in_shape: tuple[int, int, int], num_classes: int, device: torch.device,
                    batch: int, options: SpecsOptions) -> dict[str, Any]:
     """A device's entry of a row: measured at `batch`, halving the batch on out-of-memory."""
@@ -341,6 +348,9 @@ def measure_device(master: nn.Module, in_shape: tuple[int, int, int], num_classe
             break
         except torch.OutOfMemoryError:
             pass  # free memory outside the handler: its traceback still holds the batch's tensors
+        except RuntimeError as exc:
+            if not is_out_of_memory(exc):
+                raise
         oom_at.append(batch)
         _release_memory(device)
         if batch == 1:

@@ -230,16 +230,17 @@ def test_busy_machine_is_noted_in_the_row(small_report):
 class OutOfMemoryAbove(nn.Module):
     """Raises CUDA's out-of-memory error for batches larger than `limit` (`train_limit` while training)."""
 
-    def __init__(self, limit: int, train_limit: int | None = None):
+    def __init__(self, limit: int, train_limit: int | None = None, error=None):
         super().__init__()
         self.limit, self.train_limit = limit, train_limit if train_limit is not None else limit
+        self.error = error or torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
         self.seen: list[tuple[int, bool]] = []
         self.fc = nn.Linear(3 * 4 * 4, 10)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self.seen.append((x.shape[0], self.training))
         if x.shape[0] > (self.train_limit if self.training else self.limit):
-            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+            raise self.error
         return self.fc(x.flatten(1))
 
 
@@ -248,6 +249,32 @@ def test_oom_halves_the_batch_and_says_so():
     assert entry["batch"] == 64
     assert entry["note"] == "OOM at 256 and 128, halved to 64"
     assert entry["inference"]["timed_batches"] == 1
+
+
+@pytest.mark.parametrize("message", ["cuDNN error: CUDNN_STATUS_ALLOC_FAILED",
+                                     "CUDA error: CUBLAS_STATUS_ALLOC_FAILED when calling `cublasCreate(handle)`"])
+def test_cudnn_and_cublas_allocation_failures_halve_like_out_of_memory(message):
+    entry = specs.measure_device(OutOfMemoryAbove(limit=64, error=RuntimeError(message)), (3, 4, 4), 10, CPU, 128,
+                                 QUICK)
+    assert entry["batch"] == 64 and entry["note"] == "OOM at 128, halved to 64"
+
+
+def test_other_runtime_errors_are_not_taken_for_out_of_memory():
+    with pytest.raises(RuntimeError, match="illegal memory access"):
+        specs.measure_device(OutOfMemoryAbove(limit=0, error=RuntimeError("CUDA error: an illegal memory access")),
+                             (3, 4, 4), 10, CPU, 8, QUICK)
+
+
+def test_peak_memory_is_reset_after_the_warm_up(monkeypatch):
+    """cuDNN's algorithm search in the warm-up is not the network's memory: the peak counts the timed batches."""
+    events = []
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda *a: None)
+    monkeypatch.setattr(torch.cuda, "reset_peak_memory_stats", lambda *a: events.append("reset"))
+    monkeypatch.setattr(torch.cuda, "max_memory_allocated", lambda *a: (events.append("read"), 3 * 2**20)[1])
+    options = specs.SpecsOptions(repeats=2, warmup=3)
+    timing, peak = specs._time_batches(lambda: events.append("step"), torch.device("cuda"), 8, options)
+    assert events == ["step"] * 3 + ["reset"] + ["step"] * 2 + ["read"]
+    assert peak == 3.0 and timing["timed_batches"] == 2
 
 
 def test_oom_while_training_halves_the_whole_measurement():
