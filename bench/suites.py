@@ -89,7 +89,10 @@ SCHEMA: dict[str, Any] = {
         "channels_last": Key("str", default="auto", choices=("auto", "on", "off")),
         # auto: max-autotune on CUDA, off on CPU (where compile pays only for fp32 NCHW)
         "compile": Key("str", default="off", choices=("off", "auto", "default", "reduce-overhead", "max-autotune")),
+        # training steps on random labels before the clock (compiling, picking kernels), then undone
         "warmup_steps": Key("int", default=2, check=_non_negative, expect="an integer >= 0"),
+        # worker processes of the torch loader (per-sample crops on the host); other loaders ignore it
+        "workers": Key("int", default=0, check=lambda v: 0 <= v <= 64, expect="an integer from 0 to 64"),
         "curve_eval": Key("bool", default=True),
         "schedule": {
             "kind": Key("str", default="constant", choices=SCHEDULES),
@@ -300,6 +303,12 @@ def _cross_checks(resolved: dict[str, Any], where: str) -> None:
         raise BenchError(f"{where}: dataset 'imagefolder' needs 'dataset.path' (a folder, .tar or .tar.xz)")
     if recipe["augment"]["alternating_flip"] and not recipe["augment"]["flip"]:
         raise BenchError(f"{where}: 'recipe.augment.alternating_flip' needs 'recipe.augment.flip = true'")
+    if recipe["compile"] != "off" and recipe["warmup_steps"] < 2:
+        # one warm-up step compiles; a second proves the compiled step is reused (no recompile
+        # on the optimizer's first-step state, say) before the clock starts
+        raise BenchError(f"{where}: 'recipe.warmup_steps' is {recipe['warmup_steps']}, but recipe.compile "
+                         f"{recipe['compile']!r} needs at least 2 warm-up steps to keep compilation out of "
+                         "the timed region; raise it or set recipe.compile = \"off\"")
     if recipe["precision"] == "fp16" and resolved["devices"] == ["cpu"]:
         raise BenchError(f"{where}: 'recipe.precision' fp16 is for CUDA; use bf16 or auto on CPU")
 

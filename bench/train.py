@@ -1,10 +1,19 @@
 """One run: a seed of a suite trained on a prepared dataset, measured per the contract.
 
 Order of a run (DESIGN.md section 3):
-  init (model, optimizer)  ->  data upload (loader)  ->  compile + warm-up on random
-  labels, then the initial weights restored  ->  TIMED REGION: data-dependent init,
-  every training step with its augmentation, and every evaluation that decides the
-  verdict; evaluations made only for the curve are paused out and timed apart.
+  init (model, optimizer)  ->  data upload (loader) and the data-dependent init's image
+  batch  ->  compile + warm-up: every first call the timed region will make (the training
+  step on a real loader batch with random labels, the loader's plan, gathers and kernels,
+  the whitening init's eigh, the lookahead update, the evaluation at its one shape with
+  its TTA views), then the model and the loader's random state put back exactly  ->
+  TIMED REGION: data-dependent init, every training step with its augmentation, and
+  every evaluation that decides the verdict; evaluations made only for the curve are
+  paused out (clock and GPU monitor alike) and timed apart.
+
+Compilation is reused across the seeds of an invocation: torch.compile's cache keys on
+the code and the shapes, not the model instance, so seed 0's compile_s holds the
+compilation and later seeds' compile_s only their warm-up. Every run counts the compiles
+that happened inside its timed region (recompiles_in_timed_region); it should be 0.
 """
 
 from __future__ import annotations
@@ -25,7 +34,7 @@ from bench.env import bf16_is_fast
 from bench.errors import BenchError
 from bench.loaders import Augment, channel_stats, choose_loader, make_file_loader, make_loader
 from bench.gpu_monitor import GpuMonitor
-from bench.measure import Stopwatch, peak_host_rss_mb
+from bench.measure import Stopwatch, TimedRegion, compile_count, peak_host_rss_mb
 from bench.models import build_model
 from bench.progress import NullReporter, Reporter
 from bench.optim import Lookahead, build_optimizer
@@ -77,34 +86,66 @@ def resolve_policy(recipe: dict, device: torch.device, model: nn.Module) -> Poli
 
 # ---------------------------------------------------------------- evaluation ----
 
-def _mirror_logits(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    return 0.5 * (model(x).float() + model(x.flip(-1)).float())
+def _mirror_logits(model: nn.Module, x: torch.Tensor, memory: torch.memory_format) -> torch.Tensor:
+    return 0.5 * (model(x).float() + model(x.flip(-1).contiguous(memory_format=memory)).float())
 
 
-def tta_logits(model: nn.Module, x: torch.Tensor, level: int) -> torch.Tensor:
-    """0: plain; 1: mean with the mirror image; 2: also two views translated by one pixel."""
+def tta_logits(model: nn.Module, x: torch.Tensor, level: int,
+               memory: torch.memory_format = torch.contiguous_format) -> torch.Tensor:
+    """0: plain; 1: mean with the mirror image; 2: also two views translated by one pixel.
+    Every view is laid out in `memory` like `x`, so a compiled model sees one layout."""
     if level == 0:
         return model(x).float()
-    logits = _mirror_logits(model, x)
+    logits = _mirror_logits(model, x, memory)
     if level == 1:
         return logits
     height, width = x.shape[-2:]
-    padded = F.pad(x, (1, 1, 1, 1), mode="reflect")
-    shifted = [padded[..., :height, :width], padded[..., 2:, 2:]]
-    translated = torch.stack([_mirror_logits(model, s) for s in shifted]).mean(0)
+    # CPU autocast runs reflection padding in float32: cast back, so every view has the batch's dtype
+    padded = F.pad(x, (1, 1, 1, 1), mode="reflect").to(x.dtype)
+    shifted = [view.contiguous(memory_format=memory) for view in (padded[..., :height, :width], padded[..., 2:, 2:])]
+    translated = torch.stack([_mirror_logits(model, s, memory) for s in shifted]).mean(0)
     return 0.5 * logits + 0.5 * translated
 
 
-@torch.no_grad()
-def evaluate(model: nn.Module, loader, tta: int, autocast: torch.dtype | None) -> float:
+def _correct(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, tta: int,
+             memory: torch.memory_format, batch_size: int) -> torch.Tensor:
+    """Correct predictions in one batch. A short last batch is padded to the loader's batch size
+    with blank images labelled -1 (never counted correct), so evaluation has one input shape: a
+    compiled model is never recompiled and a cuDNN plan is never chosen inside the timed region."""
+    short = batch_size - len(labels)
+    if short > 0:
+        images = torch.cat([images, images.new_zeros((short, *images.shape[1:]))]).contiguous(memory_format=memory)
+        labels = torch.cat([labels, labels.new_full((short,), -1)])
+    return (tta_logits(model, images, tta, memory).argmax(1) == labels).sum()
+
+
+class _Evaluating:
+    """Eval mode, no grad and the run's autocast, for the length of a `with` block."""
+
+    def __init__(self, model: nn.Module, device: torch.device, autocast: torch.dtype | None):
+        self.model = model
+        self.contexts = [torch.no_grad(), torch.autocast(device.type, dtype=autocast or torch.float32,
+                                                         enabled=autocast is not None)]
+
+    def __enter__(self) -> None:
+        self.was_training = self.model.training
+        self.model.eval()
+        for context in self.contexts:
+            context.__enter__()
+
+    def __exit__(self, *exc: object) -> None:
+        for context in reversed(self.contexts):
+            context.__exit__(*exc)
+        self.model.train(self.was_training)
+
+
+def evaluate(model: nn.Module, loader, tta: int, autocast: torch.dtype | None,
+             memory: torch.memory_format = torch.contiguous_format) -> float:
     """Exact top-1 accuracy over the whole split."""
-    was_training = model.training
-    model.eval()
     correct = torch.zeros((), dtype=torch.long, device=loader.device)
-    with torch.autocast(loader.device.type, dtype=autocast or torch.float32, enabled=autocast is not None):
+    with _Evaluating(model, loader.device, autocast):
         for images, labels in loader.epoch():
-            correct += (tta_logits(model, images, tta).argmax(1) == labels).sum()
-    model.train(was_training)
+            correct += _correct(model, images, labels, tta, memory, loader.batch_size)
     return correct.item() / loader.count
 
 
@@ -178,13 +219,17 @@ def train_run(suite_resolved: dict, data: PreparedData, seed: int, device: torch
         model = model.to(memory_format=torch.channels_last)
     init_s = time.perf_counter() - t0
 
-    # -- data: upload the splits to where the loader serves them from
+    # -- data: upload the splits to where the loader serves them from, in the compute dtype
     t0 = time.perf_counter()
-    common = dict(device=device, mean=data.mean, std=data.std, channels_last=policy.channels_last)
+    memory = torch.channels_last if policy.channels_last else torch.contiguous_format
+    common = dict(device=device, mean=data.mean, std=data.std, channels_last=policy.channels_last,
+                  dtype=policy.autocast_dtype or torch.float32)
     ds = data.dataset
     dataset = suite_resolved["dataset"]
     file_dataset = dataset["name"] in FILE_DATASETS
     kind = choose_loader(loader, ds.train_images.nbytes, device, file_dataset=file_dataset)
+    if kind == "torch":
+        common["workers"] = recipe["workers"]
     train_options = dict(batch_size=recipe["batch_size"], augment=Augment.from_recipe(recipe["augment"]),
                          shuffle=True, drop_last=True, seed=seed, **common)
     test_options = dict(batch_size=recipe["eval_batch_size"], **common)
@@ -198,20 +243,25 @@ def train_run(suite_resolved: dict, data: PreparedData, seed: int, device: torch
     else:
         train_loader = make_loader(kind, ds.train_images, ds.train_labels, **train_options)
         test_loader = make_loader(kind, ds.test_images, ds.test_labels, **test_options)
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    data_prep_s = time.perf_counter() - t0
     steps_per_epoch = len(train_loader)
     if steps_per_epoch == 0:
         raise BenchError(f"recipe.batch_size {recipe['batch_size']} is larger than the training set "
                          f"({train_loader.count} images); lower it")
+    # The data-dependent init's images are made here, once (a file loader decodes them with a
+    # pipeline of its own); the init itself is training and runs inside the timed region.
+    init_images = train_loader.images(5000) if hasattr(model, "data_init") else None
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    data_prep_s = time.perf_counter() - t0
 
-    # -- compile and warm up on random labels, then restore the initial state
+    # -- compile, and warm up every first call; then the initial state is put back
     t0 = time.perf_counter()
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # pick conv algorithms once, in the warm-up
-    step_model = model if policy.compile == "off" else torch.compile(model, mode=policy.compile)
-    _warm_up(step_model, model, recipe, data, test_loader.batch_size, policy, device)
+    compiled = policy.compile != "off"
+    # dynamic=False: the training and the (padded) evaluation shapes each get a static graph
+    step_model = torch.compile(model, mode=policy.compile, dynamic=False) if compiled else model
+    _warm_up(step_model, model, recipe, train_loader, test_loader, init_images, data.num_classes, policy, device)
     compile_s = time.perf_counter() - t0
 
     _seed_everything(seed + 1)  # the timed region's randomness does not depend on the warm-up
@@ -225,75 +275,76 @@ def train_run(suite_resolved: dict, data: PreparedData, seed: int, device: torch
 
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    # Energy from NVML's counter at the region's ends; a 10 Hz sampler for memory, utilization
-    # and power (a longer interval keeps its cost on a busy CPU negligible).
-    monitor = GpuMonitor(device.index or 0, interval_s=0.1, reporter=reporter)
+    # Energy from NVML's counter at each end of every running stretch; a 10 Hz sampler for memory,
+    # utilization and power (a longer interval keeps its cost on a busy CPU negligible).
+    region = TimedRegion(Stopwatch(device), GpuMonitor(device.index or 0, interval_s=0.1, reporter=reporter))
     curve: list[dict[str, Any]] = []
-    clock = Stopwatch(device)
     train_time = deciding_eval_s = curve_eval_s = 0.0
     step = 0
     accuracy: float | None = None
     reached_at: float | None = None
     status = "complete"
+    compiles_before = compile_count()
 
     with reporter.task(label, total=total_steps) as progress:
-        monitor.start()
-        clock.start()
-        # ---------------- timed region ----------------
-        if hasattr(model, "data_init"):
-            model.data_init(train_loader.images(5000))
-        for epoch in range(max_epochs):
-            epoch_start = clock.read()
-            loss_sum = torch.zeros((), device=device)
-            epoch_steps = 0
-            for images, labels in train_loader.epoch(epoch):
-                if step >= total_steps:
+        region.start()
+        try:
+            # ---------------- timed region ----------------
+            if init_images is not None:
+                model.data_init(init_images)
+            for epoch in range(max_epochs):
+                epoch_start = region.read()
+                loss_sum = torch.zeros((), device=device)
+                epoch_steps = 0
+                for images, labels in train_loader.epoch(epoch):
+                    if step >= total_steps:
+                        break
+                    _set_lr(optimizer, lr_multiplier(recipe["schedule"], step, steps_per_epoch, total_steps),
+                            whiten_active=step < whiten_steps)
+                    loss_sum += _train_step(step_model, optimizer, scaler, images, labels, recipe["label_smoothing"],
+                                            policy.autocast_dtype)
+                    step += 1
+                    epoch_steps += 1
+                    if lookahead is not None:
+                        lookahead.maybe_update(model, step, total_steps)
+                    progress.advance(1)
+                if lookahead is not None and step >= total_steps:
+                    lookahead.update(model, decay=1.0)  # end on the slow weights
+                epoch_loss = (loss_sum / max(epoch_steps, 1)).item()  # one sync per epoch
+                now = region.read()
+                train_time += now - epoch_start
+                point: dict[str, Any] = {"epoch": epoch + 1, "step": step, "time_s": now, "loss": epoch_loss,
+                                         "accuracy": None}
+                if not math.isfinite(epoch_loss):
+                    status = "diverged"
+                    curve.append(point)
                     break
-                _set_lr(optimizer, lr_multiplier(recipe["schedule"], step, steps_per_epoch, total_steps),
-                        whiten_active=step < whiten_steps)
-                loss_sum += _train_step(step_model, optimizer, scaler, images, labels, recipe["label_smoothing"],
-                                        policy.autocast_dtype)
-                step += 1
-                epoch_steps += 1
-                if lookahead is not None:
-                    lookahead.maybe_update(model, step, total_steps)
-                progress.advance(1)
-            if lookahead is not None and step >= total_steps:
-                lookahead.update(model, decay=1.0)  # end on the slow weights
-            epoch_loss = (loss_sum / max(epoch_steps, 1)).item()  # one sync per epoch
-            now = clock.read()
-            train_time += now - epoch_start
-            point: dict[str, Any] = {"epoch": epoch + 1, "step": step, "time_s": now, "loss": epoch_loss,
-                                     "accuracy": None}
-            if not math.isfinite(epoch_loss):
-                status = "diverged"
+                last = step >= total_steps
+                if mode == "reach" or last:
+                    # an evaluation that decides the verdict: inside the timed region
+                    t_eval = region.read()
+                    accuracy = evaluate(step_model, test_loader, recipe["tta"], policy.autocast_dtype, memory)
+                    deciding_eval_s += region.read() - t_eval
+                    point["accuracy"] = accuracy
+                    point["time_s"] = region.read()
+                    if accuracy >= target and reached_at is None:
+                        reached_at = point["time_s"]
+                elif recipe["curve_eval"]:
+                    # logging only: paused out of the timed region (time and energy), timed apart
+                    region.pause()
+                    t_eval = time.perf_counter()
+                    point["accuracy"] = evaluate(step_model, test_loader, recipe["tta"], policy.autocast_dtype,
+                                                 memory)
+                    curve_eval_s += time.perf_counter() - t_eval
+                    region.resume()
                 curve.append(point)
-                break
-            last = step >= total_steps
-            if mode == "reach" or last:
-                # an evaluation that decides the verdict: inside the timed region
-                t_eval = clock.read()
-                accuracy = evaluate(model, test_loader, recipe["tta"], policy.autocast_dtype)
-                deciding_eval_s += clock.read() - t_eval
-                point["accuracy"] = accuracy
-                point["time_s"] = clock.read()
-                if accuracy >= target and reached_at is None:
-                    reached_at = point["time_s"]
-            elif recipe["curve_eval"]:
-                # logging only: paused out of the timed region, timed apart
-                clock.pause()
-                t_eval = time.perf_counter()
-                point["accuracy"] = evaluate(model, test_loader, recipe["tta"], policy.autocast_dtype)
-                curve_eval_s += time.perf_counter() - t_eval
-                clock.resume()
-            curve.append(point)
-            progress.update(epoch=epoch + 1, loss=epoch_loss, acc=point["accuracy"])
-            if (mode == "reach" and reached_at is not None) or last:
-                break
-        total_s = clock.pause()
+                progress.update(epoch=epoch + 1, loss=epoch_loss, acc=point["accuracy"])
+                if (mode == "reach" and reached_at is not None) or last:
+                    break
+        finally:
+            total_s = region.stop()  # the monitor's thread and NVML handle go, whatever happened
         # ---------------- end of timed region ----------------
-        monitor.stop()
-    gpu = monitor.summary()
+    gpu = region.monitor.summary()
 
     trained_images = step * recipe["batch_size"]
     record: dict[str, Any] = {
@@ -316,12 +367,18 @@ def train_run(suite_resolved: dict, data: PreparedData, seed: int, device: torch
         "precision": policy.precision,
         "channels_last": policy.channels_last,
         "compile": policy.compile,
+        "eval_compiled": compiled,
+        "recompiles_in_timed_region": compile_count() - compiles_before,
+        "warmup_steps": recipe["warmup_steps"],
         "loader": train_loader.name,
+        "batch_dtype": str(policy.autocast_dtype or torch.float32).replace("torch.", ""),
         "peak_host_rss_mb": peak_host_rss_mb(),
         "energy_j": gpu["energy_j"],
         "energy_method": gpu["energy_method"],
         "mean_power_w": gpu["mean_power_w"],
         "max_power_w": gpu["max_power_w"],
+        "power_source": gpu["power_source"],
+        "monitored_s": gpu["running_s"],
         "mean_gpu_utilization_pct": gpu["mean_utilization_pct"],
         "nvml_peak_memory_used_mb": gpu["peak_memory_used_mb"],
         "energy_reason": gpu["reason"],
@@ -342,33 +399,38 @@ def _memory_figures(device: torch.device) -> dict[str, Any]:
             "memory_reason": None}
 
 
-def _warm_up(step_model: nn.Module, model: nn.Module, recipe: dict, data: PreparedData, eval_batch: int,
-             policy: Policy, device: torch.device) -> None:
-    """Runs the training step and the evaluation on random data (compiling, picking kernels,
-    allocating), then puts back the initial weights and statistics, as airbench does."""
-    if recipe["warmup_steps"] == 0:
+def _warm_up(step_model: nn.Module, model: nn.Module, recipe: dict, train_loader, test_loader,
+             init_images: torch.Tensor | None, num_classes: int, policy: Policy, device: torch.device) -> None:
+    """Makes, outside the clock, every first call the timed region will make, so that compiling,
+    JIT-compiling kernels, loading libraries (cuSOLVER for eigh, cuDNN's plan search) and first
+    allocations never land in seed 0's time; then puts back the initial weights and statistics,
+    as airbench does. The loaders' random state is untouched (sample_batch puts it back), so a
+    seed's run is bit-identical with and without the warm-up."""
+    steps = recipe["warmup_steps"]
+    if steps == 0:
         return
     initial = copy.deepcopy(model.state_dict())
-    rng_state = torch.get_rng_state()
+    generator = torch.Generator(device=device).manual_seed(12345)
+    memory = torch.channels_last if policy.channels_last else torch.contiguous_format
+    if init_images is not None:
+        model.data_init(init_images)
+    # A real batch: the loader's plan, gathers and kernel variant, in the dtype and strides training uses.
+    images, labels = train_loader.sample_batch()
     optimizer = build_optimizer(model, recipe)
     scaler = torch.amp.GradScaler(device.type) if policy.precision == "fp16" else None
-    generator = torch.Generator(device=device).manual_seed(12345)
-    c, h, w = data.in_shape
-    memory = torch.channels_last if policy.channels_last else torch.contiguous_format
-    num_classes = data.num_classes
-    for _ in range(recipe["warmup_steps"]):
-        images = torch.randn(recipe["batch_size"], c, h, w, generator=generator, device=device)
-        labels = torch.randint(0, num_classes, (recipe["batch_size"],), generator=generator, device=device)
-        _train_step(step_model, optimizer, scaler, images.contiguous(memory_format=memory), labels,
-                    recipe["label_smoothing"], policy.autocast_dtype)
-    with torch.no_grad(), torch.autocast(device.type, dtype=policy.autocast_dtype or torch.float32,
-                                         enabled=policy.autocast_dtype is not None):
-        model.eval()
-        images = torch.randn(min(eval_batch, len(data.dataset.test_labels)), c, h, w, generator=generator,
-                             device=device)
-        tta_logits(model, images.contiguous(memory_format=memory), recipe["tta"])
-        model.train()
+    for _ in range(steps):
+        random_labels = torch.randint(0, num_classes, labels.shape, generator=generator, device=device)
+        _set_lr(optimizer, 1.0, whiten_active=True)
+        _train_step(step_model, optimizer, scaler, images, random_labels, recipe["label_smoothing"],
+                    policy.autocast_dtype)
+    if recipe["lookahead"]["every"]:
+        Lookahead(model, recipe["lookahead"]["every"], recipe["lookahead"]["decay"]).update(model, decay=0.5)
+    # The evaluation: a full batch and a short one (padded to the same shape), with the TTA views.
+    test_images, test_labels = test_loader.sample_batch()
+    with _Evaluating(step_model, device, policy.autocast_dtype):
+        _correct(step_model, test_images, test_labels, recipe["tta"], memory, test_loader.batch_size).item()
+        _correct(step_model, test_images[:-1], test_labels[:-1], recipe["tta"], memory,
+                 test_loader.batch_size).item()
     model.load_state_dict(initial)
-    torch.set_rng_state(rng_state)
     if device.type == "cuda":
         torch.cuda.synchronize()

@@ -339,3 +339,34 @@ def test_imagefolder_files_says_what_is_wrong(tmp_path):
     (tmp_path / "flat").mkdir()
     with pytest.raises(BenchError, match="no train/ and test/"):
         imagefolder_files(tmp_path / "flat")
+
+
+@needs_dali
+@pytest.mark.parametrize("augment", AUGMENTS[1:], ids=["flip-translate", "alternating-translate-cutout"])
+def test_array_loader_sample_batch_is_the_first_batch_and_leaves_the_passes_as_they_were(augment):
+    images, labels = _arrays()
+    loader = make_loader("dali", images, labels, device=CPU, batch_size=16, shuffle=True, seed=3, augment=augment,
+                         dtype=torch.bfloat16, **IDENTITY)
+    twin = make_loader("dali", images, labels, device=CPU, batch_size=16, shuffle=True, seed=3, augment=augment,
+                       dtype=torch.bfloat16, **IDENTITY)
+    sample, sample_labels = loader.sample_batch()
+    assert sample.dtype == torch.bfloat16
+    for epoch in range(2):  # the sampled loader serves exactly what an untouched one does
+        for (a, ya), (b, yb) in zip(loader.epoch(epoch), twin.epoch(epoch), strict=True):
+            if epoch == 0 and ya is not None and sample is not None:
+                assert torch.equal(sample, a) and torch.equal(sample_labels, ya)
+                sample = None
+            assert torch.equal(a, b) and torch.equal(ya, yb)
+
+
+@needs_dali
+def test_file_loader_sample_batch_leaves_the_reader_where_it_was(jpeg_folder):
+    root, pillow, labels = jpeg_folder
+    loader = _file_loader(root, augment=Augment(flip=True, alternating_flip=True, translate=1), dtype=torch.bfloat16)
+    images, sample_labels = loader.sample_batch()
+    assert images.shape == (4, 3, *loader.size) and images.dtype == torch.bfloat16
+    assert torch.equal(sample_labels, labels[:4])  # the first files, in sorted order
+    indices = _pass(loader, 0)[0]  # the training pipeline still starts its first pass whole
+    assert sorted(indices.tolist()) == list(range(19))
+    untouched = _file_loader(root, augment=Augment(flip=True, alternating_flip=True, translate=1))
+    assert indices.tolist() == _pass(untouched, 0)[0].tolist()

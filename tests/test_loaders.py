@@ -43,3 +43,22 @@ def test_unknown_loader_and_missing_dali_are_one_line():
     if not dali_available():
         with pytest.raises(BenchError, match=r"pip install '\.\[dali\]'"):
             choose_loader("dali", 1, CPU)
+
+
+@pytest.mark.parametrize("kind", [0, 1], ids=["resident", "torch"])
+def test_sample_batch_is_pass_zeros_first_batch_and_changes_no_later_draw(kind):
+    augment = Augment(flip=True, alternating_flip=True, translate=1, cutout=3)
+    loader, first_twin, untouched = (_both(augment)[kind] for _ in range(3))
+    images, labels = loader.sample_batch()
+    first, first_labels = next(iter(first_twin.epoch(0)))
+    assert torch.equal(images, first) and torch.equal(labels, first_labels)
+    for epoch in range(3):  # alternating flips included: the sample left no trace
+        for (a, ya), (b, yb) in zip(loader.epoch(epoch), untouched.epoch(epoch), strict=True):
+            assert torch.equal(a, b) and torch.equal(ya, yb)
+
+
+def test_resident_batches_in_the_compute_dtype():
+    resident, plain = _both(Augment(flip=True, translate=2), dtype=torch.bfloat16, channels_last=True)
+    for loader in (resident, plain):
+        images, _ = next(iter(loader.epoch(0)))
+        assert images.dtype == torch.bfloat16 and images.is_contiguous(memory_format=torch.channels_last)

@@ -102,3 +102,19 @@ def test_user_suite_dir_is_listed(tmp_path, monkeypatch):
     write(tmp_path, MINIMAL, "mine.toml")
     monkeypatch.setenv("BENCH_SUITES", str(tmp_path))
     assert "mine" in available_suites()
+
+
+@pytest.mark.parametrize("compile_mode", ["default", "auto", "max-autotune"])
+def test_compile_with_fewer_than_two_warmup_steps_is_refused(tmp_path, compile_mode):
+    path = write(tmp_path, MINIMAL)
+    with pytest.raises(BenchError, match=r"s\.toml.*'recipe\.warmup_steps' is 1.*at least 2"):
+        load_suite(path, [f'recipe.compile="{compile_mode}"', "recipe.warmup_steps=1"])
+    assert load_suite(path, [f'recipe.compile="{compile_mode}"']).recipe["warmup_steps"] == 2
+    assert load_suite(path, ["recipe.warmup_steps=0"]).recipe["compile"] == "off"  # no compile: no need
+
+
+def test_workers_is_a_recipe_key_with_a_range(tmp_path):
+    path = write(tmp_path, MINIMAL)
+    assert load_suite(path).recipe["workers"] == 0 and load_suite(path, ["recipe.workers=2"]).recipe["workers"] == 2
+    with pytest.raises(BenchError, match="recipe.workers"):
+        load_suite(path, ["recipe.workers=-1"])

@@ -7,6 +7,9 @@ Every loader has the same face:
     loader.epoch(e)                yields (images, labels): images normalized, in the asked dtype and
                                    memory format, labels int64, both on the device; e counts from 0
     loader.images(n)               the first n images, normalized and unaugmented (data-dependent init)
+    loader.sample_batch()          pass 0's first batch made as training makes it, the loader's random
+                                   state left as it was (the warm-up's input)
+    loader.state() / restore(s)    the random state later passes depend on (array loaders)
 
 `make_file_loader("dali", split_dir, **options)` reads an ImageFolder split from disk instead of
 arrays (same options, plus shard_id/num_shards); only DALI has one.

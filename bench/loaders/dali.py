@@ -44,7 +44,7 @@ from nvidia.dali.plugin.pytorch import feed_ndarray, to_torch_type
 
 from bench.datasets.imagefolder import IMAGE_SUFFIXES
 from bench.errors import BenchError
-from bench.loaders.resident import Augment, EpochPlan, ResidentLoader
+from bench.loaders.resident import Augment, EpochPlan, ResidentLoader, first_batch, sample_first_batch
 
 
 def default_threads() -> int:
@@ -116,6 +116,15 @@ class DaliLoader:
         """The first `count` images, normalized and unaugmented: the reference's own (for data-dependent init)."""
         return self._host.images(count).to(self.device)
 
+    def state(self):
+        return self._host.state()  # the pipeline draws nothing itself: every draw is fed from the plan
+
+    def restore(self, state) -> None:
+        self._host.restore(state)
+
+    def sample_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return sample_first_batch(self)
+
 
 class DaliFileLoader:
     """An ImageFolder split read, decoded and augmented by DALI; labels are class indices in sorted order.
@@ -184,6 +193,22 @@ class DaliFileLoader:
                 self.last_indices = indices
                 yield (_finish(images[:valid], self.dtype, self.channels_last),
                        self._label_table[indices].to(self.device, non_blocking=True))
+
+    def sample_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """A batch made by a second pipeline of the same graph over the first files (decoder, augmentation,
+        copy). The reader's position cannot be put back, so the training pipeline itself is not touched:
+        pulling from it would make the next pass start by finishing this one, inside the timed region."""
+        count = min(self.batch_size, len(self.files))
+        pipe = _file_pipeline(self.files[:count], [2 * i for i in range(count)], device=self.device,
+                              batch_size=count, augment=self.augment, shuffle=False, size=self.size, mean=self._mean,
+                              std=self._std, channels_last=self.channels_last, threads=self.threads, seed=0,
+                              shard_id=0, num_shards=1)
+        runner = _AheadRunner(pipe, self.device)
+        parity = (lambda k: pipe.feed_input("parity", np.zeros(count, dtype=np.int32))) \
+            if self.augment.flip and self.augment.alternating_flip else (lambda k: None)
+        images, codes = first_batch(runner.iterations(1, parity))
+        labels = self._label_table[codes.reshape(-1).long() // 2].to(self.device, non_blocking=True)
+        return _finish(images, self.dtype, self.channels_last), labels
 
     def images(self, count: int) -> torch.Tensor:
         """The first `count` images in sorted order, normalized and unaugmented (for data-dependent init)."""

@@ -39,6 +39,25 @@ class EpochPlan:
     corners: torch.Tensor | None      # (2, N) cutout corners, or None
 
 
+def first_batch(batches: Iterator[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first batch of a pass, closing the pass (a loader's workers or pipeline stop cleanly)."""
+    try:
+        return next(batches)
+    finally:
+        batches.close()  # type: ignore[attr-defined]
+
+
+def sample_first_batch(loader) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pass 0's first batch, made exactly as training makes it (plan, gathers, kernels, workers or
+    pipeline), with the loader's state put back afterwards: the warm-up runs every first call on
+    it, and the run's own draws stay as if it had never been made."""
+    state = loader.state()
+    try:
+        return first_batch(loader.epoch(0))
+    finally:
+        loader.restore(state)
+
+
 def channel_stats(images: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-channel mean and std of uint8 NHWC images, on the 0..255 scale."""
     flat = images.reshape(-1, images.shape[-1]).astype(np.float64)
@@ -112,13 +131,30 @@ class ResidentLoader:
     def epoch(self, epoch: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Yields (images, labels) batches for one pass; epoch numbers count from 0."""
         plan = self.plan(epoch)
-        for idx in plan.batches:
-            batch = crop_flip_normalize(self.padded, idx, plan.offsets[0, idx], plan.offsets[1, idx],
-                                        plan.flips[idx], self.mean, self.std, self.size, self.dtype,
-                                        self.channels_last)
-            if plan.corners is not None:
-                cutout_(batch, plan.corners[0, idx], plan.corners[1, idx], self.augment.cutout)
-            yield batch, self.labels[idx]
+        order = torch.cat(plan.batches) if plan.batches else torch.zeros(0, dtype=torch.long, device=self.device)
+        # One gather per epoch puts every draw in serving order; each step then only slices views
+        # (three to five small gathers per step otherwise, each a kernel launch on a GPU).
+        dy, dx = plan.offsets[:, order].unbind(0)
+        flips, labels = plan.flips[order], self.labels[order]
+        corners = plan.corners[:, order] if plan.corners is not None else None
+        for start, idx in zip(range(0, len(order), self.batch_size), plan.batches):
+            end = start + len(idx)
+            batch = crop_flip_normalize(self.padded, idx, dy[start:end], dx[start:end], flips[start:end], self.mean,
+                                        self.std, self.size, self.dtype, self.channels_last)
+            if corners is not None:
+                cutout_(batch, corners[0, start:end], corners[1, start:end], self.augment.cutout)
+            yield batch, labels[start:end]
+
+    def state(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Everything later passes depend on: the generator and the alternating flips."""
+        return self.generator.get_state(), None if self._base_flip is None else self._base_flip.clone()
+
+    def restore(self, state: tuple[torch.Tensor, torch.Tensor | None]) -> None:
+        self.generator.set_state(state[0])
+        self._base_flip = state[1]
+
+    def sample_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return sample_first_batch(self)
 
     def images(self, count: int) -> torch.Tensor:
         """The first `count` images, normalized and unaugmented (for data-dependent init)."""
