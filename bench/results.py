@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from bench.errors import BenchError
+from bench.schema import SCHEMA_VERSION, problem  # noqa: F401  (SCHEMA_VERSION: the runner stamps records with it)
 
-SCHEMA_VERSION = 1
 STATUSES = ("complete", "interrupted", "diverged", "failed")
 
 
@@ -64,6 +64,7 @@ class ResultWriter:
         for _ in range(20):
             record["id"] = self.run_id
             text = json.dumps(_finite(record), indent=1, allow_nan=False, default=_jsonable) + "\n"
+            _check_schema(text, self.folder)
             with staged_file(self.folder, text, ".json") as staged:
                 if self.path is not None:
                     os.replace(staged, self.path)
@@ -76,13 +77,26 @@ class ResultWriter:
         raise BenchError(f"could not find a free result name in {self.folder}")
 
 
+class InvalidRecord(Exception):
+    """bench built a record its own schema refuses: a bug in bench, not the user's input."""
+
+
+def _check_schema(text: str, folder: Path) -> None:
+    """Every writer validates: a file that readers would refuse is never published."""
+    invalid = problem(json.loads(text))
+    if invalid:
+        raise InvalidRecord(f"the result record for {folder} does not fit bench/schema/result.schema.json "
+                            f"({invalid}); it was not written. This is a bug in bench: the writer and the schema "
+                            "disagree, and the schema must describe what the harness writes")
+
+
 @contextmanager
-def staged_file(folder: Path, text: str, suffix: str) -> Iterator[Path]:
+def staged_file(folder: Path, text: str | bytes, suffix: str) -> Iterator[Path]:
     """A temp file in `folder` holding all of `text`, synced to disk; removed on exit, by
     which time it has been linked or moved to its real name (or given up)."""
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=suffix, dir=folder)
     try:
-        with os.fdopen(fd, "w") as f:
+        with os.fdopen(fd, "wb" if isinstance(text, bytes) else "w") as f:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
@@ -119,10 +133,3 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, Path):
         return str(value)
     raise TypeError(f"not JSON serializable: {type(value).__name__}")
-
-
-def load_result(path: Path) -> dict[str, Any]:
-    try:
-        return json.loads(Path(path).read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise BenchError(f"{path}: not a readable result file ({exc})") from None

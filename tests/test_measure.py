@@ -1,11 +1,13 @@
 import json
 import os
+from pathlib import Path
 
 import pytest
 import torch
 
 from bench.measure import aggregate, count_params, forward_flops_per_image, mean_ci95, t_critical_95, time_summary
 from bench.results import ResultWriter
+from bench.schema import migrate
 
 
 def run(acc, t, status="complete"):
@@ -47,16 +49,24 @@ def test_params_and_flops_of_a_linear_layer():
     assert forward_flops_per_image(model, (3, 2, 2)) == 2 * 12 * 5
 
 
+def a_record(status: str) -> dict:
+    """A record the result schema accepts: a committed result, brought to the current schema."""
+    committed = sorted((Path(__file__).resolve().parent.parent / "results" / "runs").glob("*.json"))[0]
+    return {**migrate(json.loads(committed.read_text())), "status": status}
+
+
 def test_result_writer_is_atomic_and_never_overwrites(tmp_path):
     first = ResultWriter(tmp_path)
-    p1 = first.write({"id": first.run_id, "status": "interrupted", "x": float("nan")})
+    record = a_record("interrupted")
+    record["runs"][0]["curve"][0]["loss"] = float("nan")
+    p1 = first.write(record)
     second = ResultWriter(tmp_path)
     second.run_id = first.run_id  # force a name collision
-    p2 = second.write({"id": second.run_id, "status": "complete"})
+    p2 = second.write(a_record("complete"))
     assert p1 != p2
     assert json.loads(p1.read_text())["status"] == "interrupted"
-    assert json.loads(p1.read_text())["x"] is None  # NaN is not JSON: written as null
+    assert json.loads(p1.read_text())["runs"][0]["curve"][0]["loss"] is None  # NaN is not JSON: written as null
     assert json.loads(p2.read_text())["id"] == p2.stem
-    first.write({"id": first.run_id, "status": "complete"})
+    first.write(a_record("complete"))
     assert json.loads(p1.read_text())["status"] == "complete"
     assert not [f for f in os.listdir(tmp_path) if f.startswith(".tmp")]

@@ -26,6 +26,7 @@ from bench.progress import RecordingReporter
 from bench.reports import check, compare, leaderboard
 from bench.reports.frame import hardware_label, machine_label, read_results, require_results
 from bench.reports.specs import parse_row, read_spec_tables
+from bench.schema import SCHEMA_VERSION
 
 FIXTURES = Path(__file__).parent / "fixtures" / "results"
 H100 = "NVIDIA H100 80GB HBM3 on synthetic-fixture-gpu-1"
@@ -110,9 +111,9 @@ def test_unreadable_files_are_skipped_with_a_notice(results):
 
 def test_unknown_schema_version_is_refused_in_one_line(results):
     record = fixture("h100-cifar10-94")
-    record["schema_version"] = 2
+    record["schema_version"] = SCHEMA_VERSION + 1
     write(results / "runs", "future", record)
-    with pytest.raises(BenchError, match="schema_version 2 is not one this bench reads") as error:
+    with pytest.raises(BenchError, match=f"schema_version {SCHEMA_VERSION + 1} is not one this bench reads") as error:
         read_results(results)
     assert "\n" not in str(error.value) and error.value.exit_code == 2
 

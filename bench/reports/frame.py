@@ -6,9 +6,11 @@ Three frames, all keyed by the invocation `id`:
   curves       one row per point of a run's per-epoch curve
 
 A file that cannot be read as a result (bad JSON, not an object, missing keys) is
-skipped with a notice through the Reporter; a result of a schema_version this code
-does not know is refused with a BenchError, because silently misreading a newer
-format would publish wrong numbers.
+skipped with a notice through the Reporter. A result of an older schema_version is
+migrated to the current one; one of a version this code does not know, and one that
+does not fit the result schema (bench/schema/result.schema.json), is refused with a
+BenchError naming the file and the field, because silently misreading or dropping a
+result would publish wrong numbers.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import pandas as pd
 
 from bench.errors import BenchError
 from bench.progress import NullReporter, Reporter
-from bench.results import SCHEMA_VERSION
+from bench.schema import SCHEMA_VERSION, known_version, migrate, problem
 
 # Keys a file must have to be read as a result at all (DESIGN.md section 4).
 REQUIRED_KEYS = ("schema_version", "id", "status", "suite", "env", "aggregate")
@@ -93,9 +95,14 @@ def _read_one(path: Path) -> tuple[dict[str, Any] | None, str | None]:
     missing = [k for k in REQUIRED_KEYS if k not in record]
     if missing:
         return None, f"not a result file (no {', '.join(repr(k) for k in missing)})"
-    if record["schema_version"] != SCHEMA_VERSION:
+    if not known_version(record["schema_version"]):
         raise BenchError(f"{path}: schema_version {record['schema_version']!r} is not one this bench reads "
-                         f"(it reads {SCHEMA_VERSION}); upgrade bench or leave the file out")
+                         f"(it reads 1 to {SCHEMA_VERSION}); upgrade bench or leave the file out")
+    record = migrate(record)
+    invalid = problem(record)
+    if invalid:
+        raise BenchError(f"{path}: not a valid result file: {invalid} (see bench/schema/result.schema.json); "
+                         "fix the file or move it out of the results folder")
     return record, None
 
 
