@@ -73,12 +73,13 @@ def _parser() -> argparse.ArgumentParser:
                                   formatter_class=argparse.RawDescriptionHelpFormatter)
     specs.add_arguments(specs_parser)
 
-    from bench.reports import check, compare, leaderboard  # ~0.25 s (pandas); matplotlib only when plotting
+    from bench.reports import check, compare, export, leaderboard  # ~0.25 s (pandas); matplotlib only when plotting
 
     for name, module, summary in (
             ("leaderboard", leaderboard, "rank the PASS results of each suite by median time to target"),
             ("compare", compare, "machines side by side on the same suites: speed-ups, plots, HTML and Markdown"),
-            ("check", check, "regression gate for CI: a candidate result against a baseline (exit 1 on one)")):
+            ("check", check, "regression gate for CI: a candidate result against a baseline (exit 1 on one)"),
+            ("export", export, "the results as one table (a row per run, invocation or epoch): CSV, Parquet, JSON")):
         report = sub.add_parser(name, help=summary, description=module.__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
         module.add_arguments(report)
@@ -169,7 +170,7 @@ def cmd_report(args: argparse.Namespace, console: Console) -> int:
 
 
 COMMANDS = {"list": cmd_list, "run": cmd_run, "env": cmd_env, "specs": cmd_specs,
-            "leaderboard": cmd_report, "compare": cmd_report, "check": cmd_report}
+            "leaderboard": cmd_report, "compare": cmd_report, "check": cmd_report, "export": cmd_report}
 
 
 def main(argv: list[str] | None = None) -> int:

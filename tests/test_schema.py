@@ -120,7 +120,7 @@ def corrupted(tmp_path):
     return folder, victim
 
 
-@pytest.mark.parametrize("command", ["leaderboard", "compare", "check"])
+@pytest.mark.parametrize("command", ["leaderboard", "compare", "check", "export"])
 def test_every_reader_names_the_corrupted_file_and_field(capsys, corrupted, command):
     folder, victim = corrupted
     before = snapshot(folder)

@@ -197,6 +197,7 @@ def invocation_row(loaded: LoadedResult) -> dict[str, Any]:
         "gpu_count": gpu.get("count"),
         "gpu_memory_gb": gpu.get("memory_gb"),
         "gpu_driver": gpu.get("driver"),
+        "world_size": world_size(r),
         "cpu_model": cpu.get("model"),
         "cpu_cores": cpu.get("cores"),
         "ram_gb": env.get("ram_gb"),
@@ -238,8 +239,17 @@ def invocation_row(loaded: LoadedResult) -> dict[str, Any]:
     }
 
 
+def world_size(record: dict[str, Any]) -> int:
+    """Processes that trained each run. No schema so far records distributed runs: every run
+    in them was trained by the one process that wrote the file."""
+    return (record.get("invocation") or {}).get("world_size", 1)
+
+
 RUN_FIELDS = ("seed", "status", "accuracy", "reached_target", "time_to_target_s", "timed_s", "epochs", "steps",
-              "train_images_per_s", "compile_s", "data_prep_s", "peak_memory_mb", "energy_j", "mean_power_w")
+              "train_images", "train_time_s", "train_images_per_s", "mfu", "deciding_eval_s", "curve_eval_s",
+              "init_s", "compile_s", "data_prep_s", "precision", "channels_last", "compile", "loader",
+              "peak_memory_mb", "peak_memory_reserved_mb", "nvml_peak_memory_used_mb", "peak_host_rss_mb",
+              "energy_j", "mean_power_w", "max_power_w")
 CURVE_FIELDS = ("epoch", "step", "time_s", "loss", "accuracy")
 
 

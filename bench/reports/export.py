@@ -1,0 +1,157 @@
+"""`bench export`: the result files as one table for pandas, notebooks and dashboards.
+
+    runs         one row per run (seed): suite, hash, machine, GPU, world size, seed, accuracy,
+                 time to target, images/s, MFU, energy, memory, params / active params, code version
+    invocations  one row per result file: status, verdict and the aggregate over its runs
+    curves       one row per epoch of a run: time, loss, accuracy
+
+A view of the result files, read through the same frames as every report (bench.reports.frame),
+never a second source of truth. Columns have fixed dtypes whatever the data (nullable Int64,
+float64, boolean, string, UTC datetimes), so `pd.read_parquet` gives a notebook the same
+frame on every machine. Parquet keeps the dtypes; CSV and JSON (records) keep the values.
+
+--out FILE is written atomically (a temporary file, then renamed); without it CSV and JSON
+go to stdout. An export never goes into the folder of result files it reads.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import sys
+from pathlib import Path
+
+import pandas as pd
+from rich.console import Console
+
+from bench.errors import BenchError
+from bench.progress import RichReporter
+from bench.reports.frame import ResultFrames, add_results_argument, require_results, result_files
+from bench.results import results_root, staged_file
+
+FORMATS = ("csv", "parquet", "json")
+TABLES = ("runs", "invocations", "curves")
+
+# The invocation columns repeated on every run row: what a run is compared by.
+RUN_CONTEXT = ("suite_hash", "mode", "target", "verdict", "model", "dataset", "hardware", "hostname", "device",
+               "gpu_name", "gpu_count", "world_size", "cpu_model", "cpu_cores", "torch", "cuda", "params",
+               "trainable_params", "active_params", "flops_per_image", "train_flops_per_image", "code",
+               "git_commit", "git_dirty", "code_version", "started_at", "path")
+
+_INTEGER = ("run", "seed", "steps", "train_images", "epoch", "step", "gpu_count", "world_size", "cpu_cores", "cudnn",
+            "params", "trainable_params", "active_params", "flops_per_image", "train_flops_per_image", "runs",
+            "planned_runs", "timed_runs", "complete_runs")
+_BOOLEAN = ("reached_target", "channels_last", "git_dirty")
+_TIME = ("started_at", "finished_at")
+_FLOAT = ("accuracy", "time_to_target_s", "timed_s", "epochs", "train_time_s", "train_images_per_s", "mfu",
+          "deciding_eval_s", "curve_eval_s", "init_s", "compile_s", "data_prep_s", "peak_memory_mb",
+          "peak_memory_reserved_mb", "nvml_peak_memory_used_mb", "peak_host_rss_mb", "energy_j", "mean_power_w",
+          "max_power_w", "time_s", "loss", "target", "gpu_memory_gb", "ram_gb", "mean_accuracy", "ci_low",
+          "ci_high", "ci_half_width", "accuracy_std", "pass_fraction", "median_time_s", "min_time_s",
+          "max_time_s", "iqr_time_s", "olympic_mean_time_s", "median_train_images_per_s", "mean_energy_j")
+_STRING = ("id", "path", "status", "run_status", "invocation_status", "suite", "suite_hash", "overrides", "mode",
+           "date", "code", "git_commit", "code_version", "machine", "hardware", "hostname", "device", "gpu_name",
+           "gpu_driver", "cpu_model", "software", "loader", "torch", "cuda", "python", "os", "model", "dataset",
+           "verdict", "error", "precision", "compile")
+DTYPES: dict[str, str] = {**{c: "Int64" for c in _INTEGER}, **{c: "boolean" for c in _BOOLEAN},
+                          **{c: "float64" for c in _FLOAT}, **{c: "string" for c in _STRING},
+                          **{c: "datetime64[us, UTC]" for c in _TIME}}
+
+
+def typed(frame: pd.DataFrame) -> pd.DataFrame:
+    """Every column in its declared dtype, so an all-null column still has the right type."""
+    out = frame.copy()
+    for column in out.columns:
+        dtype = DTYPES.get(column)
+        if dtype is None:  # a new frame column not declared here yet (tests/test_export.py asks for one)
+            out[column] = out[column].convert_dtypes()
+        elif dtype.startswith("datetime64"):
+            out[column] = pd.to_datetime(out[column], utc=True).astype(dtype)
+        elif dtype == "float64":
+            out[column] = pd.to_numeric(out[column]).astype(dtype)
+        else:
+            out[column] = out[column].astype(dtype)
+    return out
+
+
+def runs_table(found: ResultFrames) -> pd.DataFrame:
+    """One row per run, with its invocation's context beside it."""
+    context = found.invocations[["id", "status", *RUN_CONTEXT]].rename(columns={"status": "invocation_status"})
+    rows = found.runs.rename(columns={"status": "run_status"}).merge(context, on="id", how="left")
+    return typed(rows.sort_values(["started_at", "id", "run"], kind="stable").reset_index(drop=True))
+
+
+def invocations_table(found: ResultFrames) -> pd.DataFrame:
+    return typed(found.invocations.sort_values(["started_at", "id"], kind="stable").reset_index(drop=True))
+
+
+def curves_table(found: ResultFrames) -> pd.DataFrame:
+    return typed(found.curves.reset_index(drop=True))
+
+
+BUILDERS = {"runs": runs_table, "invocations": invocations_table, "curves": curves_table}
+
+
+def encode(frame: pd.DataFrame, fmt: str) -> str | bytes:
+    if fmt == "csv":
+        return frame.to_csv(index=False)
+    if fmt == "json":
+        return frame.to_json(orient="records", date_format="iso", indent=1) + "\n"
+    buffer = io.BytesIO()
+    frame.to_parquet(buffer, index=False)
+    return buffer.getvalue()
+
+
+# ---------------------------------------------------------------- the command ----
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_results_argument(parser)
+    parser.add_argument("--table", choices=TABLES, default="runs",
+                        help="runs: one row per run (default); invocations: one per result file; curves: one per epoch")
+    parser.add_argument("--format", choices=FORMATS,
+                        help="csv, parquet or json (records); default: from --out's suffix, else csv")
+    parser.add_argument("--out", type=Path, metavar="FILE",
+                        help="file to write (replaced atomically); default: stdout (csv and json only)")
+
+
+def output_format(args: argparse.Namespace) -> str:
+    suffix = args.out.suffix.lower().lstrip(".") if args.out is not None else ""
+    if args.format is None:
+        return suffix if suffix in FORMATS else "csv"
+    if suffix in FORMATS and suffix != args.format:
+        raise BenchError(f"--out {args.out} ends in .{suffix} but --format is {args.format}; make them agree")
+    return args.format
+
+
+def check_out(out: Path, source: Path) -> None:
+    """Refuses what would lose or mix up data, before anything is read or written."""
+    if not out.parent.is_dir():
+        raise BenchError(f"--out {out}: the folder {out.parent} does not exist; create it first")
+    if out.is_dir():
+        raise BenchError(f"--out {out} is a folder; give a file name")
+    result_folder = source / "runs" if (source / "runs").is_dir() else source  # as result_files reads it
+    if source.is_dir() and out.resolve().parent == result_folder.resolve():
+        raise BenchError(f"--out {out} is inside the result folder {result_folder}; write the export elsewhere")
+    if out.exists() and out.resolve() in {p.resolve() for p in result_files(source)}:
+        raise BenchError(f"--out {out} is a result file; write the export elsewhere")
+
+
+def command(args: argparse.Namespace, console: Console) -> int:
+    source = args.results or results_root()
+    fmt = output_format(args)
+    if args.out is None and fmt == "parquet":
+        raise BenchError("--format parquet writes a binary file: give --out FILE.parquet")
+    if args.out is not None:
+        check_out(args.out, source)
+    table = BUILDERS[args.table](require_results(source, RichReporter()))  # notices on stderr
+    data = encode(table, fmt)
+    if args.out is None:
+        sys.stdout.write(data)
+        sys.stdout.flush()
+        return 0
+    with staged_file(args.out.parent, data, args.out.suffix) as staged:
+        os.replace(staged, args.out)
+    Console(stderr=True, highlight=False).print(f"{args.table}: {len(table)} rows, {len(table.columns)} columns "
+                                                f"-> {args.out} ({fmt})")
+    return 0

@@ -1,0 +1,130 @@
+"""`bench export`: the committed results as tables a notebook reads back with fixed dtypes."""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from bench.cli import main
+from bench.reports.export import DTYPES, TABLES
+from bench.reports.frame import read_results
+
+REPO = Path(__file__).resolve().parent.parent
+RESULTS = REPO / "results"
+RECORDS = [json.loads(p.read_text()) for p in sorted((RESULTS / "runs").glob("*.json"))]
+
+
+def export(capsys, *args) -> tuple[int, str, str]:
+    code = main(["export", "--results", str(RESULTS), *args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_runs_export_of_the_committed_results_reads_back_with_its_dtypes(capsys, tmp_path):
+    target = tmp_path / "runs.parquet"
+    code, _, _ = export(capsys, "--out", str(target))
+    assert code == 0
+    frame = pd.read_parquet(target)
+    # one row per run of every committed result file, nothing more
+    assert len(frame) == sum(len(r["runs"]) for r in RECORDS)
+    assert {c: str(t) for c, t in frame.dtypes.items()} == {c: DTYPES[c] for c in frame.columns}
+    for column in ("suite", "suite_hash", "machine", "gpu_name", "world_size", "seed", "accuracy", "time_to_target_s",
+                   "train_images_per_s", "mfu", "energy_j", "peak_memory_mb", "params", "active_params",
+                   "code_version", "git_commit"):
+        assert column in frame.columns, column
+    assert str(frame["seed"].dtype) == "Int64" and str(frame["time_to_target_s"].dtype) == "float64"
+    assert str(frame["started_at"].dtype).startswith("datetime64") and str(frame["started_at"].dt.tz) == "UTC"
+    # the values are the files' own
+    by_key = frame.set_index(["id", "seed"])
+    for record in RECORDS:
+        for run in record["runs"]:
+            row = by_key.loc[(record["id"], run["seed"])]
+            assert row["time_to_target_s"] == run["time_to_target_s"] and row["accuracy"] == run["accuracy"]
+            assert row["suite"] == record["suite"]["name"] and row["params"] == record["model"]["params"]
+            assert row["git_commit"] == record["code"]["git_commit"] and row["world_size"] == 1
+            assert pd.isna(row["gpu_name"]) and pd.isna(row["energy_j"])  # CPU runs: no GPU, no NVML
+            assert (pd.isna(row["mfu"]) if run.get("mfu") is None else row["mfu"] == run["mfu"])
+
+
+def test_invocations_table_has_one_row_per_file_with_its_aggregate(capsys, tmp_path):
+    target = tmp_path / "invocations.parquet"
+    assert export(capsys, "--table", "invocations", "--out", str(target))[0] == 0
+    frame = pd.read_parquet(target).set_index("id")
+    assert len(frame) == len(RECORDS)
+    assert {c: str(t) for c, t in frame.dtypes.items()} == {c: DTYPES[c] for c in frame.columns}
+    for record in RECORDS:
+        row = frame.loc[record["id"]]
+        assert row["median_time_s"] == record["aggregate"]["median_time_s"]
+        assert row["verdict"] == record["aggregate"]["verdict"] and row["runs"] == len(record["runs"])
+
+
+@pytest.mark.parametrize("fmt, read", [("csv", pd.read_csv),
+                                       ("json", lambda f: pd.read_json(f, orient="records"))])
+def test_csv_and_json_go_to_stdout_with_the_same_values(capsys, tmp_path, fmt, read):
+    target = tmp_path / "runs.parquet"
+    export(capsys, "--out", str(target))
+    code, out, _ = export(capsys, "--format", fmt)
+    assert code == 0
+    text = read(io.StringIO(out))
+    typed = pd.read_parquet(target)
+    assert list(text.columns) == list(typed.columns) and len(text) == len(typed)
+    for column in ("accuracy", "time_to_target_s", "train_images_per_s", "seed", "params"):
+        assert pd.api.types.is_numeric_dtype(text[column]), column
+        assert text[column].astype(float).tolist() == pytest.approx(typed[column].astype(float).tolist(), nan_ok=True)
+
+
+def test_every_exported_column_has_a_declared_dtype():
+    found = read_results(REPO / "tests" / "fixtures" / "results")
+    from bench.reports.export import BUILDERS
+    for table in TABLES:
+        columns = BUILDERS[table](found).columns
+        assert not [c for c in columns if c not in DTYPES], table
+
+
+# ---------------------------------------------------------------- bad input ----
+
+@pytest.fixture
+def results(tmp_path):
+    folder = tmp_path / "results"
+    shutil.copytree(RESULTS / "runs", folder / "runs")
+    return folder
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["--format", "parquet"], "give --out FILE.parquet"),
+    (["--out", "{tmp}/missing/x.csv"], "does not exist"),
+    (["--out", "{results}/runs/export.json"], "is inside the result folder"),
+    (["--format", "csv", "--out", "{tmp}/x.parquet"], "ends in .parquet but --format is csv"),
+    (["--out", "{tmp}"], "is a folder"),
+])
+def test_bad_input_is_one_line_and_touches_nothing(capsys, tmp_path, results, args, fragment):
+    before = sorted(p.name for p in (results / "runs").iterdir())
+    argv = [a.format(tmp=tmp_path, results=results) for a in args]
+    code = main(["export", "--results", str(results), *argv])
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 2 and len(lines) == 1 and fragment in lines[0] and "Traceback" not in err, err
+    assert sorted(p.name for p in (results / "runs").iterdir()) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["results"]
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["--table", "seeds"], "bench export: argument --table: invalid choice"),
+    (["--format", "xlsx"], "bench export: argument --format: invalid choice"),
+])
+def test_wrong_arguments_are_one_line(capsys, args, fragment):
+    with pytest.raises(SystemExit) as stop:
+        main(["export", *args])
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and fragment in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_missing_results_folder_is_one_line(capsys, tmp_path):
+    code = main(["export", "--results", str(tmp_path / "nowhere")])
+    err = capsys.readouterr().err
+    assert code == 2 and "nowhere: no such file or folder" in err and len(err.strip().splitlines()) == 1
