@@ -61,6 +61,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--loader", default="auto", choices=LOADER_KINDS,
                      help="how batches reach the model: resident (whole set on the device), torch "
                           "(DataLoader), dali (NVIDIA DALI); auto picks resident when it fits (default)")
+    run.add_argument("--mllog", type=Path, metavar="FILE",
+                     help="also write each run in MLPerf's log format (mlperf-logging), built from the result "
+                          "file; several runs are numbered FILE_0, FILE_1, ... (never overwritten)")
 
     env = sub.add_parser("env", help="print the environment fingerprint",
                          description="Print the environment fingerprint recorded in every result file.")
@@ -115,11 +118,13 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     overrides = args.overrides + ([f"recipe.compile={args.compile!r}".replace("'", '"')] if args.compile else [])
     # --set and --compile apply to every suite of a race: the same data and settings for all
     suites = [load_suite(ref, overrides) for ref in [args.suite, *args.versus]]
+    after_run = _mllog_writer(args.mllog, suites, args.runs, console) if args.mllog is not None else None
     reporter = RichReporter(Console(stderr=True, highlight=False))
     try:
         finished = run_race(suites, runs=args.runs, seed=args.seed, device_choice=args.device,
                             results_dir=args.results or default_results_dir(), reporter=reporter,
-                            offline=args.offline, command=["bench", *sys.argv[1:]], loader=args.loader)
+                            offline=args.offline, command=["bench", *sys.argv[1:]], loader=args.loader,
+                            after_run=after_run)
     except Interrupted as stop:
         where = f"finished runs kept in {', '.join(map(str, stop.paths))}" if stop.paths else \
             "no run had finished; nothing written"
@@ -132,6 +137,27 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     if any(record["status"] != "complete" for record, _ in finished):
         return EXIT_BROKEN
     return 0 if all(record["aggregate"]["verdict"] == "PASS" for record, _ in finished) else EXIT_FAIL
+
+
+def _mllog_writer(base: Path, suites: list, runs: int | None, console: Console):
+    """Checks the log names before any work, and returns what writes each run's log: a view
+    of the result file just saved, read back through the reports' reader."""
+    from bench.reports.frame import load_results
+    from bench.reports.mlperf import check_log_paths, log_paths, mlperf_log, write_log
+
+    paths = log_paths(base, [(s.name, runs if runs is not None else s.resolved["runs"]) for s in suites])
+    check_log_paths([p for names in paths for p in names])
+
+    def write(position: int, result: Path, index: int) -> None:
+        try:
+            path = write_log(paths[position][index], mlperf_log(load_results(result)[0].record, index))
+        except (BenchError, OSError) as exc:  # the result file holds the run; a view that failed must not mark it
+            Console(stderr=True, highlight=False).print(f"[yellow]MLPerf log not written[/yellow]: {exc}",
+                                                        soft_wrap=True)
+            return
+        console.print(f"MLPerf log: {path}")
+
+    return write
 
 
 def cmd_env(args: argparse.Namespace, console: Console) -> int:

@@ -11,7 +11,7 @@ import sys
 import time
 import traceback
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -75,8 +75,10 @@ class Invocation:
     """
 
     def __init__(self, suite: Suite, *, runs: int | None, seed: int, device: torch.device, results_dir: Path,
-                 reporter: Reporter, offline: bool, command: list[str] | None, loader: str):
+                 reporter: Reporter, offline: bool, command: list[str] | None, loader: str,
+                 after_run: Callable[[Path, int], None] | None = None):
         self.suite, self.device, self.reporter, self.offline, self.loader = suite, device, reporter, offline, loader
+        self.after_run = after_run  # told (result file, run index) once each run is saved
         self.writer = ResultWriter(results_dir)  # refuses an unwritable folder before any work
         count = runs if runs is not None else suite.resolved["runs"]
         if count < 1:
@@ -149,8 +151,10 @@ class Invocation:
                                  "the invocation ends as diverged")
             self.ended = True
             self.save("diverged")
-            return
-        self.save("interrupted" if i + 1 < count else "complete")
+        else:
+            self.save("interrupted" if i + 1 < count else "complete")
+        if self.after_run is not None:
+            self.after_run(self.path, len(self.record["runs"]) - 1)
 
     def stop(self, exc: BaseException) -> None:
         """Keeps what finished when the invocation is cut short."""
@@ -171,15 +175,19 @@ class Invocation:
 
 def run_race(suites: list[Suite], *, runs: int | None = None, seed: int = 0, device_choice: str = "auto",
              results_dir: Path, reporter: Reporter | None = None, offline: bool = False,
-             command: list[str] | None = None, loader: str = "auto") -> list[tuple[dict[str, Any], Path | None]]:
+             command: list[str] | None = None, loader: str = "auto",
+             after_run: Callable[[int, Path, int], None] | None = None) -> list[tuple[dict[str, Any], Path | None]]:
     """Several suites in one invocation, their seeds interleaved (A B A B ...), so that what
     the machine does meanwhile (clocks, heat, neighbours) falls on all of them alike.
-    Each suite gets its own result file; each names the others in `invocation.race`."""
+    Each suite gets its own result file; each names the others in `invocation.race`.
+    `after_run(suite position, result file, run index)` is called once each run is saved."""
     reporter = reporter or NullReporter()
     device = resolve_device(device_choice)
     choose_loader(loader, 0, device)  # an unknown or uninstalled loader is refused before any work
     entrants = [Invocation(s, runs=runs, seed=seed, device=device, results_dir=results_dir, reporter=reporter,
-                           offline=offline, command=command, loader=loader) for s in suites]
+                           offline=offline, command=command, loader=loader,
+                           after_run=None if after_run is None else _bound(after_run, position))
+                for position, s in enumerate(suites)]
     try:
         peak = None
         for entrant in entrants:
@@ -203,6 +211,10 @@ def run_race(suites: list[Suite], *, runs: int | None = None, seed: int = 0, dev
     finally:
         if device.type == "cuda":
             torch.cuda.empty_cache()
+
+
+def _bound(after_run: Callable[[int, Path, int], None], position: int) -> Callable[[Path, int], None]:
+    return lambda path, index: after_run(position, path, index)
 
 
 def run_invocation(suite: Suite, **options: Any) -> tuple[dict[str, Any], Path | None]:
