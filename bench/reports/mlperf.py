@@ -18,7 +18,8 @@ MLPerf keeps one log per run; so does bench (one file per seed).
 
 Check a log with the official checker and the ruleset shipped in the package:
 
-    python -m mlperf_logging.compliance_checker RUN.log --config "$(bench mllog-rules)"
+    python -m mlperf_logging.compliance_checker RUN.log \
+        --config "$(python -c 'import bench.reports.mlperf as m; print(m.RULESET)')"
 """
 
 from __future__ import annotations
