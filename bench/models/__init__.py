@@ -15,15 +15,25 @@ from torch import nn
 
 from bench.errors import BenchError
 from bench.models.airbench import AirbenchNet
-from bench.models.resnet9 import ResNet9
+from bench.models.resnet9 import resnet9
 from bench.models.small import LeNet5, mlp
+
+
+
+def resnet34_cifar(num_classes: int, in_shape: tuple[int, int, int]) -> nn.Module:
+    """ResNet-34 for 32x32 inputs: the zoo's ResNet with a 3x3 stem and no max pool."""
+    from bench.models import zoo  # the zoo module is imported on demand
+
+    return zoo.resnet34_cifar(num_classes, in_shape)
+
 
 # name -> constructor(num_classes, in_shape, **args)
 TRAINING_MODELS: dict[str, Callable[..., nn.Module]] = {
     "mlp": mlp,
     "lenet5": LeNet5,
     "airbench": AirbenchNet,
-    "resnet9": ResNet9,
+    "resnet9": resnet9,
+    "resnet34_cifar": resnet34_cifar,
 }
 
 

@@ -83,3 +83,28 @@ class AirbenchNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.groups(self.act(self.whiten(x)))
         return self.head(self.pool(x).flatten(1)) * self.logit_scale
+
+
+@torch.no_grad()
+def whitening_filters(images: torch.Tensor, k: int, eps: float = 5e-4, chunk: int = 500) -> torch.Tensor:
+    """The C*k*k eigenvectors of the covariance of the k x k patches of `images` (N, C, H, W),
+    each scaled by 1/sqrt(eigenvalue + eps), largest first, as (C*k*k, C, k, k) conv filters.
+    The covariance is summed over chunks of images, so 3x3 patches of 5000 CIFAR images never
+    exist all at once (that would be about 0.5 GB of floats). AirbenchNet.data_init keeps its
+    one-shot float32 form, so that its past results stay reproducible bit for bit."""
+    c = images.size(1)
+    dim = c * k * k
+    total = torch.zeros(dim, dtype=torch.float64, device=images.device)
+    outer = torch.zeros(dim, dim, dtype=torch.float64, device=images.device)
+    count = 0
+    for start in range(0, len(images), chunk):
+        patches = images[start:start + chunk].float().unfold(2, k, 1).unfold(3, k, 1)  # n, C, H', W', k, k
+        patches = patches.transpose(1, 3).reshape(-1, dim).double()  # rows ordered (C, kh, kw) per patch
+        total += patches.sum(0)
+        outer += patches.T @ patches
+        count += len(patches)
+    mean = total / count
+    cov = outer / count - torch.outer(mean, mean)
+    eigenvalues, eigenvectors = torch.linalg.eigh(cov)
+    eigenvalues, eigenvectors = eigenvalues.flip(0).float(), eigenvectors.T.flip(0).float()
+    return eigenvectors.reshape(dim, c, k, k) / torch.sqrt(eigenvalues + eps).view(-1, 1, 1, 1)

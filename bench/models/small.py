@@ -21,25 +21,36 @@ def mlp(num_classes: int, in_shape: tuple[int, int, int], hidden: tuple[int, ...
 
 
 class LeNet5(nn.Module):
-    """LeCun et al. 1998: two 5x5 conv layers with average pooling, then 120-84-classes.
+    """LeCun et al. 1998: two 5x5 conv layers with pooling, then 120-84-classes.
 
     The original expects 32x32 inputs; smaller inputs (28x28 MNIST) are zero-padded
     by the first convolution so the feature map sizes stay those of the paper.
+    `activation` and `pool` pick the paper's tanh and average pooling (the default) or
+    the ReLU and max pooling of the form most framework tutorials train on CIFAR-10;
+    the parameter count is the same either way.
     """
 
-    def __init__(self, num_classes: int, in_shape: tuple[int, int, int]):
+    def __init__(self, num_classes: int, in_shape: tuple[int, int, int], activation: str = "tanh",
+                 pool: str = "avg"):
         super().__init__()
+        acts = {"tanh": nn.Tanh, "relu": nn.ReLU}
+        pools = {"avg": nn.AvgPool2d, "max": nn.MaxPool2d}
+        if activation not in acts:
+            raise ValueError(f"activation {activation!r}: choose tanh or relu")
+        if pool not in pools:
+            raise ValueError(f"pool {pool!r}: choose avg or max")
+        act, pool_layer = acts[activation], pools[pool]
         channels, height, _ = in_shape
         pad = max(0, (32 - height) // 2)
         self.features = nn.Sequential(
-            nn.Conv2d(channels, 6, 5, padding=pad), nn.Tanh(), nn.AvgPool2d(2),
-            nn.Conv2d(6, 16, 5), nn.Tanh(), nn.AvgPool2d(2),
+            nn.Conv2d(channels, 6, 5, padding=pad), act(), pool_layer(2),
+            nn.Conv2d(6, 16, 5), act(), pool_layer(2),
         )
         side = (height + 2 * pad - 4) // 2
         side = (side - 4) // 2
         self.classifier = nn.Sequential(
-            nn.Flatten(), nn.Linear(16 * side * side, 120), nn.Tanh(),
-            nn.Linear(120, 84), nn.Tanh(), nn.Linear(84, num_classes),
+            nn.Flatten(), nn.Linear(16 * side * side, 120), act(),
+            nn.Linear(120, 84), act(), nn.Linear(84, num_classes),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -457,13 +457,19 @@ class _Bottleneck(_Residual):
 
 
 class ResNet(nn.Module):
-    """He et al. 2015, ImageNet form: 7x7 stem, max pool, four stages (64/128/256/512 planes)."""
+    """He et al. 2015, ImageNet form: 7x7 stem, max pool, four stages (64/128/256/512 planes).
+
+    `small_input=True` is the common form for 32x32 images: a 3x3 stride-1 stem and no max
+    pool, so the four stages see 32/16/8/4 pixels instead of a 1x1 map after the stem's 32x
+    downsampling."""
 
     def __init__(self, block: type[_BasicBlock] | type[_Bottleneck], depths: Sequence[int], num_classes: int = 1000,
-                 in_channels: int = 3):
+                 in_channels: int = 3, small_input: bool = False):
         super().__init__()
         _check(num_classes, in_channels)
         stages: list[tuple[str, nn.Module]] = [
+            ("stem", _ConvBN(in_channels, 64, 3, padding=1)),
+        ] if small_input else [
             ("stem", _ConvBN(in_channels, 64, 7, stride=2, padding=3)),
             ("maxpool", nn.MaxPool2d(3, 2, padding=1)),
         ]
@@ -492,6 +498,11 @@ def resnet18(*, num_classes: int = 1000, in_channels: int = 3) -> nn.Module:
 def resnet34(*, num_classes: int = 1000, in_channels: int = 3) -> nn.Module:
     """ResNet-34: 21,797,672 parameters at 1000 classes."""
     return ResNet(_BasicBlock, (3, 4, 6, 3), num_classes, in_channels)
+
+
+def resnet34_cifar(num_classes: int, in_shape: tuple[int, int, int]) -> nn.Module:
+    """ResNet-34 for 32x32 inputs (3x3 stem, no max pool): 21,282,122 parameters at 10 classes."""
+    return ResNet(_BasicBlock, (3, 4, 6, 3), num_classes, in_shape[0], small_input=True)
 
 
 def resnet50(*, num_classes: int = 1000, in_channels: int = 3) -> nn.Module:
