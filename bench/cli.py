@@ -58,6 +58,9 @@ def _parser() -> argparse.ArgumentParser:
                      help="race another suite in the same invocation: seeds interleaved (A B A B ...), one "
                           "result file each (e.g. bench run cifar10-94 --versus airbench94)")
     run.add_argument("--offline", action="store_true", help="never download data sets")
+    run.add_argument("--save-weights", type=Path, metavar="DIR",
+                     help="save each run's final (evaluated) weights as DIR/<result id>-seed<N>.pt, a state dict "
+                          "that model.init reads; the result file names it")
     run.add_argument("--loader", default="auto", choices=LOADER_KINDS,
                      help="how batches reach the model: resident (whole set on the device), torch "
                           "(DataLoader), dali (NVIDIA DALI); auto picks resident when it fits (default)")
@@ -102,7 +105,8 @@ def cmd_list(args: argparse.Namespace, console: Console) -> int:
         except BenchError as exc:
             table.add_row(name, "[red]invalid[/red]", "", "", "", "", "", str(exc))
             continue
-        table.add_row(name, s.dataset["name"], s.model["name"], f"{s.target:g}", s.mode, str(s.resolved["runs"]),
+        target = f"{s.target:g}" + (" (provisional)" if s.resolved["provisional"] else "")
+        table.add_row(name, s.dataset["name"], s.model["name"], target, s.mode, str(s.resolved["runs"]),
                       ",".join(s.resolved["devices"]), s.resolved["description"])
     console.print(table)
     return 0
@@ -124,7 +128,7 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
         finished = run_race(suites, runs=args.runs, seed=args.seed, device_choice=args.device,
                             results_dir=args.results or default_results_dir(), reporter=reporter,
                             offline=args.offline, command=["bench", *sys.argv[1:]], loader=args.loader,
-                            after_run=after_run)
+                            after_run=after_run, save_weights=args.save_weights)
     except Interrupted as stop:
         where = f"finished runs kept in {', '.join(map(str, stop.paths))}" if stop.paths else \
             "no run had finished; nothing written"

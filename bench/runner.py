@@ -16,6 +16,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from bench import finetune
 from bench.datasets import ArrayDataset, load_dataset
 from bench.env import bf16_is_fast, code_version, fingerprint
 from bench.errors import BenchError
@@ -55,6 +56,8 @@ def subset(dataset: ArrayDataset, train_size: int | None, test_size: int | None)
 
 def model_figures(suite: Suite, data: PreparedData) -> dict[str, Any]:
     model = build_model(suite.model["name"], data.num_classes, data.in_shape, suite.model["args"], where="model")
+    if suite.model["freeze"] == "features":  # the trainable count is what fine-tuning trains
+        finetune.freeze_features(model, suite.model["name"])
     flops = forward_flops_per_image(model, data.in_shape)
     return {"name": suite.model["name"], "args": suite.model["args"], **count_params(model),
             "flops_per_image": flops, "train_flops_per_image": 3 * flops, "input_shape": list(data.in_shape)}
@@ -76,9 +79,10 @@ class Invocation:
 
     def __init__(self, suite: Suite, *, runs: int | None, seed: int, device: torch.device, results_dir: Path,
                  reporter: Reporter, offline: bool, command: list[str] | None, loader: str,
-                 after_run: Callable[[Path, int], None] | None = None):
+                 after_run: Callable[[Path, int], None] | None = None, save_weights: Path | None = None):
         self.suite, self.device, self.reporter, self.offline, self.loader = suite, device, reporter, offline, loader
         self.after_run = after_run  # told (result file, run index) once each run is saved
+        self.weights_dir = save_weights
         self.writer = ResultWriter(results_dir)  # refuses an unwritable folder before any work
         count = runs if runs is not None else suite.resolved["runs"]
         if count < 1:
@@ -142,8 +146,12 @@ class Invocation:
         """Trains seed number i and saves; a diverged run ends the invocation."""
         seed, count = self.seeds[i], len(self.seeds)
         label = f"{self.suite.name} run {i + 1}/{count} seed {seed}"
+        save = None
+        if self.weights_dir is not None:
+            name = f"{self.writer.run_id}-seed{seed}.pt"  # the result's unique id: never two runs on one file
+            save = lambda model: finetune.save_weights(model, self.weights_dir, name)  # noqa: E731
         run = train_run(self.suite.resolved, self.data, seed, self.device, self.reporter, label=label,
-                        loader=self.loader)
+                        loader=self.loader, save_weights=save)
         run["mfu"] = mfu(run, self.record["model"]["train_flops_per_image"], self.peak)
         self.record["runs"].append(run)
         if run["status"] == "diverged":
@@ -176,7 +184,8 @@ class Invocation:
 def run_race(suites: list[Suite], *, runs: int | None = None, seed: int = 0, device_choice: str = "auto",
              results_dir: Path, reporter: Reporter | None = None, offline: bool = False,
              command: list[str] | None = None, loader: str = "auto",
-             after_run: Callable[[int, Path, int], None] | None = None) -> list[tuple[dict[str, Any], Path | None]]:
+             after_run: Callable[[int, Path, int], None] | None = None,
+             save_weights: Path | None = None) -> list[tuple[dict[str, Any], Path | None]]:
     """Several suites in one invocation, their seeds interleaved (A B A B ...), so that what
     the machine does meanwhile (clocks, heat, neighbours) falls on all of them alike.
     Each suite gets its own result file; each names the others in `invocation.race`.
@@ -186,7 +195,8 @@ def run_race(suites: list[Suite], *, runs: int | None = None, seed: int = 0, dev
     choose_loader(loader, 0, device)  # an unknown or uninstalled loader is refused before any work
     entrants = [Invocation(s, runs=runs, seed=seed, device=device, results_dir=results_dir, reporter=reporter,
                            offline=offline, command=command, loader=loader,
-                           after_run=None if after_run is None else _bound(after_run, position))
+                           after_run=None if after_run is None else _bound(after_run, position),
+                           save_weights=save_weights)
                 for position, s in enumerate(suites)]
     try:
         peak = None

@@ -56,6 +56,9 @@ SCHEMA: dict[str, Any] = {
     "mode": Key("str", default="budget", choices=("budget", "reach")),
     "target": Key("float", required=True, check=lambda v: 0 < v <= 1, expect="a fraction in (0, 1], e.g. 0.94"),
     "runs": Key("int", default=5, check=_positive, expect="a positive integer"),
+    # true while the target is not yet measured on the hardware the suite is sized for (a GPU
+    # suite measured only as a CPU smoke test); `bench list` shows it
+    "provisional": Key("bool", default=False),
     "devices": Key("list", default=["cpu", "cuda"], check=lambda v: all(d in ("cpu", "cuda") for d in v),
                    expect='a list drawn from "cpu", "cuda"'),
     "dataset": {
@@ -67,6 +70,11 @@ SCHEMA: dict[str, Any] = {
     "model": {
         "name": Key("str", required=True),
         "args": Key("table", default={}),
+        # fine-tuning: start from a saved state dict (a path; relative paths are taken from the
+        # working directory, as on the command line), and optionally train only the decision
+        # layers (the feature/decision split of the spec table: the model's `features` stay fixed)
+        "init": Key("str"),
+        "freeze": Key("str", default="none", choices=("none", "features")),
     },
     "recipe": {
         "epochs": Key("float", required=True, check=_positive, expect="a positive number of epochs"),
@@ -127,6 +135,22 @@ SCHEMA: dict[str, Any] = {
             "nesterov": Key("bool", default=True),
             "ns_steps": Key("int", default=5, check=_positive, expect="a positive integer"),
             "weight_decay": Key("float", default=0.0, check=_non_negative, expect="a number >= 0"),
+        },
+        # weight EMA: every `every` steps a shadow copy moves toward the weights by (1 - decay);
+        # evaluations use the shadow (DAWNBench ResNet-9's final form). 0 = off.
+        "ema": {
+            "every": Key("int", default=0, check=_non_negative, expect="an integer >= 0 (0 = off)"),
+            "decay": Key("float", default=0.99, check=lambda v: 0 < v < 1, expect="a number in (0, 1)"),
+        },
+        # backpropagation through time for sequence models (a model with `sequence_logits`):
+        # full (whole sequence), truncated (windows of `length` carrying the state), sliding
+        # (windows of `length` every `step` steps, each step's loss once), shuffled (windows of
+        # `length` every `step`, from zero state, shuffled across the batch's sequences)
+        "bptt": {
+            "mode": Key("str", default="none", choices=("none", "full", "truncated", "sliding", "shuffled")),
+            "length": Key("int", default=0, check=_non_negative, expect="an integer >= 0 (window length in steps)"),
+            "step": Key("int", default=0, check=_non_negative,
+                        expect="an integer >= 0 (steps between window starts; 0 = length)"),
         },
         "lookahead": {
             # every k steps the weights move toward their slow average (airbench's lookahead EMA)
@@ -309,6 +333,17 @@ def _cross_checks(resolved: dict[str, Any], where: str) -> None:
         raise BenchError(f"{where}: 'recipe.warmup_steps' is {recipe['warmup_steps']}, but recipe.compile "
                          f"{recipe['compile']!r} needs at least 2 warm-up steps to keep compilation out of "
                          "the timed region; raise it or set recipe.compile = \"off\"")
+    bptt = recipe["bptt"]
+    if bptt["mode"] in ("truncated", "sliding", "shuffled") and bptt["length"] < 1:
+        raise BenchError(f"{where}: 'recipe.bptt.length' must be at least 1 for recipe.bptt.mode "
+                         f"{bptt['mode']!r} (the window length in sequence steps)")
+    if bptt["mode"] == "sliding" and bptt["step"] > bptt["length"]:
+        raise BenchError(f"{where}: 'recipe.bptt.step' {bptt['step']} is longer than 'recipe.bptt.length' "
+                         f"{bptt['length']}: sliding windows would skip steps; make step <= length")
+    ghost = resolved["model"]["args"].get("ghost_batch")
+    if isinstance(ghost, int) and ghost > 0 and recipe["batch_size"] % ghost:
+        raise BenchError(f"{where}: 'recipe.batch_size' {recipe['batch_size']} is not a multiple of "
+                         f"'model.args.ghost_batch' {ghost}; ghost batch norm splits each batch into such groups")
     if recipe["precision"] == "fp16" and resolved["devices"] == ["cpu"]:
         raise BenchError(f"{where}: 'recipe.precision' fp16 is for CUDA; use bf16 or auto on CPU")
 

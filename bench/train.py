@@ -19,22 +19,29 @@ that happened inside its timed region (recompiles_in_timed_region); it should be
 from __future__ import annotations
 
 import copy
+import functools
 import math
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import Any, Callable
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from bench import finetune
+from bench.bptt import bptt_train_step
 from bench.datasets import FILE_DATASETS, ArrayDataset, imagefolder_files
+from bench.ema import WeightEMA
 from bench.env import bf16_is_fast
 from bench.errors import BenchError
 from bench.loaders import Augment, channel_stats, choose_loader, make_file_loader, make_loader
 from bench.gpu_monitor import GpuMonitor
 from bench.measure import Stopwatch, TimedRegion, compile_count, peak_host_rss_mb
+from bench.memory import cpu_training_peak
 from bench.models import build_model
 from bench.progress import NullReporter, Reporter
 from bench.optim import Lookahead, build_optimizer
@@ -197,6 +204,13 @@ def _train_step(model, optimizer, scaler, images, labels, smoothing, autocast):
     return loss.detach()
 
 
+def _train_step_for(recipe: dict) -> Callable[..., torch.Tensor]:
+    """The plain step, or the BPTT step of a sequence recipe (same signature, bench.bptt)."""
+    if recipe["bptt"]["mode"] == "none":
+        return _train_step
+    return functools.partial(bptt_train_step, bptt=recipe["bptt"])
+
+
 def _set_lr(optimizer: torch.optim.Optimizer, multiplier: float, whiten_active: bool) -> None:
     for group in optimizer.param_groups:
         frozen = group["name"] == "whiten_bias" and not whiten_active
@@ -204,8 +218,10 @@ def _set_lr(optimizer: torch.optim.Optimizer, multiplier: float, whiten_active: 
 
 
 def train_run(suite_resolved: dict, data: PreparedData, seed: int, device: torch.device,
-              reporter: Reporter | None = None, label: str = "run", loader: str = "auto") -> dict[str, Any]:
-    """Trains one seed and returns its run record (status complete or diverged)."""
+              reporter: Reporter | None = None, label: str = "run", loader: str = "auto",
+              save_weights: Callable[[nn.Module], Path] | None = None) -> dict[str, Any]:
+    """Trains one seed and returns its run record (status complete or diverged). With
+    `save_weights`, the final (evaluated) weights are handed to it after the timed region."""
     reporter = reporter or NullReporter()
     recipe, mode, target = suite_resolved["recipe"], suite_resolved["mode"], suite_resolved["target"]
 
@@ -216,7 +232,9 @@ def train_run(suite_resolved: dict, data: PreparedData, seed: int, device: torch
     init_start_unix_s = time.time()
     _seed_everything(seed)
     model = build_model(suite_resolved["model"]["name"], data.num_classes, data.in_shape,
-                        suite_resolved["model"]["args"]).to(device)
+                        suite_resolved["model"]["args"])
+    finetune.prepare(model, suite_resolved["model"])  # model.init and model.freeze
+    model = model.to(device)
     policy = resolve_policy(recipe, device, model)
     if policy.channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -264,14 +282,19 @@ def train_run(suite_resolved: dict, data: PreparedData, seed: int, device: torch
     compiled = policy.compile != "off"
     # dynamic=False: the training and the (padded) evaluation shapes each get a static graph
     step_model = torch.compile(model, mode=policy.compile, dynamic=False) if compiled else model
-    _warm_up(step_model, model, recipe, train_loader, test_loader, init_images, data.num_classes, policy, device)
+    train_step = _train_step_for(recipe)
+    _warm_up(step_model, model, recipe, train_loader, test_loader, init_images, data.num_classes, policy, device,
+             train_step)
     compile_s = time.perf_counter() - t0
+    memory_figures = _cpu_memory(step_model, model, recipe, train_loader, policy, device, train_step)
 
     _seed_everything(seed + 1)  # the timed region's randomness does not depend on the warm-up
     optimizer = build_optimizer(model, recipe)
     scaler = torch.amp.GradScaler(device.type) if policy.precision == "fp16" else None
     lookahead = Lookahead(model, recipe["lookahead"]["every"], recipe["lookahead"]["decay"]) \
         if recipe["lookahead"]["every"] else None
+    ema = WeightEMA(model, recipe["ema"]["every"], recipe["ema"]["decay"]) if recipe["ema"]["every"] else None
+    evaluated = ema.swapped if ema is not None else nullcontext  # evaluations see the EMA weights
     max_epochs = math.ceil(recipe["epochs"])
     total_steps = math.ceil(recipe["epochs"] * steps_per_epoch)
     whiten_steps = recipe["whiten_bias_epochs"] * steps_per_epoch
@@ -305,10 +328,12 @@ def train_run(suite_resolved: dict, data: PreparedData, seed: int, device: torch
                         break
                     _set_lr(optimizer, lr_multiplier(recipe["schedule"], step, steps_per_epoch, total_steps),
                             whiten_active=step < whiten_steps)
-                    loss_sum += _train_step(step_model, optimizer, scaler, images, labels, recipe["label_smoothing"],
-                                            policy.autocast_dtype)
+                    loss_sum += train_step(step_model, optimizer, scaler, images, labels, recipe["label_smoothing"],
+                                           policy.autocast_dtype)
                     step += 1
                     epoch_steps += 1
+                    if ema is not None:
+                        ema.maybe_update(step)
                     if lookahead is not None:
                         lookahead.maybe_update(model, step, total_steps)
                     progress.advance(1)
@@ -328,7 +353,8 @@ def train_run(suite_resolved: dict, data: PreparedData, seed: int, device: torch
                 if mode == "reach" or last:
                     # an evaluation that decides the verdict: inside the timed region
                     t_eval = region.read()
-                    accuracy = evaluate(step_model, test_loader, recipe["tta"], policy.autocast_dtype, memory)
+                    with evaluated():
+                        accuracy = evaluate(step_model, test_loader, recipe["tta"], policy.autocast_dtype, memory)
                     deciding_eval_s += region.read() - t_eval
                     point["accuracy"] = accuracy
                     point["eval_start_s"] = t_eval
@@ -339,8 +365,9 @@ def train_run(suite_resolved: dict, data: PreparedData, seed: int, device: torch
                     # logging only: paused out of the timed region (time and energy), timed apart
                     region.pause()
                     t_eval = time.perf_counter()
-                    point["accuracy"] = evaluate(step_model, test_loader, recipe["tta"], policy.autocast_dtype,
-                                                 memory)
+                    with evaluated():
+                        point["accuracy"] = evaluate(step_model, test_loader, recipe["tta"], policy.autocast_dtype,
+                                                     memory)
                     curve_eval_s += time.perf_counter() - t_eval
                     region.resume()
                 curve.append(point)
@@ -351,6 +378,10 @@ def train_run(suite_resolved: dict, data: PreparedData, seed: int, device: torch
             total_s = region.stop()  # the monitor's thread and NVML handle go, whatever happened
         # ---------------- end of timed region ----------------
     gpu = region.monitor.summary()
+    weights_file = None
+    if save_weights is not None:
+        with evaluated():
+            weights_file = str(save_weights(model))
 
     trained_images = step * recipe["batch_size"]
     record: dict[str, Any] = {
@@ -390,25 +421,52 @@ def train_run(suite_resolved: dict, data: PreparedData, seed: int, device: torch
         "mean_gpu_utilization_pct": gpu["mean_utilization_pct"],
         "nvml_peak_memory_used_mb": gpu["peak_memory_used_mb"],
         "energy_reason": gpu["reason"],
+        "weights_file": weights_file,
         "curve": curve,
     }
     record.update(_memory_figures(device))
+    record.update(memory_figures)
     if mode == "reach" and status == "complete" and reached_at is None:
         record["note"] = f"did not reach {target} within {recipe['epochs']} epochs"
     return record
 
 
+def _cpu_memory(step_model: nn.Module, model: nn.Module, recipe: dict, train_loader, policy: Policy,
+                device: torch.device, train_step: Callable[..., torch.Tensor]) -> dict[str, Any]:
+    """The training's own peak memory on CPU (bench.memory), from two training steps on the
+    warm-up's batch outside the clock; the weights are put back afterwards. On CUDA the
+    allocator's peak over the timed region is the figure (torch.cuda.max_memory_allocated)."""
+    if device.type != "cpu":
+        return {"train_peak_memory_method": "torch.cuda.max_memory_allocated over the timed region"}
+    initial = copy.deepcopy(model.state_dict())
+    images, labels = train_loader.sample_batch()
+    optimizer = build_optimizer(model, recipe)
+    _set_lr(optimizer, 1.0, whiten_active=True)
+
+    def step() -> None:
+        train_step(step_model, optimizer, None, images, labels, recipe["label_smoothing"], policy.autocast_dtype)
+
+    figures = cpu_training_peak(model, optimizer, step)
+    model.load_state_dict(initial)
+    for p in model.parameters():
+        p.grad = None
+    return figures
+
+
 def _memory_figures(device: torch.device) -> dict[str, Any]:
     if device.type != "cuda":
         return {"peak_memory_mb": None, "peak_memory_reserved_mb": None,
-                "memory_reason": "no CUDA device: torch's peak GPU memory is measured on CUDA only"}
-    return {"peak_memory_mb": torch.cuda.max_memory_allocated(device) / 2**20,
+                "memory_reason": "no CUDA device: torch's peak GPU memory is measured on CUDA only "
+                                 "(train_peak_memory_mb is the CPU figure)"}
+    return {"train_peak_memory_mb": torch.cuda.max_memory_allocated(device) / 2**20,
+            "peak_memory_mb": torch.cuda.max_memory_allocated(device) / 2**20,
             "peak_memory_reserved_mb": torch.cuda.max_memory_reserved(device) / 2**20,
             "memory_reason": None}
 
 
 def _warm_up(step_model: nn.Module, model: nn.Module, recipe: dict, train_loader, test_loader,
-             init_images: torch.Tensor | None, num_classes: int, policy: Policy, device: torch.device) -> None:
+             init_images: torch.Tensor | None, num_classes: int, policy: Policy, device: torch.device,
+             train_step: Callable[..., torch.Tensor] = _train_step) -> None:
     """Makes, outside the clock, every first call the timed region will make, so that compiling,
     JIT-compiling kernels, loading libraries (cuSOLVER for eigh, cuDNN's plan search) and first
     allocations never land in seed 0's time; then puts back the initial weights and statistics,
@@ -429,8 +487,8 @@ def _warm_up(step_model: nn.Module, model: nn.Module, recipe: dict, train_loader
     for _ in range(steps):
         random_labels = torch.randint(0, num_classes, labels.shape, generator=generator, device=device)
         _set_lr(optimizer, 1.0, whiten_active=True)
-        _train_step(step_model, optimizer, scaler, images, random_labels, recipe["label_smoothing"],
-                    policy.autocast_dtype)
+        train_step(step_model, optimizer, scaler, images, random_labels, recipe["label_smoothing"],
+                   policy.autocast_dtype)
     if recipe["lookahead"]["every"]:
         Lookahead(model, recipe["lookahead"]["every"], recipe["lookahead"]["decay"]).update(model, decay=0.5)
     # The evaluation: a full batch and a short one (padded to the same shape), with the TTA views.

@@ -16,6 +16,7 @@ from torch import nn
 from bench.errors import BenchError
 from bench.models.airbench import AirbenchNet
 from bench.models.resnet9 import resnet9
+from bench.models.sequence import SequenceLSTM
 from bench.models.small import LeNet5, mlp
 
 
@@ -34,6 +35,7 @@ TRAINING_MODELS: dict[str, Callable[..., nn.Module]] = {
     "airbench": AirbenchNet,
     "resnet9": resnet9,
     "resnet34_cifar": resnet34_cifar,
+    "lstm": SequenceLSTM,
 }
 
 
