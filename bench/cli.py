@@ -95,7 +95,8 @@ def _parser() -> argparse.ArgumentParser:
 def cmd_list(args: argparse.Namespace, console: Console) -> int:
     from bench.suites import available_suites, load_suite
 
-    table = Table(title="suites")
+    table = Table(title="suites", caption="* provisional target: not yet measured on the hardware the suite is "
+                                          "sized for")
     for column in ("name", "dataset", "model", "target", "mode", "runs", "devices"):
         table.add_column(column, no_wrap=True)
     table.add_column("description", ratio=1)
@@ -105,7 +106,7 @@ def cmd_list(args: argparse.Namespace, console: Console) -> int:
         except BenchError as exc:
             table.add_row(name, "[red]invalid[/red]", "", "", "", "", "", str(exc))
             continue
-        target = f"{s.target:g}" + (" (provisional)" if s.resolved["provisional"] else "")
+        target = f"{s.target:g}" + ("*" if s.resolved["provisional"] else "")
         table.add_row(name, s.dataset["name"], s.model["name"], target, s.mode, str(s.resolved["runs"]),
                       ",".join(s.resolved["devices"]), s.resolved["description"])
     console.print(table)

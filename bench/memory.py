@@ -20,7 +20,10 @@ step and is not counted; nor are allocations by libraries outside torch's alloca
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable
+import os
+import sys
+from contextlib import contextmanager
+from typing import Any, Callable, Iterable, Iterator
 
 import torch
 from torch import nn
@@ -56,7 +59,7 @@ def step_peak_bytes(step: Callable[[], Any]) -> int:
     from torch._C._profiler import _EventType
     from torch.profiler import ProfilerActivity, profile
 
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+    with _native_stderr_silenced(), profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
         step()
     sizes: list[tuple[int, int]] = []
     stack = list(prof.profiler.kineto_results.experimental_event_tree())
@@ -71,6 +74,29 @@ def step_peak_bytes(step: Callable[[], Any]) -> int:
         running += size
         peak = max(peak, running)
     return peak
+
+
+@contextmanager
+def _native_stderr_silenced() -> Iterator[None]:
+    """The profiler's native libraries write start/stop notes (and a warning about blocks freed
+    that were allocated before it started, which is expected here) straight to file
+    descriptor 2, past Python; they would land in every run's output. Python-level errors
+    still propagate as exceptions and are reported after the descriptor is restored."""
+    try:
+        fd = sys.stderr.fileno()
+    except (AttributeError, ValueError, OSError):  # a replaced sys.stderr (pytest capture): nothing to hide
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(fd)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, fd)
+        yield
+    finally:
+        os.dup2(saved, fd)
+        os.close(saved)
+        os.close(devnull)
 
 
 def cpu_training_peak(model: nn.Module, optimizer: Any, step: Callable[[], Any]) -> dict[str, Any]:
