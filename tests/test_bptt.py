@@ -163,7 +163,8 @@ def test_sequence_suites_train_and_record_peak_memory(tmp_path, mode):
         run["train_peak_memory_method"]
     again = train_run(resolved, data, 0, CPU)
     assert again["accuracy"] == run["accuracy"]  # the memory steps leave no trace in the run
-    assert again["train_peak_memory_mb"] == run["train_peak_memory_mb"]
+    # a property of the step, not of the process's history (a few KiB of allocator detail aside)
+    assert again["train_peak_memory_mb"] == pytest.approx(run["train_peak_memory_mb"], rel=0.05)
 
 
 def test_shipped_lstm_suites_differ_only_in_bptt_mode():
