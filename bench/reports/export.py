@@ -46,7 +46,8 @@ _BOOLEAN = ("reached_target", "channels_last", "git_dirty")
 _TIME = ("started_at", "finished_at")
 _FLOAT = ("accuracy", "time_to_target_s", "timed_s", "epochs", "train_time_s", "train_images_per_s", "mfu",
           "deciding_eval_s", "curve_eval_s", "init_s", "compile_s", "data_prep_s", "peak_memory_mb",
-          "peak_memory_reserved_mb", "nvml_peak_memory_used_mb", "peak_host_rss_mb", "energy_j", "mean_power_w",
+          "peak_memory_reserved_mb", "nvml_peak_memory_used_mb", "peak_host_rss_mb", "train_peak_memory_mb",
+          "energy_j", "mean_power_w",
           "max_power_w", "time_s", "loss", "target", "gpu_memory_gb", "ram_gb", "mean_accuracy", "ci_low",
           "ci_high", "ci_half_width", "accuracy_std", "pass_fraction", "median_time_s", "min_time_s",
           "max_time_s", "iqr_time_s", "olympic_mean_time_s", "median_train_images_per_s", "mean_energy_j")

@@ -249,7 +249,7 @@ RUN_FIELDS = ("seed", "status", "accuracy", "reached_target", "time_to_target_s"
               "train_images", "train_time_s", "train_images_per_s", "mfu", "deciding_eval_s", "curve_eval_s",
               "init_s", "compile_s", "data_prep_s", "precision", "channels_last", "compile", "loader",
               "peak_memory_mb", "peak_memory_reserved_mb", "nvml_peak_memory_used_mb", "peak_host_rss_mb",
-              "energy_j", "mean_power_w", "max_power_w")
+              "train_peak_memory_mb", "energy_j", "mean_power_w", "max_power_w")
 CURVE_FIELDS = ("epoch", "step", "time_s", "loss", "accuracy")
 
 
