@@ -175,3 +175,24 @@ def test_shipped_lstm_suites_differ_only_in_bptt_mode():
                     "recipe": {**resolved["recipe"], "bptt": {**resolved["recipe"]["bptt"], "mode": ""}}}
         suites[mode] = resolved
     assert all(r == suites["full"] for r in suites.values())
+
+
+def test_the_bptt_study_file_resolves_every_cell():
+    """The study's keys are suite keys: each cell (base suite + [set] + one value per axis) loads."""
+    import itertools
+    import json
+    import tomllib
+    from pathlib import Path
+
+    study = tomllib.loads((Path(__file__).resolve().parent.parent / "suites/studies/fashion-mnist-lstm-bptt.toml")
+                          .read_text())
+    fixed = [f"{k}={json.dumps(v)}" for k, v in study["set"].items()]
+    axes = study["axes"]
+    assert set(axes["recipe.bptt.mode"]) == {"full", "truncated", "sliding", "shuffled"}
+    hashes = set()
+    for values in itertools.product(*axes.values()):
+        cell = [f"{k}={json.dumps(v)}" for k, v in zip(axes, values)]
+        suite = load_suite(study["suite"], fixed + cell)
+        assert suite.recipe["bptt"]["mode"] == values[0] and suite.recipe["lr"] == values[1]
+        hashes.add(suite.hash)
+    assert len(hashes) == 16 and study["seeds"] == [0, 1]
