@@ -67,6 +67,17 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--mllog", type=Path, metavar="FILE",
                      help="also write each run in MLPerf's log format (mlperf-logging), built from the result "
                           "file; several runs are numbered FILE_0, FILE_1, ... (never overwritten)")
+    scale = run.add_argument_group("one run on many devices (DDP under torch.distributed.run; NCCL on CUDA, "
+                                   "gloo on CPU; the suite's batch_size is the global batch)")
+    scale.add_argument("--nproc-per-node", type=int, metavar="N",
+                       help="ranks on this node: one per GPU (on CPU, processes sharing the cores)")
+    scale.add_argument("--nnodes", type=int, default=1, metavar="M", help="machines in the run (default 1)")
+    scale.add_argument("--node-rank", type=int, default=0, metavar="R", help="this machine's number, 0..M-1")
+    scale.add_argument("--rdzv-endpoint", metavar="HOST:PORT",
+                       help="node 0's address and a free port, the same on every node (needed when M > 1)")
+    scale.add_argument("--dist-timeout", type=float, metavar="SECONDS",
+                       help="a collective waiting longer ends the run as failed instead of hanging "
+                            "(default 1800)")
 
     env = sub.add_parser("env", help="print the environment fingerprint",
                          description="Print the environment fingerprint recorded in every result file.")
@@ -114,7 +125,8 @@ def cmd_list(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_run(args: argparse.Namespace, console: Console) -> int:
-    from bench.progress import RichReporter
+    from bench import distributed
+    from bench.progress import NullReporter, RichReporter
     from bench.results import default_results_dir
     from bench.runner import Interrupted, run_race
     from bench.suites import load_suite
@@ -123,18 +135,28 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     overrides = args.overrides + ([f"recipe.compile={args.compile!r}".replace("'", '"')] if args.compile else [])
     # --set and --compile apply to every suite of a race: the same data and settings for all
     suites = [load_suite(ref, overrides) for ref in [args.suite, *args.versus]]
-    after_run = _mllog_writer(args.mllog, suites, args.runs, console) if args.mllog is not None else None
-    reporter = RichReporter(Console(stderr=True, highlight=False))
+    # the MLPerf log names are checked here (and in the launcher, before any rank starts); rank 0 writes them
+    after_run = _mllog_writer(args.mllog, suites, args.runs, console) \
+        if args.mllog is not None and distributed.main_process_output() else None
+    if not distributed.launched() and (args.nproc_per_node is not None or args.nnodes > 1):
+        return _launch(args, suites)
+    dist = distributed.SINGLE
+    if distributed.launched():  # a rank that torch.distributed.run (or torchrun -m bench) started
+        from bench.train import resolve_device
+
+        dist = distributed.join(resolve_device(args.device), args.dist_timeout)
+    reporter = RichReporter(Console(stderr=True, highlight=False)) if dist.is_main else NullReporter()
     try:
         finished = run_race(suites, runs=args.runs, seed=args.seed, device_choice=args.device,
                             results_dir=args.results or default_results_dir(), reporter=reporter,
                             offline=args.offline, command=["bench", *sys.argv[1:]], loader=args.loader,
-                            after_run=after_run, save_weights=args.save_weights)
+                            after_run=after_run, save_weights=args.save_weights, dist=dist)
     except Interrupted as stop:
         where = f"finished runs kept in {', '.join(map(str, stop.paths))}" if stop.paths else \
             "no run had finished; nothing written"
         console.print(f"[yellow]interrupted[/yellow]: {where}")
         return EXIT_INTERRUPTED
+    distributed.leave(dist)  # on the way out after success; a failing rank just exits
     for record, path in finished:
         console.print(runs_table(record))
         console.print(aggregate_table(record))
@@ -163,6 +185,35 @@ def _mllog_writer(base: Path, suites: list, runs: int | None, console: Console):
         console.print(f"MLPerf log: {path}")
 
     return write
+
+
+def _launch(args: argparse.Namespace, suites: list) -> int:
+    """Checks what it can here (one line, exit 2, nothing started), then starts the ranks of this
+    node under torch.distributed.run; they rerun this command line without the launcher's flags."""
+    from bench import distributed
+    from bench.progress import RichReporter
+    from bench.results import ResultWriter, default_results_dir
+    from bench.train import resolve_device
+
+    nproc = args.nproc_per_node if args.nproc_per_node is not None else 1
+    if nproc < 1 or args.nnodes < 1:
+        raise BenchError("--nproc-per-node and --nnodes must be at least 1")
+    device = resolve_device(args.device)
+    if device.type == "cuda":
+        import torch
+
+        if nproc > torch.cuda.device_count():
+            raise BenchError(f"--nproc-per-node {nproc}: this node has {torch.cuda.device_count()} GPUs; "
+                             "run one rank per GPU")
+    world = distributed.Dist(world_size=nproc * args.nnodes, backend="check")
+    for suite in suites:
+        world.rank_batch(suite.resolved["recipe"]["batch_size"], key=f"{suite.name}: recipe.batch_size")
+    if args.node_rank == 0:  # the node that holds rank 0 writes the result file
+        ResultWriter(args.results or default_results_dir())
+    reporter = RichReporter(Console(stderr=True, highlight=False))
+    return distributed.launch(sys.argv[1:], nproc_per_node=nproc, nnodes=args.nnodes, node_rank=args.node_rank,
+                              rdzv_endpoint=args.rdzv_endpoint, timeout_s=args.dist_timeout,
+                              cpu=device.type == "cpu", notice=reporter.notice)
 
 
 def cmd_env(args: argparse.Namespace, console: Console) -> int:
@@ -213,16 +264,35 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return EXIT_BAD_INPUT
+    from bench.distributed import Terminated, launched, main_process_output
+
     # Logs and pipes get rich's 80 columns by default, too narrow for the run tables.
-    console = Console(highlight=False, width=None if sys.stdout.isatty() else 120)
+    # Of several ranks only rank 0 speaks: the others hold the same records and errors.
+    quiet = not main_process_output()
+    console = Console(highlight=False, width=None if sys.stdout.isatty() else 120, quiet=quiet)
+    errors = Console(stderr=True, highlight=False, quiet=quiet)
     try:
         return COMMANDS[args.command](args, console)
     except BenchError as exc:
-        Console(stderr=True, highlight=False).print(f"[bold red]error:[/bold red] {exc}", soft_wrap=True)
+        errors.print(f"[bold red]error:[/bold red] {exc}", soft_wrap=True)
         return exc.exit_code
     except KeyboardInterrupt:
-        Console(stderr=True).print("[yellow]interrupted[/yellow]")
+        errors.print("[yellow]interrupted[/yellow]")
         return EXIT_INTERRUPTED
+    except Terminated as exc:
+        errors.print(f"[bold red]failed:[/bold red] {exc}; finished runs kept", soft_wrap=True)
+        return EXIT_BROKEN
+    except Exception as exc:
+        if not launched():
+            raise
+        # A rank's failure (a peer gone, a collective timed out) is recorded in the result file
+        # with its traceback; every rank says it in one line, as the others may not know it.
+        import os
+
+        Console(stderr=True, highlight=False).print(
+            f"[bold red]failed:[/bold red] rank {os.environ.get('RANK')}: {type(exc).__name__}: {exc}",
+            soft_wrap=True)
+        return EXIT_BROKEN
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ import torch
 
 from bench import finetune
 from bench.datasets import ArrayDataset, load_dataset
+from bench.distributed import SINGLE, Dist
 from bench.env import bf16_is_fast, code_version, fingerprint
 from bench.errors import BenchError
 from bench.loaders import choose_loader
@@ -79,11 +80,15 @@ class Invocation:
 
     def __init__(self, suite: Suite, *, runs: int | None, seed: int, device: torch.device, results_dir: Path,
                  reporter: Reporter, offline: bool, command: list[str] | None, loader: str,
-                 after_run: Callable[[Path, int], None] | None = None, save_weights: Path | None = None):
+                 after_run: Callable[[Path, int], None] | None = None, save_weights: Path | None = None,
+                 dist: Dist = SINGLE):
         self.suite, self.device, self.reporter, self.offline, self.loader = suite, device, reporter, offline, loader
         self.after_run = after_run  # told (result file, run index) once each run is saved
         self.weights_dir = save_weights
-        self.writer = ResultWriter(results_dir)  # refuses an unwritable folder before any work
+        self.dist = dist
+        dist.rank_batch(suite.resolved["recipe"]["batch_size"])  # an uneven split is refused before any work
+        # Only rank 0 writes (the one result file); it refuses an unwritable folder before any work.
+        self.writer = ResultWriter(results_dir) if dist.is_main else None
         count = runs if runs is not None else suite.resolved["runs"]
         if count < 1:
             raise BenchError(f"--runs {count}: give at least 1")
@@ -106,23 +111,26 @@ class Invocation:
         if peak is None:
             dtype = torch.bfloat16 if bf16_is_fast(device) else torch.float32
             peak = (matmul_flops_per_s(device, dtype), dtype)
-        self.peak = peak[0]
+        # MFU's denominator: the matmul rate of every rank's device (each measured alike)
+        self.peak = peak[0] * self.dist.world_size
+        env = fingerprint(device)
+        env["distributed"] = self.dist.describe()
         self.record = {
             "schema_version": SCHEMA_VERSION,
-            "id": self.writer.run_id,
+            "id": self.writer.run_id if self.writer else None,
             "status": "interrupted",  # until the last run is in
             "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "finished_at": None,
             "suite": {"name": suite.name, "hash": suite.hash, "overrides": suite.overrides,
                       "path": str(suite.path), "resolved": suite.resolved},
             "code": code_version(),
-            "env": fingerprint(device),
+            "env": env,
             "model": model_figures(suite, self.data),
             "dataset": {"name": dataset.name, "source": dataset.source, "sha256": dataset.sha256,
                         "train_size": len(dataset.train_labels), "test_size": len(dataset.test_labels),
                         "classes": list(dataset.classes), "shape": list(self.data.in_shape)},
             "invocation": {"device": device.type, "seeds": self.seeds, "data_prep_s": data_prep_s,
-                           "loader": self.loader, "matmul_flops_per_s": peak[0],
+                           "loader": self.loader, "matmul_flops_per_s": peak[0], "world_size": self.dist.world_size,
                            "matmul_dtype": str(peak[1]).replace("torch.", ""), "command": self.command or sys.argv,
                            "race": None},
             "runs": [],
@@ -131,7 +139,7 @@ class Invocation:
         }
         return peak
 
-    def save(self, status: str) -> Path:
+    def save(self, status: str) -> Path | None:
         record = self.record
         record["status"] = status
         record["aggregate"] = aggregate(record["runs"], self.suite.target)
@@ -139,7 +147,8 @@ class Invocation:
             # the figures over the finished runs stay, but a partial invocation earns no verdict
             record["aggregate"]["verdict"] = "INCOMPLETE"
         record["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        self.path = self.writer.write(record)
+        if self.writer is not None:  # the other ranks hold the same record and write nothing
+            self.path = self.writer.write(record)
         return self.path
 
     def run(self, i: int) -> None:
@@ -147,11 +156,11 @@ class Invocation:
         seed, count = self.seeds[i], len(self.seeds)
         label = f"{self.suite.name} run {i + 1}/{count} seed {seed}"
         save = None
-        if self.weights_dir is not None:
+        if self.weights_dir is not None and self.writer is not None:  # rank 0 saves the one copy
             name = f"{self.writer.run_id}-seed{seed}.pt"  # the result's unique id: never two runs on one file
             save = lambda model: finetune.save_weights(model, self.weights_dir, name)  # noqa: E731
         run = train_run(self.suite.resolved, self.data, seed, self.device, self.reporter, label=label,
-                        loader=self.loader, save_weights=save)
+                        loader=self.loader, save_weights=save, dist=self.dist)
         run["mfu"] = mfu(run, self.record["model"]["train_flops_per_image"], self.peak)
         self.record["runs"].append(run)
         if run["status"] == "diverged":
@@ -185,27 +194,38 @@ def run_race(suites: list[Suite], *, runs: int | None = None, seed: int = 0, dev
              results_dir: Path, reporter: Reporter | None = None, offline: bool = False,
              command: list[str] | None = None, loader: str = "auto",
              after_run: Callable[[int, Path, int], None] | None = None,
-             save_weights: Path | None = None) -> list[tuple[dict[str, Any], Path | None]]:
+             save_weights: Path | None = None,
+             dist: Dist = SINGLE) -> list[tuple[dict[str, Any], Path | None]]:
     """Several suites in one invocation, their seeds interleaved (A B A B ...), so that what
     the machine does meanwhile (clocks, heat, neighbours) falls on all of them alike.
     Each suite gets its own result file; each names the others in `invocation.race`.
-    `after_run(suite position, result file, run index)` is called once each run is saved."""
+    `after_run(suite position, result file, run index)` is called once each run is saved.
+    With several ranks (`dist`, joined by the caller) every rank calls this alike; rank 0 writes
+    the files and alone calls after_run."""
     reporter = reporter or NullReporter()
-    device = resolve_device(device_choice)
+    device = dist.device if dist.device is not None else resolve_device(device_choice)
     choose_loader(loader, 0, device)  # an unknown or uninstalled loader is refused before any work
     entrants = [Invocation(s, runs=runs, seed=seed, device=device, results_dir=results_dir, reporter=reporter,
-                           offline=offline, command=command, loader=loader,
-                           after_run=None if after_run is None else _bound(after_run, position),
+                           offline=offline, command=command, loader=loader, dist=dist,
+                           after_run=None if after_run is None or not dist.is_main else _bound(after_run, position),
                            save_weights=save_weights)
                 for position, s in enumerate(suites)]
     try:
         peak = None
+        # Each node's local rank 0 prepares the data first (download, decode, cache); the other
+        # ranks then read its cache instead of racing it to the same files.
+        first = not dist.active or dist.local_rank == 0
+        if not first:
+            dist.barrier()
         for entrant in entrants:
             peak = entrant.prepare(peak)
+        if dist.active and first:
+            dist.barrier()
         if len(entrants) > 1:
             for entrant in entrants:
                 entrant.record["invocation"]["race"] = [
-                    {"suite": other.suite.name, "id": other.writer.run_id} for other in entrants if other is not entrant]
+                    {"suite": other.suite.name, "id": other.writer.run_id if other.writer else None}
+                    for other in entrants if other is not entrant]
         for i in range(max(len(e.seeds) for e in entrants)):
             for entrant in entrants:
                 if not entrant.ended and i < len(entrant.seeds):

@@ -101,6 +101,9 @@ SCHEMA: dict[str, Any] = {
         "warmup_steps": Key("int", default=2, check=_non_negative, expect="an integer >= 0"),
         # worker processes of the torch loader (per-sample crops on the host); other loaders ignore it
         "workers": Key("int", default=0, check=lambda v: 0 <= v <= 64, expect="an integer from 0 to 64"),
+        # several ranks: batch-norm statistics over the global batch (SyncBatchNorm, CUDA only);
+        # false: each rank normalizes with its own slice's statistics
+        "sync_bn": Key("bool", default=False),
         "curve_eval": Key("bool", default=True),
         "schedule": {
             "kind": Key("str", default="constant", choices=SCHEDULES),

@@ -43,6 +43,12 @@ def aggregate_table(record: dict[str, Any]) -> Table:
     ci_text = f" (95% CI {ci[0]:.4f}–{ci[1]:.4f})" if ci else " (one run: no CI)"
     iqr = agg["iqr_time_s"]
     hardware = env["gpu"]["name"] if env.get("gpu") else f"CPU {env['cpu']['model']} ({env['cpu']['cores']} cores)"
+    scale = env.get("distributed") or {}
+    world = scale.get("world_size") or 1
+    if world > 1:
+        nodes = scale.get("nnodes") or 1
+        hardware = f"{world} ranks × {hardware} ({scale.get('backend')}" + (f", {nodes} nodes)" if nodes > 1 else ")")
+    per_rank = " per rank" if world > 1 else ""
     rows = [
         ("verdict", f"[{colour}]{verdict}[/{colour}]  (status {record['status']})"),
         ("target", f"{agg['target']:.4f} top-1, mode {record['suite']['resolved']['mode']}"),
@@ -55,7 +61,7 @@ def aggregate_table(record: dict[str, Any]) -> Table:
         ("training throughput", f"{_fmt(agg['median_train_images_per_s'], '.0f')} img/s (median), MFU "
                                 f"{_fmt(agg.get('median_mfu'), '.1%')} of the measured "
                                 f"{record['invocation']['matmul_dtype']} matmul rate "
-                                f"{_si(record['invocation']['matmul_flops_per_s'])}FLOP/s"),
+                                f"{_si(record['invocation']['matmul_flops_per_s'])}FLOP/s{per_rank}"),
         ("model", f"{model['name']}: {model['params']:,} params, {_si(model['flops_per_image'])}FLOP/image fwd"),
         ("energy", f"{_fmt(agg['mean_energy_j'], '.0f')} J/run"
                    + ("" if agg["mean_energy_j"] is not None else

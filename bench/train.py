@@ -35,6 +35,7 @@ from torch import nn
 from bench import finetune
 from bench.bptt import bptt_train_step
 from bench.datasets import FILE_DATASETS, ArrayDataset, imagefolder_files
+from bench.distributed import SINGLE, Dist
 from bench.ema import WeightEMA
 from bench.env import bf16_is_fast
 from bench.errors import BenchError
@@ -147,13 +148,15 @@ class _Evaluating:
 
 
 def evaluate(model: nn.Module, loader, tta: int, autocast: torch.dtype | None,
-             memory: torch.memory_format = torch.contiguous_format) -> float:
-    """Exact top-1 accuracy over the whole split."""
-    correct = torch.zeros((), dtype=torch.long, device=loader.device)
+             memory: torch.memory_format = torch.contiguous_format, dist: Dist = SINGLE) -> float:
+    """Exact top-1 accuracy over the whole split. With several ranks each holds a shard of the
+    split, and the correct counts and shard sizes are summed over the ranks."""
+    counts = torch.tensor([0, loader.count], dtype=torch.long, device=loader.device)
     with _Evaluating(model, loader.device, autocast):
         for images, labels in loader.epoch():
-            correct += _correct(model, images, labels, tta, memory, loader.batch_size)
-    return correct.item() / loader.count
+            counts[0] += _correct(model, images, labels, tta, memory, loader.batch_size)
+    correct, count = dist.sum_(counts).tolist()
+    return correct / count
 
 
 # ---------------------------------------------------------------- one run ----
@@ -219,9 +222,13 @@ def _set_lr(optimizer: torch.optim.Optimizer, multiplier: float, whiten_active: 
 
 def train_run(suite_resolved: dict, data: PreparedData, seed: int, device: torch.device,
               reporter: Reporter | None = None, label: str = "run", loader: str = "auto",
-              save_weights: Callable[[nn.Module], Path] | None = None) -> dict[str, Any]:
+              save_weights: Callable[[nn.Module], Path] | None = None, dist: Dist = SINGLE) -> dict[str, Any]:
     """Trains one seed and returns its run record (status complete or diverged). With
-    `save_weights`, the final (evaluated) weights are handed to it after the timed region."""
+    `save_weights`, the final (evaluated) weights are handed to it after the timed region.
+
+    With several ranks (`dist`), every rank calls this alike: each serves its slice of the
+    global batch, DDP averages the gradients, the evaluations are sharded and summed, and the
+    returned record (the same accuracy and curve on every rank) has rank 0's clock."""
     reporter = reporter or NullReporter()
     recipe, mode, target = suite_resolved["recipe"], suite_resolved["mode"], suite_resolved["target"]
 
@@ -235,6 +242,7 @@ def train_run(suite_resolved: dict, data: PreparedData, seed: int, device: torch
                         suite_resolved["model"]["args"])
     finetune.prepare(model, suite_resolved["model"])  # model.init and model.freeze
     model = model.to(device)
+    model = dist.prepare_model(model, recipe["sync_bn"], device)
     policy = resolve_policy(recipe, device, model)
     if policy.channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -251,7 +259,7 @@ def train_run(suite_resolved: dict, data: PreparedData, seed: int, device: torch
     kind = choose_loader(loader, ds.train_images.nbytes, device, file_dataset=file_dataset)
     if kind == "torch":
         common["workers"] = recipe["workers"]
-    train_options = dict(batch_size=recipe["batch_size"], augment=Augment.from_recipe(recipe["augment"]),
+    train_options = dict(batch_size=dist.rank_batch(recipe["batch_size"]), augment=Augment.from_recipe(recipe["augment"]),
                          shuffle=True, drop_last=True, seed=seed, **common)
     test_options = dict(batch_size=recipe["eval_batch_size"], **common)
     if kind == "dali" and file_dataset:
@@ -259,11 +267,12 @@ def train_run(suite_resolved: dict, data: PreparedData, seed: int, device: torch
         train_dir, test_dir, classes = imagefolder_files(dataset["path"] or dataset["name"])
         if classes != tuple(ds.classes):
             raise BenchError(f"the image folders' classes {classes} are not the data set's {tuple(ds.classes)}")
-        train_loader = make_file_loader(kind, train_dir, **train_options)
-        test_loader = make_file_loader(kind, test_dir, **test_options)
+        shards = dict(shard_id=dist.rank, num_shards=dist.world_size)
+        train_loader = make_file_loader(kind, train_dir, **train_options, **shards)
+        test_loader = make_file_loader(kind, test_dir, **test_options, **shards)
     else:
-        train_loader = make_loader(kind, ds.train_images, ds.train_labels, **train_options)
-        test_loader = make_loader(kind, ds.test_images, ds.test_labels, **test_options)
+        train_loader = make_loader(kind, ds.train_images, ds.train_labels, shard=dist.shard, **train_options)
+        test_loader = make_loader(kind, *dist.test_shard(ds.test_images, ds.test_labels), **test_options)
     steps_per_epoch = len(train_loader)
     if steps_per_epoch == 0:
         raise BenchError(f"recipe.batch_size {recipe['batch_size']} is larger than the training set "
@@ -281,10 +290,14 @@ def train_run(suite_resolved: dict, data: PreparedData, seed: int, device: torch
         torch.backends.cudnn.benchmark = True  # pick conv algorithms once, in the warm-up
     compiled = policy.compile != "off"
     # dynamic=False: the training and the (padded) evaluation shapes each get a static graph
-    step_model = torch.compile(model, mode=policy.compile, dynamic=False) if compiled else model
+    train_model = dist.wrap(model, device, compiled)  # DDP with several ranks, else the model itself
+    step_model = torch.compile(train_model, mode=policy.compile, dynamic=False) if compiled else train_model
+    # Sharded evaluation has no collective inside the model, so with DDP it runs the module itself.
+    eval_model = step_model if train_model is model else \
+        (torch.compile(model, mode=policy.compile, dynamic=False) if compiled else model)
     train_step = _train_step_for(recipe)
     _warm_up(step_model, model, recipe, train_loader, test_loader, init_images, data.num_classes, policy, device,
-             train_step)
+             train_step, eval_model)
     compile_s = time.perf_counter() - t0
     memory_figures = _cpu_memory(step_model, model, recipe, train_loader, policy, device, train_step)
 
@@ -313,6 +326,7 @@ def train_run(suite_resolved: dict, data: PreparedData, seed: int, device: torch
     compiles_before = compile_count()
 
     with reporter.task(label, total=total_steps) as progress:
+        dist.barrier()  # every rank starts the clock together; rank 0's clock is the run's
         region.start()
         clock_start_unix_s = time.time()
         try:
@@ -339,7 +353,8 @@ def train_run(suite_resolved: dict, data: PreparedData, seed: int, device: torch
                     progress.advance(1)
                 if lookahead is not None and step >= total_steps:
                     lookahead.update(model, decay=1.0)  # end on the slow weights
-                epoch_loss = (loss_sum / max(epoch_steps, 1)).item()  # one sync per epoch
+                # one sync per epoch; the mean over ranks, so every rank takes the same divergence decision
+                epoch_loss = dist.mean_(loss_sum / max(epoch_steps, 1)).item()
                 now = region.read()
                 train_time += now - epoch_start
                 point: dict[str, Any] = {"epoch": epoch + 1, "step": step, "time_s": now, "loss": epoch_loss,
@@ -354,7 +369,9 @@ def train_run(suite_resolved: dict, data: PreparedData, seed: int, device: torch
                     # an evaluation that decides the verdict: inside the timed region
                     t_eval = region.read()
                     with evaluated():
-                        accuracy = evaluate(step_model, test_loader, recipe["tta"], policy.autocast_dtype, memory)
+                        dist.sync_buffers(model)
+                        accuracy = evaluate(eval_model, test_loader, recipe["tta"], policy.autocast_dtype, memory,
+                                            dist)
                     deciding_eval_s += region.read() - t_eval
                     point["accuracy"] = accuracy
                     point["eval_start_s"] = t_eval
@@ -366,20 +383,23 @@ def train_run(suite_resolved: dict, data: PreparedData, seed: int, device: torch
                     region.pause()
                     t_eval = time.perf_counter()
                     with evaluated():
-                        point["accuracy"] = evaluate(step_model, test_loader, recipe["tta"], policy.autocast_dtype,
-                                                     memory)
+                        dist.sync_buffers(model)
+                        point["accuracy"] = evaluate(eval_model, test_loader, recipe["tta"], policy.autocast_dtype,
+                                                     memory, dist)
                     curve_eval_s += time.perf_counter() - t_eval
                     region.resume()
                 curve.append(point)
                 progress.update(epoch=epoch + 1, loss=epoch_loss, acc=point["accuracy"])
                 if (mode == "reach" and reached_at is not None) or last:
                     break
+            dist.barrier()  # the clock stops when every rank has finished
         finally:
             total_s = region.stop()  # the monitor's thread and NVML handle go, whatever happened
         # ---------------- end of timed region ----------------
     gpu = region.monitor.summary()
+    ranks = _rank_figures(dist, gpu, device, train_time, total_s)
     weights_file = None
-    if save_weights is not None:
+    if save_weights is not None and dist.is_main:  # one rank's copy: every rank holds the same weights
         with evaluated():
             weights_file = str(save_weights(model))
 
@@ -426,6 +446,8 @@ def train_run(suite_resolved: dict, data: PreparedData, seed: int, device: torch
     }
     record.update(_memory_figures(device))
     record.update(memory_figures)
+    if dist.active:
+        record.update(_summed_over_ranks(ranks, total_s))
     if mode == "reach" and status == "complete" and reached_at is None:
         record["note"] = f"did not reach {target} within {recipe['epochs']} epochs"
     return record
@@ -453,6 +475,34 @@ def _cpu_memory(step_model: nn.Module, model: nn.Module, recipe: dict, train_loa
     return figures
 
 
+def _rank_figures(dist: Dist, gpu: dict[str, Any], device: torch.device, train_time: float,
+                  total_s: float) -> list[dict[str, Any]] | None:
+    """Every rank's own GPU figures, gathered on every rank (None in one process)."""
+    if not dist.active:
+        return None
+    mine = {"rank": dist.rank, "timed_s": total_s, "train_time_s": train_time, "energy_j": gpu["energy_j"],
+            "max_power_w": gpu["max_power_w"], "energy_reason": gpu["reason"], **_memory_figures(device)}
+    return dist.gather(mine)
+
+
+def _summed_over_ranks(ranks: list[dict[str, Any]], total_s: float) -> dict[str, Any]:
+    """The run's energy is the sum over every rank's GPU (unknown if any one is); mean power is that
+    over rank 0's timed seconds; peak memory and power are the largest one GPU reached."""
+    energies = [r["energy_j"] for r in ranks]
+    energy = sum(energies) if all(e is not None for e in energies) else None
+    memory = [r["peak_memory_mb"] for r in ranks if r["peak_memory_mb"] is not None]
+    powers = [r["max_power_w"] for r in ranks if r["max_power_w"] is not None]
+    return {"energy_j": energy,
+            "mean_power_w": energy / total_s if energy is not None and total_s > 0 else None,
+            "max_power_w": max(powers) if powers else None,
+            "energy_reason": None if energy is not None else
+            next((r["energy_reason"] for r in ranks if r["energy_j"] is None), None),
+            "peak_memory_mb": max(memory) if memory else None,
+            "peak_memory_reserved_mb": max((r["peak_memory_reserved_mb"] for r in ranks
+                                            if r["peak_memory_reserved_mb"] is not None), default=None),
+            "ranks": ranks}
+
+
 def _memory_figures(device: torch.device) -> dict[str, Any]:
     if device.type != "cuda":
         return {"peak_memory_mb": None, "peak_memory_reserved_mb": None,
@@ -466,7 +516,7 @@ def _memory_figures(device: torch.device) -> dict[str, Any]:
 
 def _warm_up(step_model: nn.Module, model: nn.Module, recipe: dict, train_loader, test_loader,
              init_images: torch.Tensor | None, num_classes: int, policy: Policy, device: torch.device,
-             train_step: Callable[..., torch.Tensor] = _train_step) -> None:
+             train_step: Callable[..., torch.Tensor] = _train_step, eval_model: nn.Module | None = None) -> None:
     """Makes, outside the clock, every first call the timed region will make, so that compiling,
     JIT-compiling kernels, loading libraries (cuSOLVER for eigh, cuDNN's plan search) and first
     allocations never land in seed 0's time; then puts back the initial weights and statistics,
@@ -493,9 +543,10 @@ def _warm_up(step_model: nn.Module, model: nn.Module, recipe: dict, train_loader
         Lookahead(model, recipe["lookahead"]["every"], recipe["lookahead"]["decay"]).update(model, decay=0.5)
     # The evaluation: a full batch and a short one (padded to the same shape), with the TTA views.
     test_images, test_labels = test_loader.sample_batch()
-    with _Evaluating(step_model, device, policy.autocast_dtype):
-        _correct(step_model, test_images, test_labels, recipe["tta"], memory, test_loader.batch_size).item()
-        _correct(step_model, test_images[:-1], test_labels[:-1], recipe["tta"], memory,
+    eval_model = eval_model or step_model
+    with _Evaluating(eval_model, device, policy.autocast_dtype):
+        _correct(eval_model, test_images, test_labels, recipe["tta"], memory, test_loader.batch_size).item()
+        _correct(eval_model, test_images[:-1], test_labels[:-1], recipe["tta"], memory,
                  test_loader.batch_size).item()
     model.load_state_dict(initial)
     if device.type == "cuda":

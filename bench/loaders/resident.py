@@ -70,7 +70,16 @@ class ResidentLoader:
     def __init__(self, images: np.ndarray, labels: np.ndarray, *, device: torch.device, batch_size: int,
                  mean: torch.Tensor, std: torch.Tensor, augment: Augment | None = None, shuffle: bool = False,
                  drop_last: bool = False, seed: int = 0, dtype: torch.dtype = torch.float32,
-                 channels_last: bool = False):
+                 channels_last: bool = False, shard: tuple[int, int] = (0, 1)):
+        # shard = (rank, world): the plan is the one-process plan, drawn whole on every rank from
+        # the same seed, in global batches of batch_size * world; this rank serves its slice of
+        # each. So the union of the ranks' batches of a pass is the one-process pass, exactly.
+        rank, world = shard
+        if not 0 <= rank < world:
+            raise ValueError(f"shard {shard}: rank must be in 0..world-1")
+        if world > 1 and not drop_last:
+            raise ValueError("a sharded pass needs drop_last: a short last global batch would not split evenly")
+        self.shard = (rank, world)
         self.device = device
         self.batch_size = batch_size
         self.augment = augment or Augment()
@@ -92,8 +101,12 @@ class ResidentLoader:
         self.generator.manual_seed(seed)
         self._base_flip: torch.Tensor | None = None
 
+    @property
+    def global_batch(self) -> int:
+        return self.batch_size * self.shard[1]
+
     def __len__(self) -> int:
-        full, rest = divmod(self.count, self.batch_size)
+        full, rest = divmod(self.count, self.global_batch)
         return full if self.drop_last or rest == 0 else full + 1
 
     def resident_bytes(self) -> int:
@@ -124,8 +137,9 @@ class ResidentLoader:
             corners = torch.stack([
                 torch.randint(-size + 1, self.size[0], (n,), generator=self.generator, device=self.device),
                 torch.randint(-size + 1, self.size[1], (n,), generator=self.generator, device=self.device)])
-        batches = [order[start:start + self.batch_size] for start in range(0, len(self) * self.batch_size,
-                                                                           self.batch_size)]
+        first = self.shard[0] * self.batch_size  # this rank's slice of each global batch
+        batches = [order[start + first:start + first + self.batch_size]
+                   for start in range(0, len(self) * self.global_batch, self.global_batch)]
         return EpochPlan(batches=batches, flips=flips, offsets=offsets, corners=corners)
 
     def epoch(self, epoch: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
@@ -137,13 +151,15 @@ class ResidentLoader:
         dy, dx = plan.offsets[:, order].unbind(0)
         flips, labels = plan.flips[order], self.labels[order]
         corners = plan.corners[:, order] if plan.corners is not None else None
-        for start, idx in zip(range(0, len(order), self.batch_size), plan.batches):
+        start = 0
+        for idx in plan.batches:
             end = start + len(idx)
             batch = crop_flip_normalize(self.padded, idx, dy[start:end], dx[start:end], flips[start:end], self.mean,
                                         self.std, self.size, self.dtype, self.channels_last)
             if corners is not None:
                 cutout_(batch, corners[0, start:end], corners[1, start:end], self.augment.cutout)
             yield batch, labels[start:end]
+            start = end
 
     def state(self) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Everything later passes depend on: the generator and the alternating flips."""

@@ -40,11 +40,12 @@ class TorchLoader:
     def __init__(self, images: np.ndarray, labels: np.ndarray, *, device: torch.device, batch_size: int,
                  mean: torch.Tensor, std: torch.Tensor, augment: Augment | None = None, shuffle: bool = False,
                  drop_last: bool = False, seed: int = 0, dtype: torch.dtype = torch.float32,
-                 channels_last: bool = False, workers: int = 0):
+                 channels_last: bool = False, workers: int = 0,
+                 shard: tuple[int, int] = (0, 1)):
         # The host copy (padded once) and the seeded epoch plans come from a CPU resident loader.
         self._host = ResidentLoader(images, labels, device=torch.device("cpu"), batch_size=batch_size, mean=mean,
                                     std=std, augment=augment, shuffle=shuffle, drop_last=drop_last, seed=seed,
-                                    dtype=dtype, channels_last=channels_last)
+                                    dtype=dtype, channels_last=channels_last, shard=shard)
         self.device, self.batch_size, self.count = device, batch_size, self._host.count
         self.dtype, self.channels_last, self.workers = dtype, channels_last, workers
         self.mean, self.std = mean.view(1, -1, 1, 1).to(device), std.view(1, -1, 1, 1).to(device)
