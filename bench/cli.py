@@ -289,9 +289,11 @@ def main(argv: list[str] | None = None) -> int:
         # with its traceback; every rank says it in one line, as the others may not know it.
         import os
 
+        from rich.markup import escape
+
         Console(stderr=True, highlight=False).print(
-            f"[bold red]failed:[/bold red] rank {os.environ.get('RANK')}: {type(exc).__name__}: {exc}",
-            soft_wrap=True)
+            f"[bold red]failed:[/bold red] rank {os.environ.get('RANK')}: {type(exc).__name__}: {escape(str(exc))}; "
+            "the result file keeps the finished runs and the traceback", soft_wrap=True)
         return EXIT_BROKEN
 
 

@@ -284,7 +284,10 @@ def _exit_code(failures: dict[int, Any], notice) -> int:
     run 3, an interrupted one 130); a rank killed by a signal makes the invocation broken (3)."""
     died = {rank: f for rank, f in failures.items() if f.exitcode < 0}
     for rank, f in sorted(died.items()):
-        notice(f"rank {rank} died ({f.signal_name()})")
+        # the launcher itself stops the remaining ranks with SIGTERM once one has ended
+        stopped = f.exitcode == -signal.SIGTERM and len(failures) > 1
+        notice(f"rank {rank} was stopped by the launcher (SIGTERM)" if stopped else
+               f"rank {rank} died ({f.signal_name()})")
     if 0 in failures and failures[0].exitcode > 0:
         return failures[0].exitcode
     if died:

@@ -97,7 +97,7 @@ def test_the_workers_never_see_the_launcher_flags():
 
 
 def _failure(code):
-    return SimpleNamespace(exitcode=code, signal_name=lambda: "SIGKILL" if code == -9 else "")
+    return SimpleNamespace(exitcode=code, signal_name=lambda: signal.Signals(-code).name if code < 0 else "")
 
 
 def test_exit_code_is_rank_zeros_unless_a_rank_died():
@@ -107,3 +107,125 @@ def test_exit_code_is_rank_zeros_unless_a_rank_died():
     assert said == ["rank 1 died (SIGKILL)"]
     assert _exit_code({1: _failure(-9)}, said.append) == 3  # rank 0 was stopped cleanly by the launcher
     assert _exit_code({1: _failure(2)}, said.append) == 2
+    said.clear()
+    assert _exit_code({0: _failure(-15), 1: _failure(-9)}, said.append) == 3
+    assert said == ["rank 0 was stopped by the launcher (SIGTERM)", "rank 1 died (SIGKILL)"]
+
+
+# ---------------------------------------------------------------- real processes ----
+
+def _bench(*args: str, **kw) -> list[str]:
+    return [sys.executable, "-m", "bench", *args]
+
+
+WORKER = """
+import json, sys
+sys.path.insert(0, {tests!r})
+import torch
+from helpers import separable_dataset, suite_text
+from bench import distributed
+from bench.suites import load_suite
+from bench.train import PreparedData, train_run
+
+dist = distributed.join(torch.device("cpu"))
+suite = load_suite({suite!r})
+ds = separable_dataset(n_test=101)
+ds.test_labels[:7] ^= 1  # seven wrong labels: the accuracy is k/101 with k < 101
+data = PreparedData.from_dataset(ds)
+run = train_run(suite.resolved, data, seed=5, device=torch.device("cpu"), dist=dist)
+if dist.is_main:
+    open({out!r}, "w").write(json.dumps(run, default=str))
+distributed.leave(dist)
+"""
+
+
+def test_two_gloo_ranks_train_the_one_process_run(tmp_path):
+    """torchrun with two ranks, each on half of every batch, DDP averaging the gradients: the same
+    losses and the same exact accuracy (over a test set of 101, padded shards of 51 and 50) as one
+    process on the whole batches. The MLP has no batch norm, so only float summation order differs."""
+    from helpers import separable_dataset, suite_text
+    from bench.suites import load_suite
+    from bench.train import PreparedData, train_run
+
+    suite = str(tmp_path / "tiny.toml")
+    # fp32: bf16 autocast (this CPU's auto precision) would round the half and the whole batch apart
+    Path(suite).write_text(suite_text(epochs=3, tta=2).replace("tta = 2", 'tta = 2\nprecision = "fp32"'))
+    script = tmp_path / "worker.py"
+    out = tmp_path / "run.json"
+    script.write_text(WORKER.format(tests=str(REPO / "tests"), suite=suite, out=str(out)))
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+                           str(script)], capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    two = json.loads(out.read_text())
+    ds = separable_dataset(n_test=101)
+    ds.test_labels[:7] ^= 1
+    one = train_run(load_suite(suite).resolved, PreparedData.from_dataset(ds), seed=5, device=CPU)
+    assert two["steps"] == one["steps"] == 3 * (256 // 32) and two["train_images"] == one["train_images"]
+    assert [p["loss"] for p in two["curve"]] == pytest.approx([p["loss"] for p in one["curve"]], rel=1e-4)
+    assert two["accuracy"] == one["accuracy"] and 0.85 <= one["accuracy"] <= 94 / 101  # counts over all 101
+    assert [p["accuracy"] for p in two["curve"]] == [p["accuracy"] for p in one["curve"]]
+    assert [r["rank"] for r in two["ranks"]] == [0, 1] and "ranks" not in one
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not FASHION.is_dir(), reason="Debian's dataset-fashion-mnist is not installed (make data)")
+def test_fashion_mnist_smoke_on_two_gloo_ranks_writes_one_result(tmp_path):
+    """The README's command on CPU: torch.distributed.run starts two gloo ranks; one result file,
+    world size 2, the target reached (two runs, so the seed loop re-wraps DDP too)."""
+    done = subprocess.run(_bench("run", "fashion-mnist-smoke", "--nproc-per-node", "2", "--device", "cpu",
+                                 "--runs", "2", "--results", str(tmp_path)), capture_output=True, text=True,
+                          timeout=900, cwd=tmp_path, env={**os.environ, "BENCH_DATA": str(tmp_path / "cache")})
+    assert done.returncode == 0, done.stderr[-3000:]
+    [path] = list(tmp_path.glob("*.json"))
+    record = json.loads(path.read_text())
+    scale = record["env"]["distributed"]
+    assert record["status"] == "complete" and record["aggregate"]["verdict"] == "PASS"
+    assert scale["world_size"] == 2 and scale["nproc_per_node"] == 2 and scale["nnodes"] == 1
+    assert scale["backend"] == "gloo" and [r["rank"] for r in scale["ranks"]] == [0, 1]
+    assert all(run["accuracy"] >= 0.80 and len(run["ranks"]) == 2 for run in record["runs"])
+    assert done.stdout.count("PASS") >= 1 and "2 ranks" in done.stdout
+
+
+def _rank_pids(path: Path) -> dict[int, int]:
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
+    return {r["rank"]: r["pid"] for r in record["env"]["distributed"]["ranks"]}
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not FASHION.is_dir(), reason="Debian's dataset-fashion-mnist is not installed (make data)")
+def test_a_killed_rank_ends_the_invocation_as_failed_with_the_finished_runs_kept(tmp_path):
+    """Rank 1 is killed (SIGKILL) while the second of three runs trains: rank 0 records the
+    invocation as failed with the first run kept, and the launcher exits 3 instead of hanging.
+    (The wait's limit only guards the test; the bound comes from gloo's closed connection, the
+    launcher stopping the ranks, and the collectives' --dist-timeout.)"""
+    suite = tmp_path / "long.toml"
+    suite.write_text('name = "long"\ntarget = 0.5\nruns = 3\n[dataset]\nname = "fashion-mnist"\ntrain_size = 4000\n'
+                     'test_size = 1000\n[model]\nname = "mlp"\nargs = { hidden = [64] }\n[recipe]\nepochs = 10\n'
+                     'batch_size = 64\nlr = 0.05\nprecision = "fp32"\ncurve_eval = false\n')
+    results = tmp_path / "results"
+    launcher = subprocess.Popen(_bench("run", str(suite), "--nproc-per-node", "2", "--device", "cpu",
+                                       "--results", str(results), "--dist-timeout", "60"),
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
+                                env={**os.environ, "BENCH_DATA": str(tmp_path / "cache")})
+    try:
+        pids: dict[int, int] = {}
+        while not pids and launcher.poll() is None:  # the file appears when the first run is saved
+            time.sleep(0.2)
+            pids = next((_rank_pids(p) for p in results.glob("*.json")), {})
+        assert pids, launcher.communicate()[1][-3000:]
+        os.kill(pids[1], signal.SIGKILL)
+        _, err = launcher.communicate(timeout=300)
+    finally:
+        if launcher.poll() is None:
+            launcher.kill()
+    assert launcher.returncode == 3, err[-3000:]
+    [path] = list(results.glob("*.json"))
+    record = json.loads(path.read_text())
+    assert record["status"] == "failed" and record["aggregate"]["verdict"] == "INCOMPLETE"
+    assert 1 <= len(record["runs"]) < 3 and all(r["status"] == "complete" for r in record["runs"])
+    assert record["error"]["message"]
+    assert "rank 1 died (SIGKILL)" in err
