@@ -193,6 +193,53 @@ def test_compare_marks_a_different_recipe(results):
     assert cifar[table.columns.index(A100)].endswith(f"{compare.DIFFERENT_RECIPE})")
 
 
+def _at_world_size(name: str, world: int, median_time_s: float, nodes: int = 1) -> dict:
+    """A fixture result as if it ran on `world` ranks of the same host(s)."""
+    record = fixture(name)
+    record["id"] += f"-w{world}"
+    record["env"]["distributed"] = {"world_size": world, "nnodes": nodes, "nproc_per_node": world // nodes,
+                                    "backend": "nccl" if record["env"]["gpu"] else "gloo", "ranks": []}
+    record["aggregate"]["median_time_s"] = median_time_s
+    return record
+
+
+def test_world_size_is_in_the_hardware_label_and_scaling_efficiency_is_reported(results, tmp_path):
+    """A DDP run is its own machine (like with like); the same suite at 1, 2 and 4 ranks of the same
+    node gets T1/TN and T1/(N x TN)."""
+    write(results / "runs", "h100-w4", _at_world_size("h100-cifar10-94", 4, 1.0))
+    write(results / "runs", "h100-w8", _at_world_size("h100-cifar10-94", 8, 0.6, nodes=2))
+    four = "4× NVIDIA H100 80GB HBM3 (DDP) on synthetic-fixture-gpu-1"
+    assert machine_label(_at_world_size("h100-cifar10-94", 4, 1.0)["env"]) == four
+    assert hardware_label(_at_world_size("cpu-cifar10-94", 2, 1.0)["env"]) == \
+        "2 ranks × CPU Intel Xeon Platinum 8481C CPU @ 2.70GHz, 2 cores (DDP)"
+    comparison = compare_of(results, "A100")
+    assert {H100, four} <= set(comparison.machines["machine"])
+    scaling = comparison.scaling.set_index("world_size")
+    assert list(scaling.index) == [4, 8] and set(scaling["suite"]) == {"cifar10-94"}
+    assert scaling.loc[4, "one_rank_time_s"] == pytest.approx(3.12)
+    assert scaling.loc[4, "speedup"] == pytest.approx(3.12) and scaling.loc[4, "efficiency"] == pytest.approx(0.78)
+    assert scaling.loc[8, "efficiency"] == pytest.approx(3.12 / (8 * 0.6))
+    out = tmp_path / "cmp"
+    assert compare.command(namespace(compare, ["--results", str(results), "--out", str(out)]), quiet()) == 0
+    markdown = (out / "COMPARE.md").read_text()
+    assert "Scaling over world sizes" in markdown and "78%" in markdown and "8 (2 nodes)" in markdown
+    board = tmp_path / "board"
+    assert leaderboard.command(namespace(leaderboard, ["--results", str(results), "--out", str(board)]), quiet()) == 0
+    assert "4× NVIDIA H100 80GB HBM3 (DDP)" in (board / "LEADERBOARD.md").read_text()
+
+
+def test_no_scaling_without_a_one_rank_result_of_the_same_recipe_on_the_same_node(results):
+    elsewhere = _at_world_size("a100-cifar10-94", 2, 2.0)
+    elsewhere["env"]["hostname"] = "synthetic-fixture-gpu-9"  # no one-rank run on this host
+    other_recipe = _at_world_size("a100-cifar10-94", 2, 2.0)
+    other_recipe["id"] += "-other"
+    other_recipe["suite"]["hash"] = "ffffffffffffffff"  # e.g. a --set override: not the same recipe
+    write(results / "runs", "a100-w2-elsewhere", elsewhere)
+    write(results / "runs", "a100-w2-other-recipe", other_recipe)
+    assert compare_of(results).scaling.empty
+    assert compare.scaling_table(compare_of(results)) is None
+
+
 def test_compare_writes_html_and_markdown_with_plots(results, tmp_path):
     out = tmp_path / "cmp"
     args = namespace(compare, ["--results", str(results), "--baseline", "A100", "--out", str(out)])

@@ -9,6 +9,11 @@ baseline's, e.g. a `--set` override), its ratio is marked, because it does not c
 like with like. The baseline is --baseline (a machine label, or a part of one naming one
 machine), else the machine that ran the most suites.
 
+A machine's label carries its world size (N× GPU (DDP), or N ranks × CPU), so a DDP run is
+never compared as the same machine as a one-device run. When one suite (same recipe, suite
+hash) ran on the same node(s) at several world sizes, a scaling table gives each world size
+N its speed-up over one rank, T1 / TN, and its scaling efficiency, T1 / (N x TN).
+
 Writes compare.html (one self-contained file, plots inline as PNG) and COMPARE.md with
 its plots as PNG files beside it, into --out (default: the results folder's compare/).
 """
@@ -81,6 +86,48 @@ class Comparison:
     suites: list[SuiteComparison]
     left_out: pd.DataFrame       # invocations not compared (not complete)
     specs: list[SpecTable]
+    scaling: pd.DataFrame | None = None  # scaling_rows(): world sizes of one suite on one node
+
+
+SCALING_COLUMNS = ["suite", "suite_hash", "node", "world_size", "nnodes", "median_time_s", "one_rank_time_s",
+                   "speedup", "efficiency"]
+
+
+def scaling_rows(entries: pd.DataFrame) -> pd.DataFrame:
+    """For each suite (name, target, recipe hash) that ran on the same node(s) with one rank and
+    with N > 1: T1 / TN and the scaling efficiency T1 / (N x TN), from the median times to target.
+    The suite's batch_size is the global batch at every world size, so it is the same recipe."""
+    rows = []
+    keys = ["suite", "target", "suite_hash", "node"]
+    for (suite, _, suite_hash, node), group in entries.groupby(keys, dropna=False, sort=True):
+        one = group[group["world_size"] == 1]
+        if one.empty or fmt.missing(one.iloc[0]["median_time_s"]):
+            continue
+        t1 = float(one.iloc[0]["median_time_s"])
+        for _, row in group[group["world_size"] > 1].sort_values("world_size").iterrows():
+            tn, n = row["median_time_s"], int(row["world_size"])
+            if fmt.missing(tn) or not tn:
+                continue
+            rows.append({"suite": suite, "suite_hash": suite_hash, "node": node, "world_size": n,
+                         "nnodes": row["nnodes"], "median_time_s": float(tn), "one_rank_time_s": t1,
+                         "speedup": t1 / tn, "efficiency": t1 / (n * tn)})
+    return pd.DataFrame(rows, columns=SCALING_COLUMNS)
+
+
+def scaling_table(comparison: Comparison) -> ReportTable | None:
+    if comparison.scaling is None or comparison.scaling.empty:
+        return None
+    table = ReportTable("Scaling over world sizes", ["suite", "node", "world size", "median time to target",
+                                                     "1 rank", "speed-up T1/TN", "scaling efficiency T1/(N·TN)"],
+                        anchor="scaling",
+                        note="The same suite and recipe (suite hash) on the same node(s), at one rank and at N "
+                             "ranks (DDP; the suite's batch_size is the global batch). Medians of time to target.")
+    for _, row in comparison.scaling.iterrows():
+        nodes = int(row["nnodes"]) if not fmt.missing(row["nnodes"]) else 1
+        table.add([row["suite"], row["node"], f"{row['world_size']}" + (f" ({nodes} nodes)" if nodes > 1 else ""),
+                   fmt.seconds(row["median_time_s"]), fmt.seconds(row["one_rank_time_s"]), fmt.ratio(row["speedup"]),
+                   f"{row['efficiency']:.0%}"])
+    return table
 
 
 def newest_complete(invocations: pd.DataFrame) -> pd.DataFrame:
@@ -121,7 +168,7 @@ def build_comparison(found: ResultFrames, specs: list[SpecTable], baseline: str 
                                       base.iloc[0] if len(base) else None))
     machines = newest_first(inv[inv["machine"].isin(entries["machine"])]).drop_duplicates("machine")
     return Comparison(baseline=chosen, machines=machines.sort_values("machine"), suites=suites,
-                      left_out=inv[inv["status"] != "complete"], specs=specs)
+                      left_out=inv[inv["status"] != "complete"], specs=specs, scaling=scaling_rows(entries))
 
 
 # ---------------------------------------------------------------- tables ----
@@ -255,6 +302,8 @@ def report_parts(comparison: Comparison, found: ResultFrames) -> list[ReportTabl
         parts.append(machines_table(comparison))
     if comparison.suites:
         parts.append(speedup_table(comparison))
+    if (scaling := scaling_table(comparison)) is not None:
+        parts.append(scaling)
     for suite in comparison.suites:
         parts.append(suite_table(suite, comparison.baseline))
         parts += suite_figures(suite, found, colours)

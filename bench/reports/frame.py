@@ -108,8 +108,33 @@ def _read_one(path: Path) -> tuple[dict[str, Any] | None, str | None]:
 
 # ---------------------------------------------------------------- machine labels ----
 
+def world_size(env: dict[str, Any]) -> int:
+    """How many ranks computed one run (1 for a result without a distributed part)."""
+    return int((env.get("distributed") or {}).get("world_size") or 1)
+
+
 def hardware_label(env: dict[str, Any]) -> str:
-    """What computed: the GPU (with its count) when there is one, else the CPU model and cores."""
+    """What computed: the GPU (with its count) when there is one, else the CPU model and cores.
+    A run on several ranks says so: N× the GPU (DDP, nodes), or N ranks × the CPU, so that
+    reports never put a DDP run beside a one-device run as the same machine."""
+    world = world_size(env)
+    if world <= 1:
+        return device_label(env)
+    scale = env["distributed"]
+    nodes = scale.get("nnodes") or 1
+    where = f"DDP, {nodes} nodes" if nodes > 1 else "DDP"
+    names = [(r.get("gpu") or {}).get("name") for r in scale.get("ranks") or []]
+    gpu = env.get("gpu") or {}
+    if any(names) or gpu.get("name"):
+        counts: dict[str, int] = {}
+        for name in (names if any(names) else [gpu["name"]] * world):
+            counts[str(name)] = counts.get(str(name), 0) + 1
+        return " + ".join(f"{n}× {name}" for name, n in counts.items()) + f" ({where})"
+    return f"{world} ranks × {device_label(env)} ({where})"
+
+
+def device_label(env: dict[str, Any]) -> str:
+    """The machine's devices, whatever the world size: a run's hardware per node."""
     gpu = env.get("gpu")
     if gpu and gpu.get("name"):
         count = gpu.get("count") or 1
@@ -122,9 +147,16 @@ def hardware_label(env: dict[str, Any]) -> str:
 
 
 def machine_label(env: dict[str, Any]) -> str:
-    """Hardware plus host: two hosts with the same GPU are two machines (drivers, cooling, neighbours)."""
+    """Hardware plus host: two hosts with the same GPU are two machines (drivers, cooling, neighbours).
+    For a multi-node run the host is rank 0's."""
     host = env.get("hostname") or "unknown host"
     return f"{hardware_label(env)} on {host}"
+
+
+def node_label(env: dict[str, Any]) -> str:
+    """The machine without its world size: runs of one suite at several world sizes on the same
+    node(s) share it, which is what scaling efficiency compares."""
+    return f"{device_label(env)} on {env.get('hostname') or 'unknown host'}"
 
 
 def code_label(code: dict[str, Any] | None) -> str:
@@ -191,6 +223,10 @@ def invocation_row(loaded: LoadedResult) -> dict[str, Any]:
         "code_version": code.get("version"),
         "machine": machine_label(env),
         "hardware": hardware_label(env),
+        "node": node_label(env),
+        "world_size": world_size(env),
+        "nnodes": (env.get("distributed") or {}).get("nnodes") or 1,
+        "backend": (env.get("distributed") or {}).get("backend"),
         "hostname": env.get("hostname"),
         "device": env.get("device"),
         "gpu_name": gpu.get("name"),
