@@ -138,3 +138,23 @@ def test_a_named_file_that_is_no_result_is_one_line(capsys, results, tmp_path, c
     bad.write_text("not json")
     code, _, err = run_cli(capsys, *command.split(), str(bad))
     assert_one_line_error(code, err, results, "give a result JSON written by 'bench run'")
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["--nproc-per-node", "3"], "recipe.batch_size 128 does not split over world size 3"),
+    (["--nproc-per-node", "2", "--nnodes", "2"], "--nnodes > 1 needs --rdzv-endpoint"),
+    (["--nproc-per-node", "2", "--nnodes", "2", "--node-rank", "1", "--rdzv-endpoint", "node0"], "give HOST:PORT"),
+    (["--nproc-per-node", "1", "--nnodes", "2", "--node-rank", "2", "--rdzv-endpoint", "h:1"], "--node-rank 2"),
+    (["--nproc-per-node", "0"], "at least 1"),
+])
+def test_launcher_input_is_checked_before_any_rank_starts(capsys, results, args, fragment):
+    code, _, err = run_cli(capsys, "run", "fashion-mnist-smoke", "--device", "cpu", "--results", str(results), *args)
+    assert_one_line_error(code, err, results, fragment)
+
+
+def test_more_ranks_than_gpus_is_one_line(capsys, results, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    code, _, err = run_cli(capsys, "run", "fashion-mnist-smoke", "--device", "cuda", "--nproc-per-node", "4",
+                           "--results", str(results))
+    assert_one_line_error(code, err, results, "this node has 2 GPUs")
