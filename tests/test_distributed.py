@@ -172,9 +172,9 @@ def test_two_gloo_ranks_train_the_one_process_run(tmp_path):
 @pytest.mark.skipif(not FASHION.is_dir(), reason="Debian's dataset-fashion-mnist is not installed (make data)")
 def test_fashion_mnist_smoke_on_two_gloo_ranks_writes_one_result(tmp_path):
     """The README's command on CPU: torch.distributed.run starts two gloo ranks; one result file,
-    world size 2, the target reached (two runs, so the seed loop re-wraps DDP too)."""
+    world size 2, the target reached by every run (the suite's five seeds: the seed loop re-wraps DDP)."""
     done = subprocess.run(_bench("run", "fashion-mnist-smoke", "--nproc-per-node", "2", "--device", "cpu",
-                                 "--runs", "2", "--results", str(tmp_path)), capture_output=True, text=True,
+                                 "--results", str(tmp_path)), capture_output=True, text=True,
                           timeout=900, cwd=tmp_path, env={**os.environ, "BENCH_DATA": str(tmp_path / "cache")})
     assert done.returncode == 0, done.stderr[-3000:]
     [path] = list(tmp_path.glob("*.json"))
@@ -183,6 +183,7 @@ def test_fashion_mnist_smoke_on_two_gloo_ranks_writes_one_result(tmp_path):
     assert record["status"] == "complete" and record["aggregate"]["verdict"] == "PASS"
     assert scale["world_size"] == 2 and scale["nproc_per_node"] == 2 and scale["nnodes"] == 1
     assert scale["backend"] == "gloo" and [r["rank"] for r in scale["ranks"]] == [0, 1]
+    assert len(record["runs"]) == 5
     assert all(run["accuracy"] >= 0.80 and len(run["ranks"]) == 2 for run in record["runs"])
     assert done.stdout.count("PASS") >= 1 and "2 ranks" in done.stdout
 
@@ -195,37 +196,58 @@ def _rank_pids(path: Path) -> dict[int, int]:
     return {r["rank"]: r["pid"] for r in record["env"]["distributed"]["ranks"]}
 
 
-@pytest.mark.slow
-@pytest.mark.skipif(not FASHION.is_dir(), reason="Debian's dataset-fashion-mnist is not installed (make data)")
-def test_a_killed_rank_ends_the_invocation_as_failed_with_the_finished_runs_kept(tmp_path):
-    """Rank 1 is killed (SIGKILL) while the second of three runs trains: rank 0 records the
-    invocation as failed with the first run kept, and the launcher exits 3 instead of hanging.
-    (The wait's limit only guards the test; the bound comes from gloo's closed connection, the
-    launcher stopping the ranks, and the collectives' --dist-timeout.)"""
+LONG_SUITE = ('name = "long"\ntarget = 0.5\nruns = 3\n[dataset]\nname = "fashion-mnist"\ntrain_size = 4000\n'
+              'test_size = 1000\n[model]\nname = "mlp"\nargs = { hidden = [64] }\n[recipe]\nepochs = 10\n'
+              'batch_size = 64\nlr = 0.05\nprecision = "fp32"\ncurve_eval = false\n')
+
+
+def _stop_after_the_first_run(tmp_path: Path, stop) -> tuple[int, str, dict]:
+    """Starts three runs on two gloo ranks, calls stop(launcher, rank pids) once the first run is in
+    the result file, and returns the exit code, stderr and the final record. The wait's limit only
+    guards the test; the bound itself comes from gloo's closed connection, the launcher stopping
+    the ranks, and the collectives' --dist-timeout."""
     suite = tmp_path / "long.toml"
-    suite.write_text('name = "long"\ntarget = 0.5\nruns = 3\n[dataset]\nname = "fashion-mnist"\ntrain_size = 4000\n'
-                     'test_size = 1000\n[model]\nname = "mlp"\nargs = { hidden = [64] }\n[recipe]\nepochs = 10\n'
-                     'batch_size = 64\nlr = 0.05\nprecision = "fp32"\ncurve_eval = false\n')
+    suite.write_text(LONG_SUITE)
     results = tmp_path / "results"
     launcher = subprocess.Popen(_bench("run", str(suite), "--nproc-per-node", "2", "--device", "cpu",
                                        "--results", str(results), "--dist-timeout", "60"),
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
-                                env={**os.environ, "BENCH_DATA": str(tmp_path / "cache")})
+                                start_new_session=True, env={**os.environ, "BENCH_DATA": str(tmp_path / "cache")})
     try:
         pids: dict[int, int] = {}
         while not pids and launcher.poll() is None:  # the file appears when the first run is saved
             time.sleep(0.2)
             pids = next((_rank_pids(p) for p in results.glob("*.json")), {})
         assert pids, launcher.communicate()[1][-3000:]
-        os.kill(pids[1], signal.SIGKILL)
+        stop(launcher, pids)
         _, err = launcher.communicate(timeout=300)
     finally:
         if launcher.poll() is None:
-            launcher.kill()
-    assert launcher.returncode == 3, err[-3000:]
+            os.killpg(launcher.pid, signal.SIGKILL)
     [path] = list(results.glob("*.json"))
-    record = json.loads(path.read_text())
+    return launcher.returncode, err, json.loads(path.read_text())
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not FASHION.is_dir(), reason="Debian's dataset-fashion-mnist is not installed (make data)")
+def test_a_killed_rank_ends_the_invocation_as_failed_with_the_finished_runs_kept(tmp_path):
+    """Rank 1 is killed (SIGKILL) while the second of three runs trains: rank 0 records the
+    invocation as failed with the first run kept, and the launcher exits 3 instead of hanging."""
+    code, err, record = _stop_after_the_first_run(tmp_path, lambda launcher, pids: os.kill(pids[1], signal.SIGKILL))
+    assert code == 3, err[-3000:]
     assert record["status"] == "failed" and record["aggregate"]["verdict"] == "INCOMPLETE"
     assert 1 <= len(record["runs"]) < 3 and all(r["status"] == "complete" for r in record["runs"])
     assert record["error"]["message"]
     assert "rank 1 died (SIGKILL)" in err
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not FASHION.is_dir(), reason="Debian's dataset-fashion-mnist is not installed (make data)")
+def test_ctrl_c_ends_the_ranks_as_interrupted_with_the_finished_runs_kept(tmp_path):
+    """Ctrl-C in a terminal reaches the launcher and every rank (one process group): exit 130,
+    status interrupted, the first run kept."""
+    code, err, record = _stop_after_the_first_run(tmp_path, lambda launcher, pids: os.killpg(launcher.pid,
+                                                                                            signal.SIGINT))
+    assert code == 130, err[-3000:]
+    assert record["status"] == "interrupted" and record["aggregate"]["verdict"] == "INCOMPLETE"
+    assert 1 <= len(record["runs"]) < 3 and record["error"] is None
