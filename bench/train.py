@@ -259,8 +259,10 @@ def train_run(suite_resolved: dict, data: PreparedData, seed: int, device: torch
     kind = choose_loader(loader, ds.train_images.nbytes, device, file_dataset=file_dataset)
     if kind == "torch":
         common["workers"] = recipe["workers"]
-    train_options = dict(batch_size=dist.rank_batch(recipe["batch_size"]), augment=Augment.from_recipe(recipe["augment"]),
-                         shuffle=True, drop_last=True, seed=seed, **common)
+    # the suite's batch_size is the global batch: each rank serves its slice of it
+    train_options = dict(batch_size=dist.rank_batch(recipe["batch_size"]),
+                         augment=Augment.from_recipe(recipe["augment"]), shuffle=True, drop_last=True, seed=seed,
+                         **common)
     test_options = dict(batch_size=recipe["eval_batch_size"], **common)
     if kind == "dali" and file_dataset:
         # DALI reads and decodes the image files itself (extracted once into the cache for an archive)
