@@ -197,8 +197,13 @@ def _at_world_size(name: str, world: int, median_time_s: float, nodes: int = 1) 
     """A fixture result as if it ran on `world` ranks of the same host(s)."""
     record = fixture(name)
     record["id"] += f"-w{world}"
+    gpu = record["env"]["gpu"]
+    ranks = [{"rank": r, "local_rank": r % (world // nodes), "hostname": record["env"]["hostname"],
+              "device": f"cuda:{r % (world // nodes)}" if gpu else "cpu", "pid": 1000 + r,
+              "gpu": {"name": gpu["name"], "memory_gb": gpu["memory_gb"], "capability": "9.0", "uuid": None,
+                      "pci_bus_id": r} if gpu else None} for r in range(world)]
     record["env"]["distributed"] = {"world_size": world, "nnodes": nodes, "nproc_per_node": world // nodes,
-                                    "backend": "nccl" if record["env"]["gpu"] else "gloo", "ranks": []}
+                                    "backend": "nccl" if gpu else "gloo", "timeout_s": 1800.0, "ranks": ranks}
     record["aggregate"]["median_time_s"] = median_time_s
     return record
 

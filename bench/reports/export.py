@@ -35,12 +35,12 @@ TABLES = ("runs", "invocations", "curves")
 
 # The invocation columns repeated on every run row: what a run is compared by.
 RUN_CONTEXT = ("suite_hash", "mode", "target", "verdict", "model", "dataset", "hardware", "hostname", "device",
-               "gpu_name", "gpu_count", "world_size", "cpu_model", "cpu_cores", "torch", "cuda", "params",
-               "trainable_params", "active_params", "flops_per_image", "train_flops_per_image", "code",
+               "gpu_name", "gpu_count", "world_size", "nnodes", "backend", "cpu_model", "cpu_cores", "torch", "cuda",
+               "params", "trainable_params", "active_params", "flops_per_image", "train_flops_per_image", "code",
                "git_commit", "git_dirty", "code_version", "started_at", "path")
 
-_INTEGER = ("run", "seed", "steps", "train_images", "epoch", "step", "gpu_count", "world_size", "cpu_cores", "cudnn",
-            "params", "trainable_params", "active_params", "flops_per_image", "train_flops_per_image", "runs",
+_INTEGER = ("run", "seed", "steps", "train_images", "epoch", "step", "gpu_count", "world_size", "nnodes", "cpu_cores",
+            "cudnn", "params", "trainable_params", "active_params", "flops_per_image", "train_flops_per_image", "runs",
             "planned_runs", "timed_runs", "complete_runs")
 _BOOLEAN = ("reached_target", "channels_last", "git_dirty")
 _TIME = ("started_at", "finished_at")
@@ -54,7 +54,7 @@ _FLOAT = ("accuracy", "time_to_target_s", "timed_s", "epochs", "train_time_s", "
 _STRING = ("id", "path", "status", "run_status", "invocation_status", "suite", "suite_hash", "overrides", "mode",
            "date", "code", "git_commit", "code_version", "machine", "hardware", "hostname", "device", "gpu_name",
            "gpu_driver", "cpu_model", "software", "loader", "torch", "cuda", "python", "os", "model", "dataset",
-           "verdict", "error", "precision", "compile")
+           "verdict", "error", "precision", "compile", "node", "backend")
 DTYPES: dict[str, str] = {**{c: "Int64" for c in _INTEGER}, **{c: "boolean" for c in _BOOLEAN},
                           **{c: "float64" for c in _FLOAT}, **{c: "string" for c in _STRING},
                           **{c: "datetime64[us, UTC]" for c in _TIME}}

@@ -108,8 +108,8 @@ def _read_one(path: Path) -> tuple[dict[str, Any] | None, str | None]:
 
 # ---------------------------------------------------------------- machine labels ----
 
-def world_size(env: dict[str, Any]) -> int:
-    """How many ranks computed one run (1 for a result without a distributed part)."""
+def env_world_size(env: dict[str, Any]) -> int:
+    """How many ranks computed one run, from the machine description (1 without a distributed part)."""
     return int((env.get("distributed") or {}).get("world_size") or 1)
 
 
@@ -117,7 +117,7 @@ def hardware_label(env: dict[str, Any]) -> str:
     """What computed: the GPU (with its count) when there is one, else the CPU model and cores.
     A run on several ranks says so: N× the GPU (DDP, nodes), or N ranks × the CPU, so that
     reports never put a DDP run beside a one-device run as the same machine."""
-    world = world_size(env)
+    world = env_world_size(env)
     if world <= 1:
         return device_label(env)
     scale = env["distributed"]
@@ -224,7 +224,6 @@ def invocation_row(loaded: LoadedResult) -> dict[str, Any]:
         "machine": machine_label(env),
         "hardware": hardware_label(env),
         "node": node_label(env),
-        "world_size": world_size(env),
         "nnodes": (env.get("distributed") or {}).get("nnodes") or 1,
         "backend": (env.get("distributed") or {}).get("backend"),
         "hostname": env.get("hostname"),
@@ -276,9 +275,10 @@ def invocation_row(loaded: LoadedResult) -> dict[str, Any]:
 
 
 def world_size(record: dict[str, Any]) -> int:
-    """Processes that trained each run. No schema so far records distributed runs: every run
-    in them was trained by the one process that wrote the file."""
-    return (record.get("invocation") or {}).get("world_size", 1)
+    """Processes that trained each run: the invocation's world size, else the machine
+    description's (env.distributed), else 1 (a file from before distributed runs)."""
+    recorded = (record.get("invocation") or {}).get("world_size")
+    return int(recorded) if recorded else env_world_size(record.get("env") or {})
 
 
 RUN_FIELDS = ("seed", "status", "accuracy", "reached_target", "time_to_target_s", "timed_s", "epochs", "steps",
