@@ -337,9 +337,9 @@ def suite_with(path: Path, values: dict[str, Any], where: str) -> Suite:
     return Suite(name=resolved["name"], path=path, resolved=resolved, overrides=dict(values))
 
 
-def schema_key(dotted: str) -> Key | None:
-    """The schema leaf a dotted key sets, or None when the schema has no such key. A key inside
-    a free-form table (model.args.hidden) is that table's leaf."""
+def schema_node(dotted: str) -> Key | dict[str, Any] | None:
+    """What a dotted key sets: a leaf (Key), a section (a table of keys), or None when the schema
+    has no such key. A key inside a free-form table (model.args.hidden) is that table's leaf."""
     node: Any = SCHEMA
     for part in dotted.split("."):
         if isinstance(node, Key):
@@ -347,7 +347,7 @@ def schema_key(dotted: str) -> Key | None:
         if not isinstance(node, dict) or part not in node:
             return None
         node = node[part]
-    return node if isinstance(node, Key) else None
+    return node
 
 
 def schema_keys(node: dict[str, Any] | None = None, prefix: str = "") -> list[str]:

@@ -1,0 +1,200 @@
+"""Where a study's cells run. Every executor takes cell jobs and hands each finished cell's
+record to `finished(job, record)` in the driver, which writes it; none writes files itself.
+
+local, 1 worker   cells one after another in this process (per-run bars on the board)
+local, N workers  N worker processes (spawned); with GPUs each is pinned to one with
+                  CUDA_VISIBLE_DEVICES, on CPU each gets cores / N torch threads
+ray               each cell a Ray task asking for one GPU (when the cluster has GPUs) or a
+                  share of a machine's CPUs; a local Ray started for the study (and shut down
+                  after it), or the cluster at --address. The records come back to the driver.
+
+Workers send their runs' progress to the driver's board as events over a queue. A failure
+of the machinery (a worker process that died, a Ray task lost) becomes the cell's failed
+record with the reason, like any failure of the cell itself.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import queue as queue_module
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from typing import Any, Callable
+
+from bench.errors import BenchError
+from bench.progress import BoardReporter, PrefixReporter, QueueReporter
+from bench.studies.cell import CellJob, failed_record, run_cell
+
+Finished = Callable[[CellJob, dict[str, Any]], None]
+POLL_S = 0.25  # how often the driver looks for finished cells and progress events
+
+
+def gpu_count() -> int:
+    try:
+        import torch
+
+        return torch.cuda.device_count() if torch.cuda.is_available() else 0
+    except Exception:  # a broken CUDA set-up counts as none; the cells will say why
+        return 0
+
+
+# ---------------------------------------------------------------- in this process ----
+
+def run_in_process(jobs: list[CellJob], board: BoardReporter, finished: Finished) -> None:
+    for job in jobs:
+        board.job_started(job.label)
+        finished(job, run_cell(job, PrefixReporter(board, job.label)))
+
+
+# ---------------------------------------------------------------- worker processes ----
+
+_events: Any = None  # this worker's queue to the driver (set by _init_worker)
+
+
+def _init_worker(gpus: Any, events: Any, threads: int) -> None:
+    global _events
+    _events = events
+    gpu = gpus.get() if gpus is not None else None
+    if gpu is not None:
+        os.environ["CUDA_VISIBLE_DEVICES"] = str(gpu)  # before this process touches CUDA
+    else:
+        import torch
+
+        torch.set_num_threads(threads)  # the workers share the cores instead of fighting over them
+
+
+def _worker_cell(job: CellJob) -> dict[str, Any]:
+    _events.put(("start", job.key))
+    return run_cell(job, QueueReporter(_events.put, job.key))
+
+
+def run_in_workers(jobs: list[CellJob], board: BoardReporter, finished: Finished, workers: int) -> None:
+    context = multiprocessing.get_context("spawn")  # a fresh interpreter: no inherited CUDA or threads
+    gpus_found = gpu_count()
+    gpus = None
+    if gpus_found:
+        gpus = context.Queue()
+        for i in range(workers):
+            gpus.put(i % gpus_found)  # more workers than GPUs share them round-robin
+    events = context.Queue()
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_init_worker,
+                               initargs=(gpus, events, threads))
+    try:
+        futures: dict[Future, CellJob] = {pool.submit(_worker_cell, job): job for job in jobs}
+        _drive(futures, board, finished, lambda: _drain_mp(events), lambda f: f.result())
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _drain_mp(events: Any) -> list[tuple]:
+    out = []
+    while True:
+        try:
+            out.append(events.get_nowait())
+        except queue_module.Empty:
+            return out
+
+
+def _drive(pending: dict[Any, CellJob], board: BoardReporter, finished: Finished, drain: Callable[[], list],
+           result: Callable[[Any], dict[str, Any]], wait_some: Callable | None = None) -> None:
+    """The driver's loop: hand each finished cell's record on, and show the workers' events."""
+    labels = {job.key: job.label for job in pending.values()}
+    announced: set[str] = set()
+    ended: set[str] = set()
+
+    def show(events: list[tuple]) -> None:
+        for event in events:
+            if event[0] == "start":
+                if event[1] not in announced:  # a late start of a cell already handed on is old news
+                    announced.add(event[1])
+                    board.job_started(labels[event[1]])
+            elif event[1] not in ended:
+                board.replay(event, labels.get(event[1], event[1]))
+
+    while pending:
+        done = wait_some(list(pending)) if wait_some else wait(list(pending), timeout=POLL_S,
+                                                                 return_when=FIRST_COMPLETED)[0]
+        show(drain())
+        for handle in done:
+            job = pending.pop(handle)
+            try:
+                record = result(handle)
+            except (KeyboardInterrupt, BenchError):
+                raise
+            except Exception as exc:  # the worker, not the cell, failed: still the cell's failed record
+                record = failed_record(job, f"the worker running this cell failed: {type(exc).__name__}: {exc}")
+            if job.key not in announced:
+                announced.add(job.key)
+                board.job_started(job.label)
+            ended.add(job.key)
+            board.forget(job.key)  # bars its worker could not close (it died) go with it
+            finished(job, record)
+    show(drain())
+
+
+# ---------------------------------------------------------------- Ray ----
+
+def _ray_cell(job: CellJob, events: Any, threads: int | None) -> dict[str, Any]:
+    """A cell as a Ray task (module level, so Ray ships it by reference to the installed bench)."""
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    events.put(("start", job.key))
+    return run_cell(job, QueueReporter(events.put, job.key))
+
+
+def cell_resources(resources: dict[str, float], nodes: list[dict[str, Any]], workers: int | None) -> dict[str, Any]:
+    """What one cell asks of Ray: one GPU where the cluster has GPUs, else a share of the
+    smallest machine's CPUs (the whole of it without --workers, half with --workers 2, ...)."""
+    if resources.get("GPU", 0) >= 1:
+        return {"num_gpus": 1, "num_cpus": 1}
+    per_node = [n.get("Resources", {}).get("CPU", 0) for n in nodes if n.get("Alive", True)]
+    smallest = int(min((c for c in per_node if c > 0), default=resources.get("CPU", 1)))
+    return {"num_gpus": 0, "num_cpus": max(1, smallest // (workers or 1))}
+
+
+def run_on_ray(jobs: list[CellJob], board: BoardReporter, finished: Finished, address: str | None,
+               workers: int | None, notice: Callable[[str], None]) -> None:
+    try:
+        import ray
+        from ray.util.queue import Empty, Queue
+    except ImportError:
+        raise BenchError("--executor ray: Ray is not installed; pip install -e '.[cluster]' (make test installs "
+                         "it)") from None
+    if address:
+        try:
+            ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level="WARNING")
+        except Exception as exc:  # ConnectionError and friends: no cluster there
+            raise BenchError(f"--address {address}: cannot connect to a Ray cluster ({type(exc).__name__}: "
+                             f"{exc})") from None
+    else:
+        cpus = os.cpu_count() or 1
+        # a local Ray of this machine only: no dashboard, no worker log forwarding (cells report
+        # through the board), stopped when the study ends
+        ray.init(num_cpus=cpus, num_gpus=gpu_count(), include_dashboard=False, log_to_driver=False,
+                 logging_level="WARNING")
+    try:
+        ask = cell_resources(ray.cluster_resources(), ray.nodes(), workers)
+        notice(f"ray: {ray.cluster_resources().get('CPU', 0):g} CPUs, {ray.cluster_resources().get('GPU', 0):g} "
+               f"GPUs; each cell asks for {ask['num_gpus']} GPU and {ask['num_cpus']} CPU")
+        events = Queue(actor_options={"num_cpus": 0})
+        task = ray.remote(max_retries=0)(_ray_cell).options(**ask)
+        threads = None if ask["num_gpus"] else ask["num_cpus"]
+        pending = {task.remote(job, events, threads): job for job in jobs}
+
+        def drain() -> list[tuple]:
+            out = []
+            while True:
+                try:
+                    out.append(events.get_nowait())
+                except Empty:
+                    return out
+
+        def wait_some(refs: list) -> list:
+            return ray.wait(refs, num_returns=1, timeout=POLL_S)[0]
+
+        _drive(pending, board, finished, drain, ray.get, wait_some)
+    finally:
+        ray.shutdown()
