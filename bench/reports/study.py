@@ -31,16 +31,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from bench.measure import mean_ci95
 from bench.reports import formatting as fmt
-from bench.reports.frame import frames, hardware_label, code_label
+from bench.reports.frame import frames
 from bench.reports.render import SORT_SCRIPT, ReportTable, html_page, png_img_html, table_html, table_markdown
 from bench.results import staged_file
 from bench.studies.ledger import Ledger, record_cell_key
-from bench.studies.study import Point, Study, value_label
+from bench.studies.study import Study, toml_value, value_label
 
 TRAIN_SIZE, BATCH_SIZE = "dataset.train_size", "recipe.batch_size"
 
@@ -65,7 +64,6 @@ def _cells_frame(ledger: Ledger) -> tuple[pd.DataFrame, pd.DataFrame]:
     found = frames(ledger.results)
     key_of = {r.record["id"]: record_cell_key(r.record) for r in ledger.results}
     point_of = {c.cell.key: c.cell.point.hash for c in ledger.cells.values()}
-    state_of = {c.cell.key: c.state for c in ledger.cells.values()}
     inv = found.invocations.set_index("id")
     runs = found.runs.copy()
     runs["key"] = runs["id"].map(key_of)
@@ -96,7 +94,6 @@ def _cells_frame(ledger: Ledger) -> tuple[pd.DataFrame, pd.DataFrame]:
     curves = curves[curves["id"].isin(done_ids)]
     curves = curves.assign(accuracy=pd.to_numeric(curves["accuracy"], errors="coerce"),
                            time_s=pd.to_numeric(curves["time_s"], errors="coerce")).dropna(subset=["accuracy"])
-    del state_of
     return cell_frame, curves[["point", "seed", "epoch", "time_s", "accuracy"]]
 
 
@@ -183,8 +180,6 @@ def best_line(study: Study, data: StudyFrames) -> str:
 
 
 def _fixed_text(study: Study) -> str:
-    from bench.studies.study import toml_value
-
     return ", ".join(f"{k} = {toml_value(v)}" for k, v in study.fixed.items()) or "none"
 
 
@@ -479,7 +474,3 @@ def write_study_report(study: Study, ledger: Ledger, folder: Path) -> tuple[Path
     _replace(page, render_html(study, parts))
     _replace(markdown, render_markdown(study, parts))
     return page, markdown
-
-
-__all__ = ["Point", "StudyFrames", "best_line", "best_point", "code_label", "hardware_label", "report_parts",
-           "study_frames", "write_study_report"]

@@ -90,8 +90,9 @@ def train_size_png(groups: dict[str, list[SizePoint]], colours: dict[str, str], 
         points = sorted(points, key=lambda p: p.size)
         sizes = [p.size for p in points]
         colour = colours.get(label, "#444")
-        axes.errorbar(sizes, [100 * p.test_mean for p in points], yerr=[100 * np.nan_to_num(p.test_std) for p in points],
-                      color=colour, marker="o", markersize=4, capsize=3, linewidth=1.4, label=_short(f"{label} test", 40))
+        axes.errorbar(sizes, [100 * p.test_mean for p in points],
+                      yerr=[100 * np.nan_to_num(p.test_std) for p in points], color=colour, marker="o", markersize=4,
+                      capsize=3, linewidth=1.4, label=_short(f"{label} test", 40))
         train = [(p.size, p.train_mean, p.train_std) for p in points if p.train_mean is not None]
         if train:
             axes.errorbar([t[0] for t in train], [100 * t[1] for t in train],

@@ -366,8 +366,8 @@ def load_study(ref: str) -> Study:
                              "same suite; drop one of the values")
         by_hash[point.hash] = point
         points.append(point)
-    return Study(name=name, path=path, description=description, base_ref=raw["suite"], base=base, fixed=fixed, seeds=list(seeds),
-                 axes=axes, strategy=strategy, rank=rank, points=points)
+    return Study(name=name, path=path, description=description, base_ref=raw["suite"], base=base, fixed=fixed,
+                 seeds=list(seeds), axes=axes, strategy=strategy, rank=rank, points=points)
 
 
 def _same(a: tuple[tuple[str, Any], ...], b: tuple[tuple[str, Any], ...]) -> bool:

@@ -78,7 +78,8 @@ def _counts(ledger: Ledger) -> str:
 
 def preflight(study: Study, cells: list[Cell], device: str, reporter: RichReporter) -> None:
     """Fails before any training, in one line, on what would fail every cell of a kind: a data
-    set that cannot be had, a network that cannot be built, a batch larger than the data."""
+    set that cannot be had, a network that cannot be built, a batch larger than the data.
+    (Not for a Ray cluster at --address: its machines, not this one, have the data and devices.)"""
     import torch
 
     from bench.datasets import load_dataset
@@ -160,7 +161,7 @@ def command(args: argparse.Namespace, console: Console) -> int:
 
     todo = [state.cell for state in ledger.cells.values() if state.state != "done"]
     console.print(f"study {study.name}: {_counts(ledger)}; running {len(todo)} into {runs_dir}")
-    if todo:
+    if todo and not args.address:
         preflight(study, todo, args.device, reporter)
         ResultWriter(runs_dir)  # an unwritable folder is refused before any cell runs
     jobs = [job_for(study, cell, args.device) for cell in todo]
