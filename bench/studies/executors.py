@@ -3,7 +3,8 @@ record to `finished(job, record)` in the driver, which writes it; none writes fi
 
 local, 1 worker   cells one after another in this process (per-run bars on the board)
 local, N workers  N worker processes (spawned); with GPUs each is pinned to one with
-                  CUDA_VISIBLE_DEVICES, on CPU each gets cores / N torch threads
+                  CUDA_VISIBLE_DEVICES, on CPU each gets cores / N torch threads; Ctrl-C
+                  (the driver's) ends them, and a cell whose worker died is failed
 ray               each cell a Ray task asking for one GPU (when the cluster has GPUs) or a
                   share of a machine's CPUs; a local Ray started for the study (and shut down
                   after it), or the cluster at --address. The records come back to the driver.
@@ -18,7 +19,8 @@ from __future__ import annotations
 import multiprocessing
 import os
 import queue as queue_module
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+import signal
+from concurrent.futures import FIRST_COMPLETED, wait
 from typing import Any, Callable
 
 from bench.errors import BenchError
@@ -48,52 +50,74 @@ def run_in_process(jobs: list[CellJob], board: BoardReporter, finished: Finished
 
 # ---------------------------------------------------------------- worker processes ----
 
-_events: Any = None  # this worker's queue to the driver (set by _init_worker)
-
-
-def _init_worker(gpus: Any, events: Any, threads: int) -> None:
-    global _events
-    _events = events
-    gpu = gpus.get() if gpus is not None else None
+def _worker_main(worker: int, jobs: Any, events: Any, gpu: int | None, threads: int) -> None:
+    """A worker process: takes cell jobs until the None at the end, sends events and records."""
     if gpu is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = str(gpu)  # before this process touches CUDA
     else:
         import torch
 
         torch.set_num_threads(threads)  # the workers share the cores instead of fighting over them
-
-
-def _worker_cell(job: CellJob) -> dict[str, Any]:
-    _events.put(("start", job.key))
-    return run_cell(job, QueueReporter(_events.put, job.key))
+    while (job := jobs.get()) is not None:
+        events.put(("start", job.key, worker))
+        try:
+            record = run_cell(job, QueueReporter(events.put, job.key))
+        except BaseException as exc:  # run_cell keeps its own failures; this is the machinery's
+            record = failed_record(job, exc)
+        events.put(("result", job.key, record))
 
 
 def run_in_workers(jobs: list[CellJob], board: BoardReporter, finished: Finished, workers: int) -> None:
     context = multiprocessing.get_context("spawn")  # a fresh interpreter: no inherited CUDA or threads
-    gpus_found = gpu_count()
-    gpus = None
-    if gpus_found:
-        gpus = context.Queue()
-        for i in range(workers):
-            gpus.put(i % gpus_found)  # more workers than GPUs share them round-robin
-    events = context.Queue()
+    gpus = gpu_count()
     threads = max(1, (os.cpu_count() or 1) // workers)
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_init_worker,
-                               initargs=(gpus, events, threads))
+    job_queue, events = context.Queue(), context.Queue()
+    for job in jobs:
+        job_queue.put(job)
+    processes = []
+    for i in range(workers):
+        job_queue.put(None)
+        gpu = i % gpus if gpus else None  # more workers than GPUs share them round-robin
+        processes.append(context.Process(target=_worker_main, args=(i, job_queue, events, gpu, threads),
+                                         daemon=True, name=f"bench-cell-worker-{i}"))
+    # the workers are born ignoring Ctrl-C (an ignored signal stays ignored across exec): it is
+    # the driver's to handle, by ending them
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
-        futures: dict[Future, CellJob] = {pool.submit(_worker_cell, job): job for job in jobs}
-        _drive(futures, board, finished, lambda: _drain_mp(events), lambda f: f.result())
+        for process in processes:
+            process.start()
     finally:
-        pool.shutdown(wait=True, cancel_futures=True)
-
-
-def _drain_mp(events: Any) -> list[tuple]:
-    out = []
-    while True:
-        try:
-            out.append(events.get_nowait())
-        except queue_module.Empty:
-            return out
+        signal.signal(signal.SIGINT, previous)
+    pending = {job.key: job for job in jobs}
+    running: dict[int, str] = {}  # worker -> the cell it runs
+    try:
+        while pending:
+            try:
+                event = events.get(timeout=POLL_S)
+            except queue_module.Empty:
+                for worker, process in enumerate(processes):
+                    if not process.is_alive() and worker in running:  # it died mid-cell: say so, go on
+                        job = pending.pop(running.pop(worker))
+                        finished(job, failed_record(job, f"the worker process running this cell died (exit code "
+                                                         f"{process.exitcode})"))
+                if not any(p.is_alive() for p in processes):
+                    break  # no worker left: the cells not started stay pending for the next sweep
+                continue
+            if event[0] == "start":
+                running[event[2]] = event[1]
+                board.job_started(pending[event[1]].label)
+            elif event[0] == "result":
+                running = {w: k for w, k in running.items() if k != event[1]}
+                board.forget(event[1])
+                finished(pending.pop(event[1]), event[2])
+            elif event[1] in pending:
+                board.replay(event, pending[event[1]].label)
+    finally:
+        for process in processes:  # done, or Ctrl-C: no cell outlives the sweep
+            if process.is_alive():
+                process.terminate()
+        for process in processes:
+            process.join(timeout=10)
 
 
 def _drive(pending: dict[Any, CellJob], board: BoardReporter, finished: Finished, drain: Callable[[], list],
