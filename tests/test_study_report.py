@@ -59,7 +59,7 @@ def test_the_best_values_line_names_the_first_ranked_point(finished):
     _, folder = finished
     markdown = (folder / "REPORT.md").read_text()
     best = table_rows(markdown, "Points")[0]
-    line = next(l for l in markdown.splitlines() if l.startswith("Best value of each axis"))
+    line = next(line for line in markdown.splitlines() if line.startswith("**Best value of each axis"))
     assert (f"dataset.train_size = {best['dataset.train_size']} · recipe.batch_size = {best['recipe.batch_size']}"
             in line)
 

@@ -52,6 +52,13 @@ class Plot:
 
 
 @dataclass
+class Headline:
+    """A paragraph set in bold (the best values)."""
+
+    text: str
+
+
+@dataclass
 class StudyFrames:
     points: pd.DataFrame    # one row per point, in rank order
     cells: pd.DataFrame     # one row per cell with a standing result: point, seed, state, run figures
@@ -218,8 +225,8 @@ def points_table(study: Study, data: StudyFrames) -> ReportTable:
                "median time to target", "median steps to target", "images/s", "params"]
     if measured_train:
         columns.insert(len(study.axes) + 3, "train accuracy")
-    time_words = ("time to target: the budget's timed region" if study.base.mode == "budget"
-                  else "time to target: until the first evaluation at the target")
+    time_words = ("Time to target: the budget's timed region" if study.base.mode == "budget"
+                  else "Time to target: until the first evaluation at the target")
     table = ReportTable("Points", columns, anchor="points", sortable=True,
                         note=f"One row per point, seeds pooled; ranked by {_rank_words(study)}. Accuracy: final "
                              f"top-1, mean ± sample std over the seeds, 95% CI of the mean (Student t). {time_words}"
@@ -401,13 +408,16 @@ def _opt(value: Any) -> float | None:
 
 # ---------------------------------------------------------------- the report ----
 
-def report_parts(study: Study, ledger: Ledger) -> list[ReportTable | Plot | str]:
+Part = ReportTable | Plot | Headline | str
+
+
+def report_parts(study: Study, ledger: Ledger) -> list[Part]:
     data = study_frames(study, ledger)
-    parts: list[ReportTable | Plot | str] = []
+    parts: list[Part] = []
     if study.description:
         parts.append(study.description)
     parts += summary_lines(study, ledger, data)
-    parts.append(best_line(study, data))
+    parts.append(Headline(best_line(study, data)))
     parts.append(points_table(study, data))
     best = best_point(data)
     if best is not None:
@@ -427,25 +437,29 @@ def report_parts(study: Study, ledger: Ledger) -> list[ReportTable | Plot | str]
     return parts
 
 
-def render_markdown(study: Study, parts: list[ReportTable | Plot | str]) -> str:
+def render_markdown(study: Study, parts: list[Part]) -> str:
     lines = [f"# Study {study.name}", ""]
     for part in parts:
         if isinstance(part, ReportTable):
             lines.append(table_markdown(part, level=2))
         elif isinstance(part, Plot):
             lines += [f"![{part.caption}]({part.name})", ""]
+        elif isinstance(part, Headline):
+            lines += [f"**{part.text}**", ""]
         else:
             lines += [part, ""]
     return "\n".join(lines).rstrip() + "\n"
 
 
-def render_html(study: Study, parts: list[ReportTable | Plot | str]) -> str:
+def render_html(study: Study, parts: list[Part]) -> str:
     body = []
     for part in parts:
         if isinstance(part, ReportTable):
             body.append(table_html(part, level=2))
         elif isinstance(part, Plot):
             body.append(png_img_html(part.png, part.caption))
+        elif isinstance(part, Headline):
+            body.append(f'<p id="best"><strong>{html.escape(part.text)}</strong></p>')
         else:
             body.append(f'<p class="note">{html.escape(part)}</p>')
     return html_page(f"Study {study.name}", "\n".join(body), script=SORT_SCRIPT)

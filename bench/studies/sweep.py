@@ -161,8 +161,9 @@ def command(args: argparse.Namespace, console: Console) -> int:
 
     todo = [state.cell for state in ledger.cells.values() if state.state != "done"]
     console.print(f"study {study.name}: {_counts(ledger)}; running {len(todo)} into {runs_dir}")
-    if todo and not args.address:
-        preflight(study, todo, args.device, reporter)
+    if todo:
+        if not args.address:
+            preflight(study, todo, args.device, reporter)
         ResultWriter(runs_dir)  # an unwritable folder is refused before any cell runs
     jobs = [job_for(study, cell, args.device) for cell in todo]
 
