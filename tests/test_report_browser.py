@@ -145,11 +145,8 @@ SORT_PROBE = """<script>window.addEventListener("load", () => {
 
 
 @pytest.fixture(scope="module")
-def study_report(tmp_path_factory) -> Path:
-    from tests.helpers import run_synthetic_study
-
-    _, folder = run_synthetic_study(tmp_path_factory.mktemp("study"))
-    return folder / "report.html"
+def study_report(synthetic_study) -> Path:
+    return synthetic_study[1] / "report.html"
 
 
 def test_chromium_sorts_the_study_table_and_shows_its_plots(study_report, tmp_path):

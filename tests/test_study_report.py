@@ -10,12 +10,11 @@ import pytest
 from bench.reports.study import ranked, study_frames
 from bench.studies.ledger import read_ledger
 from bench.studies.study import load_study
-from tests.helpers import run_synthetic_study
 
 
 @pytest.fixture(scope="module")
-def finished(tmp_path_factory):
-    study_path, folder = run_synthetic_study(tmp_path_factory.mktemp("study"))
+def finished(synthetic_study):
+    study_path, folder = synthetic_study
     return load_study(str(study_path)), folder
 
 

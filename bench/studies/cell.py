@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import socket
 import tempfile
 import time
 import traceback
@@ -82,7 +83,8 @@ def failed_record(job: CellJob, exc: BaseException | str, started: str | None = 
     try:
         env = fingerprint()
     except Exception as fingerprint_error:  # the fingerprint is context; never lose the failure over it
-        env = {"reason": f"fingerprint failed: {fingerprint_error}"}
+        env = {"hostname": socket.gethostname(), "device": job.device}
+        error["message"] += f" (and the environment fingerprint failed: {fingerprint_error})"
     suite = job.suite
     agg = aggregate([], suite.target)
     agg["verdict"] = "INCOMPLETE"
@@ -98,7 +100,9 @@ def failed_record(job: CellJob, exc: BaseException | str, started: str | None = 
         "env": env,
         "model": None,
         "dataset": None,
-        "invocation": {"device": job.device, "seeds": [job.seed], "command": job.command, "race": None},
+        # the fields an invocation records, unknown (null) where it never got as far
+        "invocation": {"device": job.device, "seeds": [job.seed], "data_prep_s": None, "loader": None,
+                       "matmul_flops_per_s": None, "matmul_dtype": None, "command": job.command, "race": None},
         "runs": [],
         "aggregate": agg,
         "error": error,
