@@ -7,7 +7,7 @@ from concurrent.futures import Future
 from rich.console import Console
 
 from bench.progress import BoardReporter
-from bench.studies.executors import _drive, cell_resources
+from bench.studies.executors import _drive, cell_resources, worker_threads
 from bench.studies.study import load_study
 from bench.studies.sweep import job_for
 
@@ -36,3 +36,10 @@ def test_a_worker_that_dies_leaves_a_failed_record_with_the_reason():
     assert failed["status"] == "failed" and "worker process terminated abruptly" in failed["error"]["message"]
     assert failed["suite"]["hash"] == jobs[0].suite.hash and failed["invocation"]["seeds"] == [jobs[0].seed]
     assert failed["study"]["cell"] == jobs[0].key and failed["runs"] == []
+
+
+def test_worker_threads_are_a_share_of_the_cores_unless_omp_num_threads_says(monkeypatch):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    assert worker_threads(4) == 4 and worker_threads(0) == 1
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert worker_threads(4) == 1

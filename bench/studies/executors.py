@@ -3,7 +3,8 @@ record to `finished(job, record)` in the driver, which writes it; none writes fi
 
 local, 1 worker   cells one after another in this process (per-run bars on the board)
 local, N workers  N worker processes (spawned); with GPUs each is pinned to one with
-                  CUDA_VISIBLE_DEVICES, on CPU each gets cores / N torch threads; Ctrl-C
+                  CUDA_VISIBLE_DEVICES, on CPU each gets cores / N torch threads (or
+                  OMP_NUM_THREADS when set); Ctrl-C
                   (the driver's) ends them, and a cell whose worker died is failed
 ray               each cell a Ray task asking for one GPU (when the cluster has GPUs) or a
                   share of a machine's CPUs; a local Ray started for the study (and shut down
@@ -40,6 +41,15 @@ def gpu_count() -> int:
         return 0
 
 
+def worker_threads(share: int) -> int:
+    """Torch threads for a worker: OMP_NUM_THREADS when the user set it (it wins, as it does
+    in this process), else its share of the cores."""
+    try:
+        return max(1, int(os.environ["OMP_NUM_THREADS"]))
+    except (KeyError, ValueError):
+        return max(1, share)
+
+
 # ---------------------------------------------------------------- in this process ----
 
 def run_in_process(jobs: list[CellJob], board: BoardReporter, finished: Finished) -> None:
@@ -70,7 +80,7 @@ def _worker_main(worker: int, jobs: Any, events: Any, gpu: int | None, threads: 
 def run_in_workers(jobs: list[CellJob], board: BoardReporter, finished: Finished, workers: int) -> None:
     context = multiprocessing.get_context("spawn")  # a fresh interpreter: no inherited CUDA or threads
     gpus = gpu_count()
-    threads = max(1, (os.cpu_count() or 1) // workers)
+    threads = worker_threads((os.cpu_count() or 1) // workers)
     job_queue, events = context.Queue(), context.Queue()
     for job in jobs:
         job_queue.put(job)
@@ -205,7 +215,7 @@ def run_on_ray(jobs: list[CellJob], board: BoardReporter, finished: Finished, ad
                f"GPUs; each cell asks for {ask['num_gpus']} GPU and {ask['num_cpus']} CPU")
         events = Queue(actor_options={"num_cpus": 0})
         task = ray.remote(max_retries=0)(_ray_cell).options(**ask)
-        threads = None if ask["num_gpus"] else ask["num_cpus"]
+        threads = None if ask["num_gpus"] else worker_threads(ask["num_cpus"])
         pending = {task.remote(job, events, threads): job for job in jobs}
 
         def drain() -> list[tuple]:
