@@ -312,19 +312,25 @@ def axis_plot(study: Study, axis: str, data: StudyFrames, best: pd.Series) -> Pl
     colours = value_colours(labels, _numeric(study.axes[axis]))
     others = [a for a in study.axes if a != axis]
     points = data.points[data.points["complete"] > 0]
-    at_best, missing = [], []
+    at_best, unfinished, outside = [], [], []
     for label in labels:
-        mine = points[points[f"axis:{axis}"] == label]
+        planned = data.points[data.points[f"axis:{axis}"] == label]
         for other in others:
-            mine = mine[mine[f"axis:{other}"] == best[f"axis:{other}"]]
+            planned = planned[planned[f"axis:{other}"] == best[f"axis:{other}"]]
+        mine = planned[planned["complete"] > 0]
         line = _line_for(mine.iloc[0], label, colours[label], data) if len(mine) else None
-        (at_best.append(line) if line else missing.append(label))
+        if line:
+            at_best.append(line)
+        else:  # excluded from the grid at these values, or not finished yet
+            (unfinished if len(planned) else outside).append(label)
     if not at_best:
         return None
     fixed = ", ".join(f"{o} = {best[f'axis:{o}']}" for o in others)
     note = f"others at the best point ({fixed})" if others else "every value"
-    if missing:
-        note += f"; no finished point for {', '.join(missing)}"
+    if outside:
+        note += f"; no point in the study for {', '.join(outside)} there"
+    if unfinished:
+        note += f"; {', '.join(unfinished)} not finished there"
     best_each = None
     if others:
         best_each = []
