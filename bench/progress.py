@@ -335,7 +335,7 @@ class QueueReporter(Reporter):
         reporter = self
 
         class _Queued(Task):
-            completed, last_sent = 0.0, 0.0
+            completed, last_sent = 0.0, time.monotonic()  # the open event was the last news
 
             def advance(self, amount: float = 1, **fields: Any) -> None:
                 self.completed += amount
