@@ -222,3 +222,19 @@ def test_the_report_is_rewritten_as_cells_finish(study, tmp_path, trained, monke
     record = json.loads(next((results / "studies" / "syn" / "runs").glob("*.json")).read_text())
     assert record["study"]["name"] == "syn" and set(record["study"]["axes"]) == {"recipe.lr"}
     assert record["study"]["fixed"] == {"recipe.train_eval": 64}
+
+
+def test_a_cell_that_fails_before_its_data_loads_is_still_a_valid_result(study, tmp_path, trained, monkeypatch):
+    """No model and no data figures, but an ordinary (schema-valid) failed result with the reason."""
+    def unreadable(*args, **kwargs):
+        raise OSError("disk went away (planted)")
+
+    monkeypatch.setattr("bench.runner.load_dataset", unreadable)  # the pre-flight's own load still works
+    results = tmp_path / "results"
+    assert sweep(study, results) == 3
+    loaded = load_results(results / "studies" / "syn" / "runs")  # the reader validates every file
+    assert len(loaded) == 4 and trained.seen == []
+    for result in loaded:
+        record = result.record
+        assert record["status"] == "failed" and record["model"] is None and record["dataset"] is None
+        assert "disk went away (planted)" in record["error"]["message"] and record["invocation"]["device"] == "cpu"

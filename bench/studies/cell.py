@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import tempfile
 import time
 import traceback
@@ -80,11 +79,10 @@ def failed_record(job: CellJob, exc: BaseException | str, started: str | None = 
             error["traceback"] = "".join(traceback.format_exception(exc))
     else:
         error = {"type": "WorkerError", "message": exc}
-    try:
-        env = fingerprint()
-    except Exception as fingerprint_error:  # the fingerprint is context; never lose the failure over it
-        env = {"hostname": socket.gethostname(), "device": job.device}
-        error["message"] += f" (and the environment fingerprint failed: {fingerprint_error})"
+    import torch
+
+    # where the cell would have trained ("auto" as the runner resolves it)
+    device = job.device if job.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
     suite = job.suite
     agg = aggregate([], suite.target)
     agg["verdict"] = "INCOMPLETE"
@@ -97,11 +95,11 @@ def failed_record(job: CellJob, exc: BaseException | str, started: str | None = 
         "suite": {"name": suite.name, "hash": suite.hash, "overrides": suite.overrides, "path": str(suite.path),
                   "resolved": suite.resolved},
         "code": code_version(),
-        "env": env,
-        "model": None,
+        "env": fingerprint(torch.device(device)),
+        "model": None,     # never built, the data never loaded (the schema admits null for this)
         "dataset": None,
         # the fields an invocation records, unknown (null) where it never got as far
-        "invocation": {"device": job.device, "seeds": [job.seed], "data_prep_s": None, "loader": None,
+        "invocation": {"device": device, "seeds": [job.seed], "data_prep_s": None, "loader": None,
                        "matmul_flops_per_s": None, "matmul_dtype": None, "command": job.command, "race": None},
         "runs": [],
         "aggregate": agg,
