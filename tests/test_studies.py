@@ -27,7 +27,7 @@ def points(study):
     return [tuple(v for _, v in p.values) for p in study.points]
 
 
-@pytest.mark.parametrize("name", SHIPPED)
+@pytest.mark.parametrize("name", sorted(set(SHIPPED) | set(available_studies())))
 def test_shipped_studies_load_and_are_listed(name):
     study = load_study(name)
     assert study.name == name and name in available_studies()
