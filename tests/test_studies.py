@@ -5,7 +5,7 @@ import pytest
 
 from bench.cli import main
 from bench.errors import BenchError
-from bench.studies.study import available_studies, canonical, load_study, toml_value
+from bench.studies.study import available_studies, canonical, identity_hash, load_study, toml_value
 from bench.suites import load_suite, parse_override
 
 SHIPPED = ["fmnist-data-size", "fmnist-optimizers", "fmnist-mlp-lr", "cifar10-lenet5-batch"]
@@ -90,7 +90,8 @@ def test_a_cell_is_the_bench_run_line_it_records(tmp_path):
     assert command[:3] == ["bench", "run", "fashion-mnist-mlp"]
     assert command[command.index("--seed") + 1] == str(cell.seed)
     sets = [command[i + 1] for i, arg in enumerate(command) if arg == "--set"]
-    assert load_suite("fashion-mnist-mlp", sets).hash == cell.point.hash
+    ran = load_suite("fashion-mnist-mlp", sets)
+    assert ran.hash == cell.point.suite.hash and identity_hash(ran.resolved) == cell.point.hash
     assert [parse_override(s)[1] for s in sets][-3:] == [v for _, v in cell.point.values]
 
 
@@ -162,3 +163,21 @@ def test_a_bad_axis_value_fails_before_training_in_one_line(tmp_path, capsys, mo
 def test_unknown_study_suggests():
     with pytest.raises(BenchError, match="did you mean fmnist-optimizers"):
         load_study("fmnist-optimiser")
+
+
+def test_a_new_suite_key_at_its_default_keeps_every_cell_identity(monkeypatch):
+    """A bench upgrade that adds a suite key must not orphan a study's results; a changed value must."""
+    from bench.suites import SCHEMA, Key
+
+    before = {cell.key for cell in load_study("fmnist-optimizers").cells}
+    suite_hashes = {p.suite.hash for p in load_study("fmnist-optimizers").points}
+    recipe = dict(SCHEMA["recipe"], new_knob=Key("float", default=1.0))
+    monkeypatch.setitem(SCHEMA, "recipe", recipe)
+    after = load_study("fmnist-optimizers")
+    assert {cell.key for cell in after.cells} == before
+    assert {p.suite.hash for p in after.points}.isdisjoint(suite_hashes)  # the suite hash did change
+    monkeypatch.setitem(SCHEMA, "recipe", dict(recipe, new_knob=Key("float", default=2.0)))
+    assert {cell.key for cell in load_study("fmnist-optimizers").cells} == before  # still every cell at default
+    changed = load_study("fmnist-optimizers").points[0].suite
+    assert identity_hash({**changed.resolved, "recipe": {**changed.recipe, "new_knob": 3.0}}) != \
+        load_study("fmnist-optimizers").points[0].hash

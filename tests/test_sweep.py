@@ -11,7 +11,7 @@ import bench.train
 from bench.cli import main
 from bench.reports.frame import load_results
 from bench.studies.ledger import read_ledger
-from bench.studies.study import load_study
+from bench.studies.study import identity_hash, load_study
 from tests.helpers import separable_dataset
 
 STUDY = """
@@ -100,7 +100,7 @@ def test_every_cell_is_an_ordinary_result_named_by_its_identity(study, tmp_path,
     by_key = {}
     for result in loaded:
         record = result.record
-        key = f"{record['suite']['hash']}-s{record['invocation']['seeds'][0]}"
+        key = f"{identity_hash(record['suite']['resolved'])}-s{record['invocation']['seeds'][0]}"
         assert result.path.name.startswith(key + "-") and result.path.name == f"{key}-{record['id']}.json"
         assert record["status"] == "complete" and len(record["runs"]) == 1 and record["study"]["cell"] == key
         assert record["invocation"]["command"][:2] == ["bench", "run"]

@@ -10,7 +10,7 @@ executors  where cells run: in this process, in N worker processes, or as Ray ta
 sweep      `bench sweep`: what is done, what is left, running the rest, rewriting the report
 
 A *point* is one combination of axis values (one resolved suite, one hash); a *cell* is a
-point and a seed. The cell's identity (suite hash + seed) decides resume, file names and
-report rows: two cells never share a file and a rerun only fills the gaps.
+point and a seed. The cell's identity (its resolved suite's hash + seed) decides resume,
+file names and report rows: two cells never share a file and a rerun only fills the gaps.
 Nothing here trains on its own: a cell is `bench run SUITE --set ... --seed S --runs 1`.
 """

@@ -29,7 +29,7 @@ from bench.suites import Suite
 class CellJob:
     """What a worker needs to run a cell; picklable, and it reads no file of the study."""
 
-    key: str                  # the cell's identity: suite hash and seed
+    key: str                  # the cell's identity: resolved suite's hash and seed
     label: str                # its axis values and seed, for people
     suite: Suite              # the point's resolved suite
     seed: int

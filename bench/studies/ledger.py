@@ -1,7 +1,8 @@
 """Which cells of a study have results: the study folder's result files matched to cells by identity.
 
-A file belongs to a cell when its suite hash and its seed are the cell's (whoever wrote it:
-a `bench run` result with the same resolved suite and seed counts too). A cell is *done*
+A file belongs to a cell when its resolved suite (hashed without the keys at their defaults,
+study.identity_hash) and its seed are the cell's, whoever wrote it: a `bench run` result of
+the same suite and seed counts too, and so do files written before bench gained a suite key. A cell is *done*
 when a file of it is complete or diverged (a diverged run is the recipe's outcome, and a
 rerun would diverge again), *failed* when its only files are failed or interrupted ones
 (the next sweep retries it), and *pending* without a file. Of several files of one cell the
@@ -17,7 +18,7 @@ from typing import Any
 
 from bench.progress import Reporter
 from bench.reports.frame import LoadedResult, load_results
-from bench.studies.study import Cell, Study, cell_key
+from bench.studies.study import Cell, Study, cell_key, identity_hash
 
 DONE_STATUSES = ("complete", "diverged")
 
@@ -54,12 +55,13 @@ class Ledger:
 
 
 def record_cell_key(record: dict[str, Any]) -> str | None:
-    """The identity of the cell a result file holds: its suite hash and its (one) seed."""
-    suite_hash = (record.get("suite") or {}).get("hash")
+    """The identity of the cell a result file holds, from what it ran: its resolved suite
+    (hashed as the study hashes its points) and its one seed."""
+    resolved = (record.get("suite") or {}).get("resolved")
     seeds = (record.get("invocation") or {}).get("seeds") or [r.get("seed") for r in record.get("runs") or []]
-    if not suite_hash or len(seeds) != 1 or not isinstance(seeds[0], int):
+    if not isinstance(resolved, dict) or len(seeds) != 1 or not isinstance(seeds[0], int):
         return None  # an invocation of several seeds is no single cell
-    return cell_key(suite_hash, seeds[0])
+    return cell_key(identity_hash(resolved), seeds[0])
 
 
 def _newest(result: LoadedResult) -> tuple[str, str]:

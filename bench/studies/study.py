@@ -28,12 +28,13 @@ folder):
 Everything is checked before any cell runs: an unknown key, an unknown or empty axis, and a
 value that makes an invalid suite are each one BenchError line naming the study file, the
 axis and the value. Every point is resolved into its suite here, so a cell's identity (its
-suite hash and seed) is known before anything trains.
+resolved suite's hash, see identity_hash, and its seed) is known before anything trains.
 """
 
 from __future__ import annotations
 
 import difflib
+import hashlib
 import itertools
 import json
 import random
@@ -44,7 +45,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.errors import BenchError
-from bench.suites import Suite, available_suites, schema_keys, schema_node, suite_dirs, suite_with
+from bench.suites import SCHEMA, Key, Suite, available_suites, schema_keys, schema_node, suite_dirs, suite_with
 
 STUDY_KEYS = ("name", "description", "suite", "seeds", "strategy", "samples", "sample_seed", "rank", "set", "axes",
               "exclude", "include")
@@ -103,7 +104,8 @@ class Point:
 
     @property
     def hash(self) -> str:
-        return self.suite.hash
+        """The point's identity: the hash of its resolved suite over the keys not at their defaults."""
+        return identity_hash(self.suite.resolved)
 
     @property
     def axes(self) -> dict[str, Any]:
@@ -116,7 +118,7 @@ class Point:
 
 @dataclass(frozen=True)
 class Cell:
-    """A point and a seed: one invocation of one run. `key` is its identity."""
+    """A point and a seed: one invocation of one run. `key` (point hash, seed) is its identity."""
 
     point: Point
     seed: int
@@ -130,8 +132,33 @@ class Cell:
         return f"{self.point.label} seed {self.seed}"
 
 
-def cell_key(suite_hash: str, seed: int) -> str:
-    return f"{suite_hash}-s{seed}"
+def cell_key(point_hash: str, seed: int) -> str:
+    return f"{point_hash}-s{seed}"
+
+
+def identity_hash(resolved: dict[str, Any]) -> str:
+    """The hash of a resolved suite without the keys that are at their schema default.
+
+    Like the suite hash it changes with anything a suite sets, but not when bench gains a
+    suite key whose default keeps the old behaviour (the resolved suite, and so the suite
+    hash, then has one key more): a study's results still belong to its cells after such an
+    upgrade instead of all being run again. A changed default still changes it (for the
+    suites that take the default), as it changes what they run."""
+    text = json.dumps(_without_defaults(resolved, SCHEMA), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _without_defaults(values: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        spec = schema.get(key)
+        if isinstance(spec, dict) and isinstance(value, dict):
+            inner = _without_defaults(value, spec)
+            if inner:
+                out[key] = inner
+        elif not (isinstance(spec, Key) and not spec.required and canonical(value) == canonical(spec.default)):
+            out[key] = value  # set by the suite (or a key the schema no longer has: kept, to be safe)
+    return out
 
 
 @dataclass

@@ -3,7 +3,7 @@ finishes) rewrite the study report.
 
 Each cell is one ordinary invocation (`bench run SUITE --set ... --seed S --runs 1`) and
 writes an ordinary result file into RESULTS/studies/<study>/runs/, named after the cell
-(suite hash and seed) plus a fresh run id, so nothing is ever overwritten. A rerun runs
+(its resolved suite's hash and seed) plus a fresh run id, so nothing is ever overwritten. A rerun runs
 only the cells without a complete (or diverged) result: an interrupted or partly failed
 study continues where it stopped. Before any cell runs, the study is validated, the data
 sets are loaded and each network is built once, so a bad value fails in one line, not
