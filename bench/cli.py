@@ -79,6 +79,13 @@ def _parser() -> argparse.ArgumentParser:
                        help="a collective waiting longer ends the run as failed instead of hanging "
                             "(default 1800)")
 
+    from bench.studies import sweep
+
+    sweep_parser = sub.add_parser("sweep", help="run a study: a grid of suite variants over seeds, resumable, "
+                                  "with a study report", description=sweep.__doc__,
+                                  formatter_class=argparse.RawDescriptionHelpFormatter)
+    sweep.add_arguments(sweep_parser)
+
     env = sub.add_parser("env", help="print the environment fingerprint",
                          description="Print the environment fingerprint recorded in every result file.")
     env.add_argument("--json", action="store_true", help="print JSON")
@@ -121,7 +128,27 @@ def cmd_list(args: argparse.Namespace, console: Console) -> int:
         table.add_row(name, s.dataset["name"], s.model["name"], target, s.mode, str(s.resolved["runs"]),
                       ",".join(s.resolved["devices"]), s.resolved["description"])
     console.print(table)
+    console.print(studies_table())
     return 0
+
+
+def studies_table() -> Table:
+    from bench.studies.study import available_studies, load_study
+
+    table = Table(title="studies (bench sweep)")
+    for column in ("name", "base suite", "axes", "points", "seeds", "runs"):
+        table.add_column(column, no_wrap=column != "axes")
+    table.add_column("description", ratio=1)
+    for name, path in available_studies().items():
+        try:
+            study = load_study(str(path))
+        except BenchError as exc:
+            table.add_row(name, "[red]invalid[/red]", "", "", "", "", str(exc))
+            continue
+        axes = ", ".join(f"{axis} ×{len(values)}" for axis, values in study.axes.items())
+        table.add_row(name, study.base_ref, axes, str(len(study.points)), str(len(study.seeds)),
+                      str(len(study.cells)), study.description)
+    return table
 
 
 def cmd_run(args: argparse.Namespace, console: Console) -> int:
@@ -251,7 +278,13 @@ def cmd_report(args: argparse.Namespace, console: Console) -> int:
     return importlib.import_module(f"bench.reports.{args.command}").command(args, console)
 
 
-COMMANDS = {"list": cmd_list, "run": cmd_run, "env": cmd_env, "specs": cmd_specs,
+def cmd_sweep(args: argparse.Namespace, console: Console) -> int:
+    from bench.studies.sweep import command
+
+    return command(args, console)
+
+
+COMMANDS = {"list": cmd_list, "run": cmd_run, "sweep": cmd_sweep, "env": cmd_env, "specs": cmd_specs,
             "leaderboard": cmd_report, "compare": cmd_report, "check": cmd_report, "export": cmd_report}
 
 

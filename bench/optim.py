@@ -1,4 +1,5 @@
-"""Optimizers for the trainer: SGD / AdamW parameter groups, Muon for conv filters, lookahead.
+"""Optimizers for the trainer: SGD / Adam / AdamW / Adadelta parameter groups, Muon for conv
+filters, lookahead.
 
 Every group carries a `name` and a `base_lr`: the trainer sets `lr = base_lr * schedule`
 each step, and freezes the whitening bias by setting its lr to 0 after its epochs.
@@ -62,12 +63,21 @@ def _sgd(groups: list[dict[str, Any]], recipe: dict, device_type: str) -> torch.
 def build_optimizer(model: nn.Module, recipe: dict) -> torch.optim.Optimizer | "Combined":
     device_type = next(model.parameters()).device.type
     kind = recipe["optimizer"]
+    # torch's fused kernels where they exist (one kernel for the whole step on CUDA), the
+    # foreach path elsewhere; Adadelta has no fused form.
+    fast = {"fused": True} if device_type == "cuda" else {"foreach": True}
     if kind == "sgd":
         return _sgd(param_groups(model, recipe), recipe, device_type)
+    if kind == "adam":
+        # weight_decay is Adam's L2 term (added to the gradient), not AdamW's decoupled decay
+        return torch.optim.Adam(param_groups(model, recipe), lr=recipe["lr"], weight_decay=recipe["weight_decay"],
+                                **fast)
     if kind == "adamw":
-        fast = {"fused": True} if device_type == "cuda" else {"foreach": True}
         return torch.optim.AdamW(param_groups(model, recipe), lr=recipe["lr"], weight_decay=recipe["weight_decay"],
                                  **fast)
+    if kind == "adadelta":
+        return torch.optim.Adadelta(param_groups(model, recipe), lr=recipe["lr"],
+                                    weight_decay=recipe["weight_decay"], foreach=True)
     if kind == "muon":
         if recipe["precision"] == "fp16":
             raise BenchError("recipe.optimizer muon with precision fp16 is not supported; use bf16")
@@ -82,7 +92,7 @@ def build_optimizer(model: nn.Module, recipe: dict) -> torch.optim.Optimizer | "
         if rest:
             parts.append(_sgd(rest, recipe, device_type))
         return Combined(parts)
-    raise BenchError(f"recipe.optimizer {kind!r}: choose sgd, adamw or muon")
+    raise BenchError(f"recipe.optimizer {kind!r}: choose sgd, adam, adamw, adadelta or muon")
 
 
 class Combined:

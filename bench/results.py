@@ -41,10 +41,12 @@ def new_run_id() -> str:
 
 
 class ResultWriter:
-    """Owns one invocation's result file."""
+    """Owns one invocation's result file, named `<prefix><run id>.json` (a study puts the cell's
+    identity in the prefix, so its files say which cell they hold)."""
 
-    def __init__(self, folder: Path):
+    def __init__(self, folder: Path, prefix: str = ""):
         self.folder = Path(folder)
+        self.prefix = prefix
         self._check_writable()
         self.path: Path | None = None
         self.run_id = new_run_id()
@@ -69,7 +71,7 @@ class ResultWriter:
                 if self.path is not None:
                     os.replace(staged, self.path)
                     return self.path
-                path = self.folder / f"{self.run_id}.json"
+                path = self.folder / f"{self.prefix}{self.run_id}.json"
                 if link_new(staged, path):
                     self.path = path
                     return path

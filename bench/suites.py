@@ -26,6 +26,9 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 SUITES_DIR = REPO_ROOT / "suites"
 
 SCHEDULES = ("constant", "piecewise", "onecycle", "step", "cosine_restarts")
+# adam and adadelta take torch's defaults for their other settings (betas, rho, eps);
+# recipe.momentum and recipe.nesterov are SGD's (and Muon's non-filter part's).
+OPTIMIZERS = ("sgd", "adam", "adamw", "adadelta", "muon")
 
 
 # ---------------------------------------------------------------- schema ----
@@ -80,7 +83,7 @@ SCHEMA: dict[str, Any] = {
         "epochs": Key("float", required=True, check=_positive, expect="a positive number of epochs"),
         "batch_size": Key("int", required=True, check=_positive, expect="a positive integer"),
         "eval_batch_size": Key("int", default=1000, check=_positive, expect="a positive integer"),
-        "optimizer": Key("str", default="sgd", choices=("sgd", "adamw", "muon")),
+        "optimizer": Key("str", default="sgd", choices=OPTIMIZERS),
         "lr": Key("float", required=True, check=_positive, expect="a positive number"),
         "momentum": Key("float", default=0.9, check=lambda v: 0 <= v < 1, expect="a number in [0, 1)"),
         "nesterov": Key("bool", default=True),
@@ -105,6 +108,9 @@ SCHEMA: dict[str, Any] = {
         # false: each rank normalizes with its own slice's statistics
         "sync_bn": Key("bool", default=False),
         "curve_eval": Key("bool", default=True),
+        # After the timed region: top-1 on this many training images (a fixed subset, all of
+        # them when the set is smaller), recorded as the run's train_accuracy; 0 = not measured.
+        "train_eval": Key("int", default=0, check=_non_negative, expect="an integer >= 0 (0 = off)"),
         "schedule": {
             "kind": Key("str", default="constant", choices=SCHEDULES),
             # piecewise: [[fraction of training, lr multiplier], ...] from 0 to 1
@@ -294,34 +300,62 @@ def parse_override(text: str) -> tuple[str, Any]:
     return key, parsed
 
 
-def _apply_override(raw: dict[str, Any], dotted: str, value: Any) -> None:
+def _apply_override(raw: dict[str, Any], dotted: str, value: Any, where: str) -> None:
     node = raw
     parts = dotted.split(".")
     for part in parts[:-1]:
         node = node.setdefault(part, {})
         if not isinstance(node, dict):
-            raise BenchError(f"--set {dotted}: '{part}' is not a table in this suite")
+            raise BenchError(f"{where}: cannot set '{dotted}': '{part}' is not a table in this suite")
     node[parts[-1]] = value
 
 
 def load_suite(ref: str, overrides: list[str] | None = None) -> Suite:
     """Loads a suite by name (from suites/) or by path to a .toml file, with `--set` overrides."""
     path = _locate(ref)
+    applied: dict[str, Any] = {}
+    for text in overrides or []:
+        key, value = parse_override(text)
+        applied[key] = value
+    where = str(path) + (f" (with --set {', '.join(f'{k}={v!r}' for k, v in applied.items())})" if applied else "")
+    return suite_with(path, applied, where)
+
+
+def suite_with(path: Path, values: dict[str, Any], where: str) -> Suite:
+    """The suite in `path` with dotted keys set to values (already parsed), validated; every
+    problem is one BenchError line starting with `where`."""
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
         raise BenchError(f"{path}: malformed TOML ({exc}); fix the file") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise BenchError(f"{path}: cannot read the suite ({exc})") from None
-    applied: dict[str, Any] = {}
-    for text in overrides or []:
-        key, value = parse_override(text)
-        _apply_override(raw, key, value)
-        applied[key] = value
-    where = str(path) + (f" (with --set {', '.join(f'{k}={v!r}' for k, v in applied.items())})" if applied else "")
+    for key, value in values.items():
+        _apply_override(raw, key, copy.deepcopy(value), where)
     resolved = _resolve(raw, SCHEMA, where)
     _cross_checks(resolved, where)
-    return Suite(name=resolved["name"], path=path, resolved=resolved, overrides=applied)
+    return Suite(name=resolved["name"], path=path, resolved=resolved, overrides=dict(values))
+
+
+def schema_node(dotted: str) -> Key | dict[str, Any] | None:
+    """What a dotted key sets: a leaf (Key), a section (a table of keys), or None when the schema
+    has no such key. A key inside a free-form table (model.args.hidden) is that table's leaf."""
+    node: Any = SCHEMA
+    for part in dotted.split("."):
+        if isinstance(node, Key):
+            return node if node.kind == "table" else None
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    return node
+
+
+def schema_keys(node: dict[str, Any] | None = None, prefix: str = "") -> list[str]:
+    """Every dotted leaf key of the schema (for suggestions)."""
+    out = []
+    for key, spec in (SCHEMA if node is None else node).items():
+        out += schema_keys(spec, f"{prefix}{key}.") if isinstance(spec, dict) else [prefix + key]
+    return out
 
 
 def _cross_checks(resolved: dict[str, Any], where: str) -> None:

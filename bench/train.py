@@ -404,6 +404,11 @@ def train_run(suite_resolved: dict, data: PreparedData, seed: int, device: torch
     if save_weights is not None and dist.is_main:  # one rank's copy: every rank holds the same weights
         with evaluated():
             weights_file = str(save_weights(model))
+    peak_figures = _memory_figures(device)  # read before the training-set evaluation, no part of the run
+    train_eval: dict[str, Any] = {}
+    if recipe["train_eval"] and status == "complete":
+        with evaluated():  # the weights the test set saw (the EMA's, when there is one)
+            train_eval = _train_accuracy(step_model, data, recipe, kind, common, policy, memory, dist)
 
     trained_images = step * recipe["batch_size"]
     record: dict[str, Any] = {
@@ -446,7 +451,8 @@ def train_run(suite_resolved: dict, data: PreparedData, seed: int, device: torch
         "weights_file": weights_file,
         "curve": curve,
     }
-    record.update(_memory_figures(device))
+    record.update(train_eval)
+    record.update(peak_figures)
     record.update(memory_figures)
     if dist.active:
         record.update(_summed_over_ranks(ranks, total_s))
@@ -503,6 +509,24 @@ def _summed_over_ranks(ranks: list[dict[str, Any]], total_s: float) -> dict[str,
             "peak_memory_reserved_mb": max((r["peak_memory_reserved_mb"] for r in ranks
                                             if r["peak_memory_reserved_mb"] is not None), default=None),
             "ranks": ranks}
+
+
+def _train_accuracy(model: nn.Module, data: PreparedData, recipe: dict, kind: str, common: dict[str, Any],
+                    policy: Policy, memory: torch.memory_format, dist: Dist) -> dict[str, Any]:
+    """Top-1 on a fixed subset of the training images (unaugmented, the test split's TTA), after
+    the timed region: a fitting measure for data-size studies that costs the contract nothing.
+    With several ranks it is sharded and summed like the test evaluation."""
+    t0 = time.perf_counter()
+    images, labels = data.dataset.train_images, data.dataset.train_labels
+    if recipe["train_eval"] < len(labels):
+        # the same images for every seed and run: the first N of a seed-0 permutation
+        chosen = np.sort(np.random.default_rng(0).permutation(len(labels))[:recipe["train_eval"]])
+        images, labels = images[chosen], labels[chosen]
+    count = len(labels)
+    # arrays through the same loader kind (a file-reading DALI run still holds the decoded arrays)
+    loader = make_loader(kind, *dist.test_shard(images, labels), batch_size=recipe["eval_batch_size"], **common)
+    accuracy = evaluate(model, loader, recipe["tta"], policy.autocast_dtype, memory, dist)
+    return {"train_accuracy": accuracy, "train_eval_images": count, "train_eval_s": time.perf_counter() - t0}
 
 
 def _memory_figures(device: torch.device) -> dict[str, Any]:

@@ -12,3 +12,12 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def synthetic_study(tmp_path_factory):
+    """A finished study on the separable set (tests.helpers.run_synthetic_study), swept once for
+    every test that reads its report: (study file, study folder)."""
+    from tests.helpers import run_synthetic_study
+
+    return run_synthetic_study(tmp_path_factory.mktemp("study"))

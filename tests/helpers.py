@@ -51,3 +51,59 @@ def suite_text(mode: str = "budget", target: float = 0.9, model: str = "mlp", mo
                epochs: float = 2, lr: float = 0.05, tta: int = 0) -> str:
     return SUITE_TEXT.format(mode=mode, target=target, model=model, model_args=model_args, epochs=epochs, lr=lr,
                              tta=tta)
+
+
+STUDY_BASE = """
+name = "syn-base"
+mode = "budget"
+target = 0.9
+devices = ["cpu"]
+[dataset]
+name = "fashion-mnist"
+[model]
+name = "mlp"
+args = { hidden = [16] }
+[recipe]
+epochs = 2
+batch_size = 32
+eval_batch_size = 64
+lr = 0.0005
+warmup_steps = 1
+train_eval = 64
+"""
+
+STUDY = """
+name = "syn-report"
+description = "training-set size x batch size on the separable set"
+suite = "base.toml"
+seeds = [0, 1]
+[axes]
+"dataset.train_size" = [64, 256]
+"recipe.batch_size" = [16, 32]
+"""
+
+
+def run_synthetic_study(folder):
+    """A finished study on the separable set (8 cells: train_size x batch_size x 2 seeds):
+    returns (study file, results folder)."""
+    import pytest
+    import torch
+
+    from bench.cli import main
+
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "base.toml").write_text(STUDY_BASE)
+    study = folder / "syn-report.toml"
+    study.write_text(STUDY)
+    results = folder / "results"
+    threads = torch.get_num_threads()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("bench.runner.load_dataset", lambda *a, **k: separable_dataset())
+        patch.setattr("bench.datasets.load_dataset", lambda *a, **k: separable_dataset())
+        patch.setattr("bench.studies.sweep.REPORT_EVERY_S", 1e9)
+        torch.set_num_threads(1)
+        try:
+            assert main(["sweep", str(study), "--results", str(results), "--device", "cpu"]) == 0
+        finally:
+            torch.set_num_threads(threads)
+    return study, results / "studies" / "syn-report"

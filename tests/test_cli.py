@@ -93,6 +93,8 @@ def test_empty_imagefolder(capsys, results, tmp_path, suite_path):
 def test_list_and_env(capsys):
     code, out, _ = run_cli(capsys, "list")
     assert code == 0 and "cifar10-94" in out and "fashion-mnist-91" in out
+    studies = out.split("studies (bench sweep)")[1]
+    assert "fmnist-optimizers" in studies and "fmnist-data-size" in studies and "invalid" not in studies
     code, out, _ = run_cli(capsys, "env", "--json")
     assert code == 0 and '"torch"' in out
 
@@ -124,12 +126,24 @@ def test_no_traceback_from_a_real_process(tmp_path):
     (["leaderboard", "--bogus"], "bench leaderboard: unrecognized arguments"),
     (["compare", "--baseline"], "bench compare: argument --baseline: expected one argument"),
     (["nosuch"], "bench: argument COMMAND: invalid choice"),
+    (["sweep"], "bench sweep: the following arguments are required: study"),
+    (["sweep", "fmnist-optimizers", "--executor", "slurm"], "bench sweep: argument --executor: invalid choice"),
 ])
 def test_wrong_arguments_are_one_line(capsys, results, args, fragment):
     with pytest.raises(SystemExit) as stop:
         main(args)
     _, err = capsys.readouterr()
     assert_one_line_error(stop.value.code, err, results, fragment)
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["sweep", "fmnist-optimiser"], "unknown study 'fmnist-optimiser'; did you mean fmnist-optimizers"),
+    (["sweep", "fmnist-optimizers", "--workers", "0"], "--workers 0: give at least 1"),
+    (["sweep", "fmnist-optimizers", "--address", "auto"], "--address is for --executor ray"),
+])
+def test_bad_sweep_input_is_one_line(capsys, results, args, fragment):
+    code, _, err = run_cli(capsys, *args, "--results", str(results))
+    assert_one_line_error(code, err, results, fragment)
 
 
 @pytest.mark.parametrize("command", ["check", "leaderboard --results", "compare --results"])

@@ -106,3 +106,21 @@ def test_lookahead_updates_cached_tensors_without_walking_the_state_dict():
         actual = dict(zip(fast, lookahead.fast))[key]
         torch.testing.assert_close(actual, expected)
     torch.testing.assert_close(lookahead.fast[0], lookahead.slow[0])
+
+
+@pytest.mark.parametrize("kind, cls", [("adam", torch.optim.Adam), ("adadelta", torch.optim.Adadelta)])
+def test_adam_and_adadelta_are_torchs_with_the_recipes_groups(kind, cls):
+    recipe = load_suite("fashion-mnist-mlp", [f'recipe.optimizer="{kind}"', "recipe.lr=0.002"]).recipe
+    opt = build_optimizer(build_model("mlp", 10, (1, 28, 28)), recipe)
+    assert type(opt) is cls
+    assert opt.defaults["foreach"] is True  # the multi-tensor path on CPU (fused only on CUDA)
+    assert all(g["lr"] == 0.002 and g["weight_decay"] == recipe["weight_decay"] for g in opt.param_groups)
+
+
+@pytest.mark.parametrize("kind, lr", [("adam", 0.01), ("adadelta", 1.0)])
+def test_adam_and_adadelta_suites_train(tmp_path, kind, lr):
+    path = tmp_path / "a.toml"
+    path.write_text(suite_text(epochs=2))
+    suite = load_suite(str(path), [f'recipe.optimizer="{kind}"', f"recipe.lr={lr}"])
+    run = train_run(suite.resolved, PreparedData.from_dataset(separable_dataset()), seed=0, device=torch.device("cpu"))
+    assert run["status"] == "complete" and run["accuracy"] > 0.8

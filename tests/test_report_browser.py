@@ -126,3 +126,48 @@ def test_chromium_renders_the_page(report, tmp_path):
         assert image.size == (1280, 2400)
         low, high = image.convert("L").getextrema()
         assert high - low > 100  # text and plots on the page, not an empty canvas
+
+
+# Clicks the study table's "mean accuracy" head twice after load and writes down, each time,
+# the column's sort keys in the order the rows then stand.
+SORT_PROBE = """<script>window.addEventListener("load", () => {
+  const table = document.querySelector("section#points table");
+  const heads = Array.from(table.querySelectorAll("thead th"));
+  const column = heads.findIndex((th) => th.textContent.startsWith("mean accuracy"));
+  const keys = () => Array.from(table.tBodies[0].rows).map((row) => row.cells[column].dataset.sort).join(",");
+  heads[column].click();
+  document.body.setAttribute("data-ascending", keys());
+  heads[column].click();
+  document.body.setAttribute("data-descending", keys());
+  for (const img of document.images) {
+    img.setAttribute("data-decoded", img.complete ? img.naturalWidth + "x" + img.naturalHeight : "no"); }
+});</script>"""
+
+
+@pytest.fixture(scope="module")
+def study_report(synthetic_study) -> Path:
+    return synthetic_study[1] / "report.html"
+
+
+def test_chromium_sorts_the_study_table_and_shows_its_plots(study_report, tmp_path):
+    probed = tmp_path / "probed.html"
+    probed.write_text(study_report.read_text().replace("</body>", SORT_PROBE + "</body>"))
+    done = chromium("--virtual-time-budget=10000", "--dump-dom", probed.as_uri(), profile=tmp_path / "profile")
+    assert done.returncode == 0 and "<html" in done.stdout, done.stderr[-2000:]
+    dom = Dom()
+    dom.feed(done.stdout)
+    rows = dom.sections["points"]
+    assert rows[0][:2] == ["dataset.train_size", "recipe.batch_size"] and len(rows) == 5
+
+    body = done.stdout.split("<body", 1)[1].split(">", 1)[0]
+    ascending = [float(k) for k in body.split('data-ascending="')[1].split('"')[0].split(",")]
+    descending = [float(k) for k in body.split('data-descending="')[1].split('"')[0].split(",")]
+    assert len(ascending) == 4 and ascending == sorted(ascending) and descending == ascending[::-1]
+    assert ascending[0] < ascending[-1]  # the points differ, so the order means something
+
+    # curves per axis (2), accuracy against training-set size, time and steps against batch size
+    assert len(dom.images) == 4
+    for img in dom.images:
+        png = base64.b64decode(img["src"][len("data:image/png;base64,"):], validate=True)
+        with Image.open(io.BytesIO(png)) as image:
+            assert img["data-decoded"] == f"{image.width}x{image.height}"

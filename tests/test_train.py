@@ -173,3 +173,16 @@ def test_a_race_interleaves_seeds_and_links_the_result_files(tmp_path, suite_fil
     assert saved_a["invocation"]["race"] == [{"suite": "tiny", "id": saved_b["id"]}]
     assert saved_b["invocation"]["race"] == [{"suite": "tiny", "id": saved_a["id"]}]
     assert saved_a["invocation"]["matmul_flops_per_s"] == saved_b["invocation"]["matmul_flops_per_s"]
+
+
+def test_train_eval_measures_the_training_set_after_the_run_without_changing_it(data, suite_file):
+    plain = load_suite(suite_file(epochs=2)).resolved
+    with_eval = load_suite(suite_file(epochs=2), ["recipe.train_eval=100"]).resolved
+    a = train_run(plain, data, seed=5, device=CPU)
+    b = train_run(with_eval, data, seed=5, device=CPU)
+    assert "train_accuracy" not in a
+    assert b["train_eval_images"] == 100 and 0.8 <= b["train_accuracy"] <= 1 and b["train_eval_s"] > 0
+    # measured after the timed region: the run itself is the same run
+    assert b["accuracy"] == a["accuracy"] and [p["loss"] for p in b["curve"]] == [p["loss"] for p in a["curve"]]
+    everything = train_run(load_suite(suite_file(epochs=1), ["recipe.train_eval=100000"]).resolved, data, 0, CPU)
+    assert everything["train_eval_images"] == len(data.dataset.train_labels)

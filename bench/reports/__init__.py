@@ -4,7 +4,9 @@ frame        result files -> pandas DataFrames (invocations, runs, curves), mach
 leaderboard  `bench leaderboard`: PASS entries ranked per suite, the rest listed apart
 compare      `bench compare`: machines side by side against a baseline, with plots
 check        `bench check`: the regression gate for CI
+study        a study's REPORT.md and report.html (`bench sweep` writes it; study_plots draws it)
 formatting, render, plots, specs: how numbers read, table layouts, charts, spec tables
 
-Each command module has `add_arguments(parser)` and `command(args, console) -> int`.
+Each command module has `add_arguments(parser)` and `command(args, console) -> int`
+(the study report is written by `bench sweep`, which knows the study's cells).
 """

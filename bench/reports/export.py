@@ -44,7 +44,7 @@ _INTEGER = ("run", "seed", "steps", "train_images", "epoch", "step", "gpu_count"
             "planned_runs", "timed_runs", "complete_runs")
 _BOOLEAN = ("reached_target", "channels_last", "git_dirty")
 _TIME = ("started_at", "finished_at")
-_FLOAT = ("accuracy", "time_to_target_s", "timed_s", "epochs", "train_time_s", "train_images_per_s", "mfu",
+_FLOAT = ("accuracy", "train_accuracy", "time_to_target_s", "timed_s", "epochs", "train_time_s", "train_images_per_s", "mfu",
           "deciding_eval_s", "curve_eval_s", "init_s", "compile_s", "data_prep_s", "peak_memory_mb",
           "peak_memory_reserved_mb", "nvml_peak_memory_used_mb", "peak_host_rss_mb", "train_peak_memory_mb",
           "energy_j", "mean_power_w",

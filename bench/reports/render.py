@@ -21,11 +21,17 @@ class ReportTable:
     anchor: str = ""                # HTML id, so a reader (or a test) can find the table
     note: str = ""                  # one line under the title: what the rows are, how they were chosen
     row_styles: list[str] = field(default_factory=list)  # per row: "" | "bad" | "good" | "muted"
+    sortable: bool = False          # HTML: a click on a column head sorts the rows (SORT_SCRIPT)
+    sort_keys: list[list[str]] = field(default_factory=list)  # per row, per cell: what it sorts by
 
-    def add(self, cells: list[str], style: str = "") -> None:
+    def add(self, cells: list[str], style: str = "", keys: list[object] | None = None) -> None:
+        """`keys` (numbers sort as numbers; None sorts last) let a sortable table order cells
+        such as "88.1% ± 0.3" by their value rather than their text."""
         assert len(cells) == len(self.columns), (cells, self.columns)
+        assert keys is None or len(keys) == len(cells), (keys, cells)
         self.rows.append(cells)
         self.row_styles.append(style)
+        self.sort_keys.append(["" if k is None or k != k else str(k) for k in keys] if keys else list(cells))
 
 
 def _md_cell(value: str) -> str:
@@ -52,11 +58,16 @@ def table_html(table: ReportTable, level: int = 3) -> str:
     if not table.rows:
         parts.append('<p class="none">(none)</p></section>')
         return "\n".join(parts)
-    parts.append("<table><thead><tr>" + "".join(f"<th>{html.escape(c)}</th>" for c in table.columns)
+    head = '<table class="sortable">' if table.sortable else "<table>"
+    parts.append(head + "<thead><tr>" + "".join(f"<th>{html.escape(c)}</th>" for c in table.columns)
                  + "</tr></thead><tbody>")
-    for row, style in zip(table.rows, table.row_styles):
+    for row, style, keys in zip(table.rows, table.row_styles, table.sort_keys):
         klass = f' class="{style}"' if style else ""
-        parts.append(f"<tr{klass}>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>")
+        if table.sortable:
+            cells = "".join(f'<td data-sort="{html.escape(k)}">{html.escape(c)}</td>' for c, k in zip(row, keys))
+        else:
+            cells = "".join(f"<td>{html.escape(c)}</td>" for c in row)
+        parts.append(f"<tr{klass}>{cells}</tr>")
     parts.append("</tbody></table></section>")
     return "\n".join(parts)
 
@@ -89,10 +100,40 @@ tr.bad td { background: #fde8e8; } tr.good td { background: #e8f6e8; } tr.muted 
 p.note, p.none { color: #555; font-size: 13px; }
 figure { display: inline-block; margin: .5em; } img { max-width: 100%; border: 1px solid #eee; }
 figcaption { font-size: 12px; color: #555; }
+table.sortable th { cursor: pointer; } th[aria-sort=ascending]::after { content: " ▲"; }
+th[aria-sort=descending]::after { content: " ▼"; }
 """
 
 
-def html_page(title: str, body: str) -> str:
-    """A complete page with its style inline and no external asset (it opens offline, as one file)."""
+# Sorts a table.sortable by the clicked column: by data-sort, as numbers when both are numbers,
+# empty keys (missing figures) always last; a second click reverses.
+SORT_SCRIPT = """
+document.querySelectorAll("table.sortable").forEach((table) => {
+  table.querySelectorAll("thead th").forEach((th, column) => {
+    th.title = "sort by this column";
+    th.addEventListener("click", () => {
+      const ascending = th.getAttribute("aria-sort") !== "ascending";
+      table.querySelectorAll("thead th").forEach((other) => other.removeAttribute("aria-sort"));
+      th.setAttribute("aria-sort", ascending ? "ascending" : "descending");
+      const body = table.tBodies[0];
+      const key = (row) => row.cells[column].dataset.sort;
+      const rows = Array.from(body.rows).sort((a, b) => {
+        const x = key(a), y = key(b);
+        if (x === "" || y === "") return (x === "") - (y === "");
+        const nx = Number(x), ny = Number(y);
+        const order = !isNaN(nx) && !isNaN(ny) ? nx - ny : x.localeCompare(y);
+        return ascending ? order : -order;
+      });
+      rows.forEach((row) => body.appendChild(row));
+    });
+  });
+});
+"""
+
+
+def html_page(title: str, body: str, script: str = "") -> str:
+    """A complete page with its style (and script) inline and no external asset (it opens offline,
+    as one file)."""
+    tail = f"<script>{script}</script>\n" if script else ""
     return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
-            f"<style>{_CSS}</style></head>\n<body>\n<h1>{html.escape(title)}</h1>\n{body}\n</body></html>\n")
+            f"<style>{_CSS}</style></head>\n<body>\n<h1>{html.escape(title)}</h1>\n{body}\n{tail}</body></html>\n")

@@ -1,0 +1,108 @@
+"""One cell: one ordinary invocation (one run, one seed) of a point's suite, as its result record.
+
+A cell runs `run_invocation` exactly as `bench run` does, into a scratch folder of its own,
+and hands the record back: the study's driver alone writes the study's files, so a cell on
+another machine (a Ray worker) needs nothing of the driver's disk and writes nothing there.
+A cell does not raise for a failure of its own: the error becomes a `failed` record with the
+reason, which the study keeps and lists. Ctrl-C is no failure of the cell: it propagates.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bench.errors import BenchError
+from bench.measure import aggregate
+from bench.progress import Reporter
+from bench.results import SCHEMA_VERSION
+from bench.suites import Suite
+
+
+@dataclass(frozen=True)
+class CellJob:
+    """What a worker needs to run a cell; picklable, and it reads no file of the study."""
+
+    key: str                  # the cell's identity: resolved suite's hash and seed
+    label: str                # its axis values and seed, for people
+    suite: Suite              # the point's resolved suite
+    seed: int
+    device: str               # auto | cpu | cuda, resolved where the cell runs
+    command: list[str]        # the `bench run` line that is this cell
+    study: dict[str, Any]     # the result's `study` block
+
+
+def run_cell(job: CellJob, reporter: Reporter | None = None) -> dict[str, Any]:
+    """The cell's result record: complete or diverged, or failed with the reason."""
+    from bench.runner import Interrupted, run_invocation  # torch: imported where cells run
+
+    started = _now()
+    scratch = Path(tempfile.mkdtemp(prefix="bench-cell-"))
+    try:
+        try:
+            record, _ = run_invocation(job.suite, runs=1, seed=job.seed, device_choice=job.device,
+                                       results_dir=scratch, reporter=reporter, command=job.command)
+        except Interrupted:
+            raise
+        except Exception as exc:  # this cell failed; the study goes on and records why
+            # the invocation saved a failed record when it got as far as starting one
+            record = _saved(scratch) or failed_record(job, exc, started)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    record["study"] = job.study
+    return record
+
+
+def _saved(folder: Path) -> dict[str, Any] | None:
+    files = sorted(folder.glob("*.json"))
+    return json.loads(files[-1].read_text()) if files else None
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def failed_record(job: CellJob, exc: BaseException | str, started: str | None = None) -> dict[str, Any]:
+    """An ordinary result record (same schema as `bench run`'s) for a cell that produced none:
+    status failed, no runs, the error. `exc` may be a reason in words (a worker that died)."""
+    from bench.env import code_version, fingerprint
+
+    if isinstance(exc, BaseException):
+        error: dict[str, Any] = {"type": type(exc).__name__, "message": str(exc)}
+        if not isinstance(exc, BenchError):
+            error["traceback"] = "".join(traceback.format_exception(exc))
+    else:
+        error = {"type": "WorkerError", "message": exc}
+    import torch
+
+    # where the cell would have trained ("auto" as the runner resolves it)
+    device = job.device if job.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    suite = job.suite
+    agg = aggregate([], suite.target)
+    agg["verdict"] = "INCOMPLETE"
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "id": "",  # the writer names it
+        "status": "failed",
+        "started_at": started or _now(),
+        "finished_at": _now(),
+        "suite": {"name": suite.name, "hash": suite.hash, "overrides": suite.overrides, "path": str(suite.path),
+                  "resolved": suite.resolved},
+        "code": code_version(),
+        "env": fingerprint(torch.device(device)),
+        "model": None,     # never built, the data never loaded (the schema admits null for this)
+        "dataset": None,
+        # the fields an invocation records, unknown (null) where it never got as far
+        "invocation": {"device": device, "seeds": [job.seed], "data_prep_s": None, "loader": None,
+                       "matmul_flops_per_s": None, "matmul_dtype": None, "command": job.command, "race": None},
+        "runs": [],
+        "aggregate": agg,
+        "error": error,
+        "study": job.study,
+    }

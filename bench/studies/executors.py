@@ -1,0 +1,234 @@
+"""Where a study's cells run. Every executor takes cell jobs and hands each finished cell's
+record to `finished(job, record)` in the driver, which writes it; none writes files itself.
+
+local, 1 worker   cells one after another in this process (per-run bars on the board)
+local, N workers  N worker processes (spawned); with GPUs each is pinned to one with
+                  CUDA_VISIBLE_DEVICES, on CPU each gets cores / N torch threads (or
+                  OMP_NUM_THREADS when set); Ctrl-C
+                  (the driver's) ends them, and a cell whose worker died is failed
+ray               each cell a Ray task asking for one GPU (when the cluster has GPUs) or a
+                  share of a machine's CPUs; a local Ray started for the study (and shut down
+                  after it), or the cluster at --address. The records come back to the driver.
+
+Workers send their runs' progress to the driver's board as events over a queue. A failure
+of the machinery (a worker process that died, a Ray task lost) becomes the cell's failed
+record with the reason, like any failure of the cell itself.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import queue as queue_module
+import signal
+from concurrent.futures import FIRST_COMPLETED, wait
+from typing import Any, Callable
+
+from bench.errors import BenchError
+from bench.progress import BoardReporter, PrefixReporter, QueueReporter
+from bench.studies.cell import CellJob, failed_record, run_cell
+
+Finished = Callable[[CellJob, dict[str, Any]], None]
+POLL_S = 0.25  # how often the driver looks for finished cells and progress events
+
+
+def gpu_count() -> int:
+    try:
+        import torch
+
+        return torch.cuda.device_count() if torch.cuda.is_available() else 0
+    except Exception:  # a broken CUDA set-up counts as none; the cells will say why
+        return 0
+
+
+def worker_threads(share: int) -> int:
+    """Torch threads for a worker: OMP_NUM_THREADS when the user set it (it wins, as it does
+    in this process), else its share of the cores."""
+    try:
+        return max(1, int(os.environ["OMP_NUM_THREADS"]))
+    except (KeyError, ValueError):
+        return max(1, share)
+
+
+# ---------------------------------------------------------------- in this process ----
+
+def run_in_process(jobs: list[CellJob], board: BoardReporter, finished: Finished) -> None:
+    for job in jobs:
+        board.job_started(job.label)
+        finished(job, run_cell(job, PrefixReporter(board, job.label)))
+
+
+# ---------------------------------------------------------------- worker processes ----
+
+def _worker_main(worker: int, jobs: Any, events: Any, gpu: int | None, threads: int) -> None:
+    """A worker process: takes cell jobs until the None at the end, sends events and records."""
+    if gpu is not None:
+        os.environ["CUDA_VISIBLE_DEVICES"] = str(gpu)  # before this process touches CUDA
+    else:
+        import torch
+
+        torch.set_num_threads(threads)  # the workers share the cores instead of fighting over them
+    while (job := jobs.get()) is not None:
+        events.put(("start", job.key, worker))
+        try:
+            record = run_cell(job, QueueReporter(events.put, job.key))
+        except BaseException as exc:  # run_cell keeps its own failures; this is the machinery's
+            record = failed_record(job, exc)
+        events.put(("result", job.key, record))
+
+
+def run_in_workers(jobs: list[CellJob], board: BoardReporter, finished: Finished, workers: int) -> None:
+    context = multiprocessing.get_context("spawn")  # a fresh interpreter: no inherited CUDA or threads
+    gpus = gpu_count()
+    threads = worker_threads((os.cpu_count() or 1) // workers)
+    job_queue, events = context.Queue(), context.Queue()
+    for job in jobs:
+        job_queue.put(job)
+    processes = []
+    for i in range(workers):
+        job_queue.put(None)
+        gpu = i % gpus if gpus else None  # more workers than GPUs share them round-robin
+        processes.append(context.Process(target=_worker_main, args=(i, job_queue, events, gpu, threads),
+                                         daemon=True, name=f"bench-cell-worker-{i}"))
+    # the workers are born ignoring Ctrl-C (an ignored signal stays ignored across exec): it is
+    # the driver's to handle, by ending them
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        for process in processes:
+            process.start()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    pending = {job.key: job for job in jobs}
+    running: dict[int, str] = {}  # worker -> the cell it runs
+    try:
+        while pending:
+            try:
+                event = events.get(timeout=POLL_S)
+            except queue_module.Empty:
+                for worker, process in enumerate(processes):
+                    if not process.is_alive() and worker in running:  # it died mid-cell: say so, go on
+                        job = pending.pop(running.pop(worker))
+                        finished(job, failed_record(job, f"the worker process running this cell died (exit code "
+                                                         f"{process.exitcode})"))
+                if not any(p.is_alive() for p in processes):
+                    break  # no worker left: the cells not started stay pending for the next sweep
+                continue
+            if event[0] == "start":
+                running[event[2]] = event[1]
+                board.job_started(pending[event[1]].label)
+            elif event[0] == "result":
+                running = {w: k for w, k in running.items() if k != event[1]}
+                board.forget(event[1])
+                finished(pending.pop(event[1]), event[2])
+            elif event[1] in pending:
+                board.replay(event, pending[event[1]].label)
+    finally:
+        for process in processes:  # done, or Ctrl-C: no cell outlives the sweep
+            if process.is_alive():
+                process.terminate()
+        for process in processes:
+            process.join(timeout=10)
+
+
+def _drive(pending: dict[Any, CellJob], board: BoardReporter, finished: Finished, drain: Callable[[], list],
+           result: Callable[[Any], dict[str, Any]], wait_some: Callable | None = None) -> None:
+    """The driver's loop: hand each finished cell's record on, and show the workers' events."""
+    labels = {job.key: job.label for job in pending.values()}
+    announced: set[str] = set()
+    ended: set[str] = set()
+
+    def show(events: list[tuple]) -> None:
+        for event in events:
+            if event[0] == "start":
+                if event[1] not in announced:  # a late start of a cell already handed on is old news
+                    announced.add(event[1])
+                    board.job_started(labels[event[1]])
+            elif event[1] not in ended:
+                board.replay(event, labels.get(event[1], event[1]))
+
+    while pending:
+        done = wait_some(list(pending)) if wait_some else wait(list(pending), timeout=POLL_S,
+                                                                 return_when=FIRST_COMPLETED)[0]
+        show(drain())
+        for handle in done:
+            job = pending.pop(handle)
+            try:
+                record = result(handle)
+            except (KeyboardInterrupt, BenchError):
+                raise
+            except Exception as exc:  # the worker, not the cell, failed: still the cell's failed record
+                record = failed_record(job, f"the worker running this cell failed: {type(exc).__name__}: {exc}")
+            if job.key not in announced:
+                announced.add(job.key)
+                board.job_started(job.label)
+            ended.add(job.key)
+            board.forget(job.key)  # bars its worker could not close (it died) go with it
+            finished(job, record)
+    show(drain())
+
+
+# ---------------------------------------------------------------- Ray ----
+
+def _ray_cell(job: CellJob, events: Any, threads: int | None) -> dict[str, Any]:
+    """A cell as a Ray task (module level, so Ray ships it by reference to the installed bench)."""
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    events.put(("start", job.key))
+    return run_cell(job, QueueReporter(events.put, job.key))
+
+
+def cell_resources(resources: dict[str, float], nodes: list[dict[str, Any]], workers: int | None) -> dict[str, Any]:
+    """What one cell asks of Ray: one GPU where the cluster has GPUs, else a share of the
+    smallest machine's CPUs (the whole of it without --workers, half with --workers 2, ...)."""
+    if resources.get("GPU", 0) >= 1:
+        return {"num_gpus": 1, "num_cpus": 1}
+    per_node = [n.get("Resources", {}).get("CPU", 0) for n in nodes if n.get("Alive", True)]
+    smallest = int(min((c for c in per_node if c > 0), default=resources.get("CPU", 1)))
+    return {"num_gpus": 0, "num_cpus": max(1, smallest // (workers or 1))}
+
+
+def run_on_ray(jobs: list[CellJob], board: BoardReporter, finished: Finished, address: str | None,
+               workers: int | None, notice: Callable[[str], None]) -> None:
+    try:
+        import ray
+        from ray.util.queue import Empty, Queue
+    except ImportError:
+        raise BenchError("--executor ray: Ray is not installed; pip install -e '.[cluster]' (make test installs "
+                         "it)") from None
+    if address:
+        try:
+            ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level="WARNING")
+        except Exception as exc:  # ConnectionError and friends: no cluster there
+            raise BenchError(f"--address {address}: cannot connect to a Ray cluster ({type(exc).__name__}: "
+                             f"{exc})") from None
+    else:
+        cpus = os.cpu_count() or 1
+        # a local Ray of this machine only: no dashboard, no worker log forwarding (cells report
+        # through the board), stopped when the study ends
+        ray.init(num_cpus=cpus, num_gpus=gpu_count(), include_dashboard=False, log_to_driver=False,
+                 logging_level="WARNING")
+    try:
+        ask = cell_resources(ray.cluster_resources(), ray.nodes(), workers)
+        notice(f"ray: {ray.cluster_resources().get('CPU', 0):g} CPUs, {ray.cluster_resources().get('GPU', 0):g} "
+               f"GPUs; each cell asks for {ask['num_gpus']} GPU and {ask['num_cpus']} CPU")
+        events = Queue(actor_options={"num_cpus": 0})
+        task = ray.remote(max_retries=0)(_ray_cell).options(**ask)
+        threads = None if ask["num_gpus"] else worker_threads(ask["num_cpus"])
+        pending = {task.remote(job, events, threads): job for job in jobs}
+
+        def drain() -> list[tuple]:
+            out = []
+            while True:
+                try:
+                    out.append(events.get_nowait())
+                except Empty:
+                    return out
+
+        def wait_some(refs: list) -> list:
+            return ray.wait(refs, num_returns=1, timeout=POLL_S)[0]
+
+        _drive(pending, board, finished, drain, ray.get, wait_some)
+    finally:
+        ray.shutdown()

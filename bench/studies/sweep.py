@@ -1,0 +1,213 @@
+"""`bench sweep STUDY`: run a study's cells that have no result yet, then (and as each cell
+finishes) rewrite the study report.
+
+Each cell is one ordinary invocation (`bench run SUITE --set ... --seed S --runs 1`) and
+writes an ordinary result file into RESULTS/studies/<study>/runs/, named after the cell
+(its resolved suite's hash and seed) plus a fresh run id, so nothing is ever overwritten. A rerun runs
+only the cells without a complete (or diverged) result: an interrupted or partly failed
+study continues where it stopped. Before any cell runs, the study is validated, the data
+sets are loaded and each network is built once, so a bad value fails in one line, not
+halfway through the grid.
+
+Exit codes: 0 every cell has a result, 2 bad input, 3 some cells failed (listed in the
+report), 130 interrupted (finished cells kept).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from bench.errors import BenchError
+from bench.progress import BoardReporter, RichReporter
+from bench.results import ResultWriter, results_root
+from bench.studies.cell import CellJob
+from bench.studies.ledger import Ledger, read_ledger
+from bench.studies.study import Cell, Study, load_study, value_label
+
+EXIT_BROKEN, EXIT_INTERRUPTED = 3, 130
+REPORT_EVERY_S = 30.0  # the report is rewritten when a cell finishes this long after the last rewrite, and at the end
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("study", help="a study name from 'bench list', or a path to a study .toml file")
+    parser.add_argument("--executor", choices=("local", "ray"), default="local",
+                        help="local: this machine (default); ray: each cell a Ray task, on a local Ray or --address")
+    parser.add_argument("--workers", type=int, metavar="N",
+                        help="cells at once: local worker processes (default: one per GPU when there are several, "
+                             "else 1 = in this process); ray: cells per machine on CPU-only clusters")
+    parser.add_argument("--address", metavar="ADDR", help="ray: the cluster to use (e.g. ray://head:10001 or auto); "
+                                                          "default: start a local Ray for the study")
+    parser.add_argument("--results", type=Path, metavar="DIR",
+                        help="results folder; the study goes in its studies/<study>/ (default: results, or "
+                             "$BENCH_RESULTS)")
+    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
+                        help="where cells train (default: cuda when available where the cell runs)")
+    parser.add_argument("--dry-run", action="store_true", help="print the cells and what is left to run; run nothing")
+    parser.add_argument("--report-only", action="store_true", help="rewrite the study report from the results; "
+                                                                   "run nothing")
+
+
+def study_folder(study: Study, results: Path | None) -> Path:
+    return (results or results_root()) / "studies" / study.name
+
+
+def cells_table(study: Study, ledger: Ledger) -> Table:
+    table = Table(title=f"study {study.name}: cells", title_justify="left")
+    for axis in study.axes:
+        table.add_column(axis)
+    for column in ("seed", "cell", "state"):
+        table.add_column(column, no_wrap=True)
+    colour = {"done": "green", "failed": "red", "pending": "yellow"}
+    for state in ledger.cells.values():
+        table.add_row(*[value_label(v) for _, v in state.cell.point.values], str(state.cell.seed), state.cell.key,
+                      f"[{colour[state.state]}]{state.state}[/{colour[state.state]}]")
+    return table
+
+
+def _counts(ledger: Ledger) -> str:
+    done, failed, pending = (len(ledger.where(s)) for s in ("done", "failed", "pending"))
+    return f"{len(ledger.cells)} cells ({len(ledger.study.points)} points × {len(ledger.study.seeds)} seeds): " \
+           f"{done} done, {failed} failed, {pending} not run yet"
+
+
+def preflight(study: Study, cells: list[Cell], device: str, reporter: RichReporter) -> None:
+    """Fails before any training, in one line, on what would fail every cell of a kind: a data
+    set that cannot be had, a network that cannot be built, a batch larger than the data.
+    (Not for a Ray cluster at --address: its machines, not this one, have the data and devices.)"""
+    import torch
+
+    from bench.datasets import load_dataset
+    from bench.models import build_model
+    from bench.runner import subset
+    from bench.train import resolve_device
+
+    if device != "auto":
+        resolve_device(device)  # --device cuda on a machine without CUDA is bad input here
+    shapes: dict[tuple, tuple[int, tuple[int, int, int], int]] = {}
+    built: set[str] = set()
+    for cell in cells:
+        suite = cell.point.suite
+        dataset = suite.dataset
+        where = f"{study.path}: the point {cell.point.label}"
+        source = (dataset["name"], dataset["path"], dataset["train_size"], dataset["test_size"])
+        if source not in shapes:
+            data = subset(load_dataset(dataset["name"], path=dataset["path"], reporter=reporter),
+                          dataset["train_size"], dataset["test_size"])
+            _, h, w, c = data.train_images.shape
+            shapes[source] = (len(data.classes), (c, h, w), len(data.train_labels))
+        classes, shape, train_count = shapes[source]
+        if suite.recipe["batch_size"] > train_count:
+            raise BenchError(f"{where}: recipe.batch_size {suite.recipe['batch_size']} is larger than the training "
+                             f"set ({train_count} images)")
+        model_key = repr((suite.model["name"], suite.model["args"], classes, shape))
+        if model_key not in built:
+            with torch.device("meta"):  # the shapes are checked, no memory is taken
+                build_model(suite.model["name"], classes, shape, suite.model["args"], where=f"{where}: model")
+            built.add(model_key)
+
+
+def job_for(study: Study, cell: Cell, device: str) -> CellJob:
+    return CellJob(key=cell.key, label=cell.label, suite=cell.point.suite, seed=cell.seed, device=device,
+                   command=study.cell_command(cell), study=study.record_block(cell))
+
+
+def outcome_text(record: dict[str, Any]) -> str:
+    """The cell's result in a few words, for the line the board prints when it finishes."""
+    if record["status"] == "failed":
+        return (record.get("error") or {}).get("message") or "failed"
+    if record["status"] == "diverged":
+        return "diverged (the loss became NaN or infinite)"
+    run = record["runs"][0]
+    text = f"top-1 {run['accuracy']:.4f}"
+    if record["suite"]["resolved"]["mode"] == "budget":
+        return text + f" after {run['timed_s']:.1f} s"
+    if run.get("reached_target"):
+        return text + f", target reached in {run['time_to_target_s']:.1f} s"
+    return text + ", target not reached"
+
+
+def command(args: argparse.Namespace, console: Console) -> int:
+    from bench.reports.study import best_line, study_frames, write_study_report
+
+    if args.workers is not None and args.workers < 1:
+        raise BenchError(f"--workers {args.workers}: give at least 1")
+    if args.address and args.executor != "ray":
+        raise BenchError("--address is for --executor ray")
+    study = load_study(args.study)
+    folder = study_folder(study, args.results)
+    runs_dir = folder / "runs"
+    reporter = RichReporter()  # notices on stderr, tables on stdout
+    ledger = read_ledger(study, runs_dir, reporter)
+
+    if args.dry_run:
+        console.print(cells_table(study, ledger))
+        left = len(ledger.where("pending")) + len(ledger.where("failed"))
+        console.print(f"{_counts(ledger)}; {left} run{'s' if left != 1 else ''} to go (each one seed of one point) "
+                      f"into {runs_dir}")
+        return 0
+    if args.report_only:
+        if not ledger.results:
+            raise BenchError(f"{runs_dir}: no result of this study yet; run 'bench sweep {args.study}' first")
+        page, markdown = write_study_report(study, ledger, folder)
+        console.print(best_line(study, study_frames(study, ledger)))
+        console.print(f"{_counts(ledger)}\nwrote {markdown} and {page}")
+        return 0
+
+    todo = [state.cell for state in ledger.cells.values() if state.state != "done"]
+    console.print(f"study {study.name}: {_counts(ledger)}; running {len(todo)} into {runs_dir}")
+    if todo:
+        if not args.address:
+            preflight(study, todo, args.device, reporter)
+        ResultWriter(runs_dir)  # an unwritable folder is refused before any cell runs
+    jobs = [job_for(study, cell, args.device) for cell in todo]
+
+    last_report = [time.monotonic()]
+
+    def finished(job: CellJob, record: dict[str, Any]) -> None:
+        path = ResultWriter(runs_dir, prefix=f"{job.key}-").write(record)
+        board.job_finished(job.label, f"{outcome_text(record)} ({path.name})", failed=record["status"] == "failed")
+        # drawing the report takes a second or two: keep it current, but not after every short cell
+        if time.monotonic() - last_report[0] >= REPORT_EVERY_S:
+            write_study_report(study, read_ledger(study, runs_dir, reporter), folder)
+            last_report[0] = time.monotonic()
+
+    from bench.runner import Interrupted
+    from bench.studies import executors
+
+    parallel = args.workers or (executors.gpu_count() if args.executor == "local" else 1) or 1
+    board = BoardReporter(Console(stderr=True, highlight=False), f"study {study.name}", total=len(ledger.cells),
+                          done=len(ledger.cells) - len(todo), parallel=parallel)
+    interrupted = False
+    try:
+        with board:
+            if not jobs:
+                pass
+            elif args.executor == "ray":
+                executors.run_on_ray(jobs, board, finished, args.address, args.workers, board.notice)
+            elif parallel > 1:
+                executors.run_in_workers(jobs, board, finished, parallel)
+            else:
+                executors.run_in_process(jobs, board, finished)
+    except (KeyboardInterrupt, Interrupted):  # Interrupted: the runner's Ctrl-C (finished runs kept)
+        interrupted = True
+
+    ledger = read_ledger(study, runs_dir, reporter)
+    page = markdown = None
+    if ledger.results:
+        page, markdown = write_study_report(study, ledger, folder)
+        console.print(best_line(study, study_frames(study, ledger)))
+    console.print(_counts(ledger) + (f"\nreport: {markdown} and {page}" if page else ""))
+    if interrupted:
+        console.print("[yellow]interrupted[/yellow]: finished cells are kept; rerun the same command to go on")
+        return EXIT_INTERRUPTED
+    if ledger.where("failed"):
+        console.print(f"[red]{len(ledger.where('failed'))} cells failed[/red] (reasons in the report); a rerun "
+                      "retries them")
+        return EXIT_BROKEN
+    return 0

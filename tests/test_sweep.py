@@ -1,0 +1,240 @@
+"""`bench sweep` in this process on synthetic data: cells are ordinary result files named by
+their identity, a rerun trains nothing, failures are recorded and retried, Ctrl-C keeps
+what finished, and results are never overwritten."""
+
+import json
+import os
+
+import pytest
+
+import bench.train
+from bench.cli import main
+from bench.reports.frame import load_results
+from bench.studies.ledger import read_ledger
+from bench.studies.study import identity_hash, load_study
+from tests.helpers import separable_dataset
+
+STUDY = """
+name = "syn"
+description = "learning rate x batch size on the separable set"
+suite = "{suite}"
+seeds = [0, 1]
+[set]
+"recipe.train_eval" = 64
+[axes]
+"recipe.lr" = [0.05, 0.002]
+"""
+
+SUITE = """
+name = "syn-base"
+mode = "budget"
+target = 0.9
+devices = ["cpu"]
+[dataset]
+name = "fashion-mnist"
+[model]
+name = "mlp"
+args = { hidden = [16] }
+[recipe]
+epochs = 2
+batch_size = 32
+eval_batch_size = 64
+lr = 0.05
+warmup_steps = 1
+"""
+
+
+@pytest.fixture(autouse=True)
+def quick(one_torch_thread, monkeypatch):
+    """One torch thread (tiny steps on a shared 2-core machine) and the report drawn only at the
+    end of a sweep, unless a test asks for more."""
+    monkeypatch.setattr("bench.studies.sweep.REPORT_EVERY_S", 1e9)
+
+
+@pytest.fixture
+def study(tmp_path, monkeypatch):
+    """A study file over a synthetic data set (the runner and the pre-flight load it)."""
+    monkeypatch.setattr("bench.runner.load_dataset", lambda *a, **k: separable_dataset())
+    monkeypatch.setattr("bench.datasets.load_dataset", lambda *a, **k: separable_dataset())
+    (tmp_path / "base.toml").write_text(SUITE)
+    path = tmp_path / "syn.toml"
+    path.write_text(STUDY.format(suite="base.toml"))
+    return path
+
+
+@pytest.fixture
+def trained(monkeypatch):
+    """Counts the runs trained (and lets a test make some fail)."""
+    seen = []
+    real = bench.train.train_run
+    fail = {}
+
+    def counting(resolved, data, seed, *args, **kwargs):
+        seen.append((resolved["recipe"]["lr"], resolved["recipe"]["batch_size"], seed))
+        if (resolved["recipe"]["lr"], seed) in fail:
+            raise fail[(resolved["recipe"]["lr"], seed)]
+        return real(resolved, data, seed, *args, **kwargs)
+
+    monkeypatch.setattr("bench.runner.train_run", counting)
+    counting.seen, counting.fail = seen, fail
+    return counting
+
+
+def sweep(study, results, *extra):
+    return main(["sweep", str(study), "--results", str(results), "--device", "cpu", *extra])
+
+
+def files(results):
+    folder = results / "studies" / "syn" / "runs"
+    return sorted(os.listdir(folder)) if folder.is_dir() else []
+
+
+def test_every_cell_is_an_ordinary_result_named_by_its_identity(study, tmp_path, trained):
+    results = tmp_path / "results"
+    assert sweep(study, results) == 0
+    plan = load_study(str(study))
+    assert len(trained.seen) == 4 == len(plan.cells)
+    names = files(results)
+    assert len(names) == 4
+    loaded = load_results(results / "studies" / "syn" / "runs")
+    by_key = {}
+    for result in loaded:
+        record = result.record
+        key = f"{identity_hash(record['suite']['resolved'])}-s{record['invocation']['seeds'][0]}"
+        assert result.path.name.startswith(key + "-") and result.path.name == f"{key}-{record['id']}.json"
+        assert record["status"] == "complete" and len(record["runs"]) == 1 and record["study"]["cell"] == key
+        assert record["invocation"]["command"][:2] == ["bench", "run"]
+        assert record["runs"][0]["train_eval_images"] == 64
+        by_key[key] = record
+    assert set(by_key) == {cell.key for cell in plan.cells}  # every cell once, no two in one file
+    folder = results / "studies" / "syn"
+    assert (folder / "REPORT.md").is_file() and (folder / "report.html").is_file()
+
+
+def test_a_rerun_trains_nothing_and_keeps_every_file(study, tmp_path, trained, capsys):
+    results = tmp_path / "results"
+    assert sweep(study, results) == 0
+    before = {name: (results / "studies" / "syn" / "runs" / name).read_bytes() for name in files(results)}
+    trained.seen.clear()
+    capsys.readouterr()
+    assert sweep(study, results) == 0
+    assert trained.seen == []
+    assert "4 done, 0 failed, 0 not run yet; running 0" in capsys.readouterr().out.replace("\n", " ")
+    after = {name: (results / "studies" / "syn" / "runs" / name).read_bytes() for name in files(results)}
+    assert after == before
+
+
+def test_a_failed_cell_is_recorded_listed_and_retried(study, tmp_path, trained):
+    results = tmp_path / "results"
+    trained.fail[(0.002, 1)] = RuntimeError("out of memory (planted)")
+    assert sweep(study, results) == 3
+    ledger = read_ledger(load_study(str(study)), results / "studies" / "syn" / "runs")
+    failed = ledger.where("failed")
+    assert [(s.cell.point.axes["recipe.lr"], s.cell.seed) for s in failed] == [(0.002, 1)]
+    record = failed[0].result.record
+    assert record["status"] == "failed" and "out of memory (planted)" in record["error"]["message"]
+    report = (results / "studies" / "syn" / "REPORT.md").read_text()
+    assert "## Failed cells" in report and report.count("out of memory (planted)") == 1
+    assert "1/2 (1 failed)" in report
+    failed_files = {s.result.path.name for s in failed}
+
+    trained.fail.clear()
+    trained.seen.clear()
+    assert sweep(study, results) == 0
+    assert trained.seen == [(0.002, 32, 1)]  # only the failed cell ran again
+    assert failed_files <= set(files(results)) and len(files(results)) == 5  # the failed file stays
+    ledger = read_ledger(load_study(str(study)), results / "studies" / "syn" / "runs")
+    assert not ledger.where("failed") and len(ledger.where("done")) == 4
+    assert "## Failed cells" not in (results / "studies" / "syn" / "REPORT.md").read_text()
+
+
+def test_ctrl_c_keeps_the_finished_cells_and_a_rerun_goes_on(study, tmp_path, trained):
+    results = tmp_path / "results"
+    trained.fail[(0.002, 0)] = KeyboardInterrupt()
+    assert sweep(study, results) == 130
+    assert len(files(results)) == 2  # the lr 0.05 cells; the interrupted cell wrote nothing
+    trained.fail.clear()
+    trained.seen.clear()
+    assert sweep(study, results) == 0
+    assert trained.seen == [(0.002, 32, 0), (0.002, 32, 1)]
+
+
+def test_dry_run_lists_cells_and_writes_nothing(study, tmp_path, trained, capsys):
+    results = tmp_path / "results"
+    assert sweep(study, results, "--dry-run") == 0
+    out = capsys.readouterr().out
+    assert "4 cells (2 points × 2 seeds): 0 done, 0 failed, 4 not run yet; 4 runs to go" in out.replace("\n", " ")
+    assert trained.seen == [] and not results.exists()
+
+
+def test_report_only_needs_results(study, tmp_path, capsys):
+    assert sweep(study, tmp_path / "results", "--report-only") == 2
+    assert "no result of this study yet" in capsys.readouterr().err
+
+
+def test_files_of_removed_values_are_strays_not_cells(study, tmp_path, trained):
+    results = tmp_path / "results"
+    assert sweep(study, results) == 0
+    study.write_text(study.read_text().replace("[0.05, 0.002]", "[0.05]"))
+    trained.seen.clear()
+    assert sweep(study, results) == 0 and trained.seen == []
+    ledger = read_ledger(load_study(str(study)), results / "studies" / "syn" / "runs")
+    assert len(ledger.cells) == 2 and len(ledger.strays) == 2
+    report = (results / "studies" / "syn" / "REPORT.md").read_text()
+    assert "no cell of this study (left out)" in report and "| 0.002 |" not in report
+
+
+def test_a_diverged_cell_is_a_result_not_a_gap(study, tmp_path, trained):
+    study.write_text(study.read_text().replace("[0.05, 0.002]", "[0.05, 1e30]"))
+    results = tmp_path / "results"
+    assert sweep(study, results) == 0
+    ledger = read_ledger(load_study(str(study)), results / "studies" / "syn" / "runs")
+    statuses = {s.cell.point.axes["recipe.lr"]: s.result.record["status"] for s in ledger.cells.values()}
+    assert statuses == {0.05: "complete", 1e30: "diverged"}
+    trained.seen.clear()
+    assert sweep(study, results) == 0 and trained.seen == []
+    report = (results / "studies" / "syn" / "REPORT.md").read_text()
+    assert "0/2 (2 diverged)" in report
+
+
+def test_unwritable_results_are_refused_before_any_cell(study, tmp_path, trained, capsys):
+    blocked = tmp_path / "file"
+    blocked.write_text("")
+    assert sweep(study, blocked) == 2
+    assert trained.seen == [] and "is not writable" in capsys.readouterr().err
+
+
+def test_the_report_is_rewritten_as_cells_finish(study, tmp_path, trained, monkeypatch):
+    import bench.reports.study
+
+    monkeypatch.setattr("bench.studies.sweep.REPORT_EVERY_S", 0.0)
+    written = []
+    real = bench.reports.study.write_study_report
+
+    def counting(study_, ledger, folder):
+        written.append(len(ledger.where("done")))
+        return real(study_, ledger, folder)
+
+    monkeypatch.setattr("bench.reports.study.write_study_report", counting)
+    results = tmp_path / "results"
+    assert sweep(study, results) == 0
+    assert written == [1, 2, 3, 4, 4]  # after each cell, and once at the end
+    record = json.loads(next((results / "studies" / "syn" / "runs").glob("*.json")).read_text())
+    assert record["study"]["name"] == "syn" and set(record["study"]["axes"]) == {"recipe.lr"}
+    assert record["study"]["fixed"] == {"recipe.train_eval": 64}
+
+
+def test_a_cell_that_fails_before_its_data_loads_is_still_a_valid_result(study, tmp_path, trained, monkeypatch):
+    """No model and no data figures, but an ordinary (schema-valid) failed result with the reason."""
+    def unreadable(*args, **kwargs):
+        raise OSError("disk went away (planted)")
+
+    monkeypatch.setattr("bench.runner.load_dataset", unreadable)  # the pre-flight's own load still works
+    results = tmp_path / "results"
+    assert sweep(study, results) == 3
+    loaded = load_results(results / "studies" / "syn" / "runs")  # the reader validates every file
+    assert len(loaded) == 4 and trained.seen == []
+    for result in loaded:
+        record = result.record
+        assert record["status"] == "failed" and record["model"] is None and record["dataset"] is None
+        assert "disk went away (planted)" in record["error"]["message"] and record["invocation"]["device"] == "cpu"
