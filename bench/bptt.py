@@ -60,7 +60,8 @@ def windows(total: int, length: int, step: int) -> list[tuple[int, int]]:
 
 
 def bptt_train_step(model: nn.Module, optimizer, scaler, images: torch.Tensor, labels: torch.Tensor,
-                    smoothing: float, autocast: torch.dtype | None, *, bptt: dict[str, Any]) -> torch.Tensor:
+                    smoothing: float, autocast: torch.dtype | None, *, bptt: dict[str, Any],
+                    penalty: Callable[[], torch.Tensor] | None = None) -> torch.Tensor:
     net = getattr(model, "_orig_mod", model)  # the module behind torch.compile's wrapper
     if not hasattr(net, "sequence_logits"):
         raise BenchError(f"recipe.bptt.mode {bptt['mode']!r} needs a sequence model (e.g. model.name = "
@@ -70,13 +71,14 @@ def bptt_train_step(model: nn.Module, optimizer, scaler, images: torch.Tensor, l
     def update(compute: Callable[[], torch.Tensor]) -> torch.Tensor:
         with torch.autocast(device_type, dtype=autocast or torch.float32, enabled=autocast is not None):
             loss = compute()
+        objective = loss if penalty is None else loss + penalty()  # each update minimizes the L1 term too
         optimizer.zero_grad(set_to_none=True)
         if scaler is not None:
-            scaler.scale(loss).backward()
+            scaler.scale(objective).backward()
             scaler.step(optimizer)
             scaler.update()
         else:
-            loss.backward()
+            objective.backward()
             optimizer.step()
         return loss.detach()
 

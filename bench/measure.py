@@ -161,6 +161,10 @@ def aggregate(runs: list[dict[str, Any]], target: float) -> dict[str, Any]:
     out["median_train_images_per_s"] = float(np.median(rates)) if rates else None
     mfus = [r["mfu"] for r in finished if r.get("mfu")]
     out["median_mfu"] = float(np.median(mfus)) if mfus else None
+    # the trained networks' nonzero parameters (bench.sparsity): dense runs too, so checks compare them
+    counts = [r["sparsity"] for r in finished if isinstance(r.get("sparsity"), dict)]
+    out["mean_active_params"] = statistics.fmean(c["active_params"] for c in counts) if counts else None
+    out["mean_active_fraction"] = statistics.fmean(c["active_fraction"] for c in counts) if counts else None
     energies = [r["energy_j"] for r in finished if r.get("energy_j") is not None]
     out["mean_energy_j"] = statistics.fmean(energies) if energies else None
     return out

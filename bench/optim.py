@@ -178,8 +178,10 @@ class Lookahead:
 
     def __init__(self, model: nn.Module, every: int, decay: float):
         self.every, self.decay = every, decay
-        # state_dict() tensors share storage with the model's, and training updates them in place
-        self.fast = [v for v in model.state_dict().values() if v.is_floating_point()]
+        # state_dict() tensors share storage with the model's, and training updates them in place.
+        # Pruning masks (torch.nn.utils.prune's `*_mask` buffers) are not weights: averaging them
+        # would bring pruned weights back, so they are left out.
+        self.fast = [v for k, v in model.state_dict().items() if v.is_floating_point() and not k.endswith("_mask")]
         self.slow = [v.detach().clone() for v in self.fast]
 
     @torch.no_grad()

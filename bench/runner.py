@@ -64,6 +64,18 @@ def model_figures(suite: Suite, data: PreparedData) -> dict[str, Any]:
             "flops_per_image": flops, "train_flops_per_image": 3 * flops, "input_shape": list(data.in_shape)}
 
 
+def trained_counts(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The model block's active figures, from the trained networks (mean over the complete runs;
+    a pruning target makes them equal): until a run is in, they are the initialized network's."""
+    counts = [r["sparsity"] for r in runs if r.get("status") == "complete" and isinstance(r.get("sparsity"), dict)]
+    if not counts:
+        return {}
+    mean = lambda key: sum(c[key] for c in counts) / len(counts)  # noqa: E731
+    return {"active_params": round(mean("active_params")), "active_fraction": mean("active_fraction"),
+            "active_flops_per_image": round(mean("active_flops_per_image")),
+            "sparsity_method": counts[0]["method"]}
+
+
 def mfu(run: dict[str, Any], train_flops_per_image: int, peak_flops_per_s: float) -> float | None:
     """Model FLOPs utilization: training FLOPs (3x forward) per second of training time,
     over the dense matmul rate measured on this device in this invocation."""
@@ -163,6 +175,7 @@ class Invocation:
                         loader=self.loader, save_weights=save, dist=self.dist)
         run["mfu"] = mfu(run, self.record["model"]["train_flops_per_image"], self.peak)
         self.record["runs"].append(run)
+        self.record["model"].update(trained_counts(self.record["runs"]))
         if run["status"] == "diverged":
             self.reporter.notice(f"{self.suite.name} seed {seed}: the loss became NaN or infinite; "
                                  "the invocation ends as diverged")

@@ -161,6 +161,21 @@ SCHEMA: dict[str, Any] = {
             "step": Key("int", default=0, check=_non_negative,
                         expect="an integer >= 0 (steps between window starts; 0 = length)"),
         },
+        # sparse training (bench.sparsity): an L1 penalty, magnitude pruning, exact-sparsity targets
+        "sparsity": {
+            "method": Key("str", default="none", choices=("none", "l1", "magnitude")),
+            # l1: coefficient of sum |w| over conv and linear weights, added to the loss
+            "l1": Key("float", default=0.0, check=_non_negative, expect="a number >= 0"),
+            # pruning (magnitude; optional after l1): by a threshold on |w|, or to an exact target
+            "threshold": Key("float", check=_positive, expect="a positive number (prune weights with |w| below it)"),
+            "target": Key("float", check=lambda v: 0 < v < 1,
+                          expect="the fraction of prunable weights left active, in (0, 1), e.g. 0.05"),
+            "scope": Key("str", default="global", choices=("global", "layer")),
+            # prune after these epochs; several prune gradually toward the target
+            "prune_epochs": Key("list", default=[], expect="a list of whole epochs"),
+            # the retraining after the first pruning runs at the learning rate times this
+            "retrain_lr_factor": Key("float", default=1.0, check=_positive, expect="a positive number"),
+        },
         "lookahead": {
             # every k steps the weights move toward their slow average (airbench's lookahead EMA)
             "every": Key("int", default=0, check=_non_negative, expect="an integer >= 0 (0 = off)"),
@@ -381,8 +396,48 @@ def _cross_checks(resolved: dict[str, Any], where: str) -> None:
     if isinstance(ghost, int) and ghost > 0 and recipe["batch_size"] % ghost:
         raise BenchError(f"{where}: 'recipe.batch_size' {recipe['batch_size']} is not a multiple of "
                          f"'model.args.ghost_batch' {ghost}; ghost batch norm splits each batch into such groups")
+    _check_sparsity(recipe["sparsity"], recipe["epochs"], where)
     if recipe["precision"] == "fp16" and resolved["devices"] == ["cpu"]:
         raise BenchError(f"{where}: 'recipe.precision' fp16 is for CUDA; use bf16 or auto on CPU")
+
+
+def _check_sparsity(spec: dict[str, Any], epochs: float, where: str) -> None:
+    """Cross-checks of a resolved `recipe.sparsity` table (bench.sparsity applies it); each problem is
+    one BenchError line."""
+    method, pruning = spec["method"], spec["threshold"] is not None or spec["target"] is not None
+    key = "recipe.sparsity"
+    if method == "none":
+        set_keys = [k for k in ("threshold", "target") if spec[k] is not None]
+        set_keys += ["l1"] if spec["l1"] else []
+        set_keys += ["prune_epochs"] if spec["prune_epochs"] else []
+        if set_keys:
+            raise BenchError(f"{where}: '{key}.{set_keys[0]}' is set but '{key}.method' is \"none\"; "
+                             "set the method to \"l1\" or \"magnitude\", or drop the key")
+        return
+    if method == "l1" and not spec["l1"] > 0:
+        raise BenchError(f"{where}: '{key}.method' \"l1\" needs '{key}.l1' > 0 (the coefficient of sum |w| "
+                         "added to the loss)")
+    if method == "magnitude" and spec["l1"]:
+        raise BenchError(f"{where}: '{key}.l1' is set but '{key}.method' is \"magnitude\"; use method \"l1\" "
+                         "for an L1 penalty (it may prune too)")
+    if method == "magnitude" and not pruning:
+        raise BenchError(f"{where}: '{key}.method' \"magnitude\" needs '{key}.threshold' (on |w|) or "
+                         f"'{key}.target' (the fraction of weights left active)")
+    if spec["threshold"] is not None and spec["target"] is not None:
+        raise BenchError(f"{where}: '{key}.threshold' and '{key}.target' are both set; prune by one of them")
+    if pruning and not spec["prune_epochs"]:
+        raise BenchError(f"{where}: '{key}.prune_epochs' is empty; name the epoch(s) after which to prune, "
+                         "e.g. prune_epochs = [10]")
+    if spec["prune_epochs"] and not pruning:
+        raise BenchError(f"{where}: '{key}.prune_epochs' is set but neither '{key}.threshold' nor "
+                         f"'{key}.target' says how much to prune")
+    last = math.ceil(epochs)
+    prune_epochs = spec["prune_epochs"]
+    if any(not isinstance(e, int) or isinstance(e, bool) or not 1 <= e <= last for e in prune_epochs):
+        raise BenchError(f"{where}: '{key}.prune_epochs' is {prune_epochs!r}; give whole epochs from 1 to {last} "
+                         "(pruning happens after that epoch)")
+    if list(prune_epochs) != sorted(set(prune_epochs)):
+        raise BenchError(f"{where}: '{key}.prune_epochs' is {prune_epochs!r}; give each epoch once, increasing")
 
 
 def _locate(ref: str) -> Path:

@@ -41,12 +41,13 @@ from bench.env import bf16_is_fast
 from bench.errors import BenchError
 from bench.loaders import Augment, channel_stats, choose_loader, make_file_loader, make_loader
 from bench.gpu_monitor import GpuMonitor
-from bench.measure import Stopwatch, TimedRegion, compile_count, peak_host_rss_mb
+from bench.measure import Stopwatch, TimedRegion, compile_count, forward_flops_per_image, peak_host_rss_mb
 from bench.memory import cpu_training_peak
 from bench.models import build_model
 from bench.progress import NullReporter, Reporter
 from bench.optim import Lookahead, build_optimizer
 from bench.schedules import lr_multiplier
+from bench.sparsity import Sparsifier, active_flops_per_image, parameter_counts, trace_point as sparse_trace
 
 # ---------------------------------------------------------------- device policy ----
 
@@ -193,25 +194,30 @@ def _seed_everything(seed: int) -> None:
     np.random.seed(seed % 2**32)
 
 
-def _train_step(model, optimizer, scaler, images, labels, smoothing, autocast):
+def _train_step(model, optimizer, scaler, images, labels, smoothing, autocast, penalty=None):
+    """One step; returns the data loss. `penalty` (the sparsity recipe's L1 term, in fp32 outside
+    autocast) is added to what is minimized but not to the loss reported, so curves compare."""
     with torch.autocast(images.device.type, dtype=autocast or torch.float32, enabled=autocast is not None):
         loss = F.cross_entropy(model(images), labels, label_smoothing=smoothing)
+    extra = penalty() if penalty is not None else None
+    objective = loss if extra is None else loss + extra
     optimizer.zero_grad(set_to_none=True)
     if scaler is not None:
-        scaler.scale(loss).backward()
+        scaler.scale(objective).backward()
         scaler.step(optimizer)
         scaler.update()
     else:
-        loss.backward()
+        objective.backward()
         optimizer.step()
     return loss.detach()
 
 
-def _train_step_for(recipe: dict) -> Callable[..., torch.Tensor]:
-    """The plain step, or the BPTT step of a sequence recipe (same signature, bench.bptt)."""
+def _train_step_for(recipe: dict, penalty: Callable[[], torch.Tensor] | None = None) -> Callable[..., torch.Tensor]:
+    """The plain step, or the BPTT step of a sequence recipe (same signature, bench.bptt), with
+    the sparsity recipe's penalty (or none) bound in."""
     if recipe["bptt"]["mode"] == "none":
-        return _train_step
-    return functools.partial(bptt_train_step, bptt=recipe["bptt"])
+        return _train_step if penalty is None else functools.partial(_train_step, penalty=penalty)
+    return functools.partial(bptt_train_step, bptt=recipe["bptt"], penalty=penalty)
 
 
 def _set_lr(optimizer: torch.optim.Optimizer, multiplier: float, whiten_active: bool) -> None:
@@ -246,6 +252,10 @@ def train_run(suite_resolved: dict, data: PreparedData, seed: int, device: torch
     policy = resolve_policy(recipe, device, model)
     if policy.channels_last:
         model = model.to(memory_format=torch.channels_last)
+    # a pruning recipe's masks go on now, so compilation and the warm-up see them (bench.sparsity)
+    sparse = Sparsifier(model, recipe["sparsity"])
+    sparse.attach()
+    penalty = sparse.penalty if sparse.l1 else None
     init_s = time.perf_counter() - t0
 
     # -- data: upload the splits to where the loader serves them from, in the compute dtype
@@ -297,7 +307,7 @@ def train_run(suite_resolved: dict, data: PreparedData, seed: int, device: torch
     # Sharded evaluation has no collective inside the model, so with DDP it runs the module itself.
     eval_model = step_model if train_model is model else \
         (torch.compile(model, mode=policy.compile, dynamic=False) if compiled else model)
-    train_step = _train_step_for(recipe)
+    train_step = _train_step_for(recipe, penalty)
     _warm_up(step_model, model, recipe, train_loader, test_loader, init_images, data.num_classes, policy, device,
              train_step, eval_model)
     compile_s = time.perf_counter() - t0
@@ -342,8 +352,8 @@ def train_run(suite_resolved: dict, data: PreparedData, seed: int, device: torch
                 for images, labels in train_loader.epoch(epoch):
                     if step >= total_steps:
                         break
-                    _set_lr(optimizer, lr_multiplier(recipe["schedule"], step, steps_per_epoch, total_steps),
-                            whiten_active=step < whiten_steps)
+                    _set_lr(optimizer, lr_multiplier(recipe["schedule"], step, steps_per_epoch, total_steps)
+                            * sparse.lr_factor(), whiten_active=step < whiten_steps)
                     loss_sum += train_step(step_model, optimizer, scaler, images, labels, recipe["label_smoothing"],
                                            policy.autocast_dtype)
                     step += 1
@@ -355,6 +365,7 @@ def train_run(suite_resolved: dict, data: PreparedData, seed: int, device: torch
                     progress.advance(1)
                 if lookahead is not None and step >= total_steps:
                     lookahead.update(model, decay=1.0)  # end on the slow weights
+                pruned = sparse.maybe_prune(epoch + 1)  # training work: in the timed region and train time
                 # one sync per epoch; the mean over ranks, so every rank takes the same divergence decision
                 epoch_loss = dist.mean_(loss_sum / max(epoch_steps, 1)).item()
                 now = region.read()
@@ -367,6 +378,12 @@ def train_run(suite_resolved: dict, data: PreparedData, seed: int, device: torch
                     curve.append(point)
                     break
                 last = step >= total_steps
+                # the sparsity trace, in every run: bookkeeping, read with the clock and monitor paused
+                region.pause()
+                point["active_fraction"] = sparse_trace(model)
+                region.resume()
+                if pruned:
+                    point["pruned"] = True
                 if mode == "reach" or last:
                     # an evaluation that decides the verdict: inside the timed region
                     t_eval = region.read()
@@ -378,7 +395,8 @@ def train_run(suite_resolved: dict, data: PreparedData, seed: int, device: torch
                     point["accuracy"] = accuracy
                     point["eval_start_s"] = t_eval
                     point["time_s"] = region.read()
-                    if accuracy >= target and reached_at is None:
+                    # a pruning recipe's network is judged only once all of its prunings are done
+                    if accuracy >= target and reached_at is None and sparse.done:
                         reached_at = point["time_s"]
                 elif recipe["curve_eval"]:
                     # logging only: paused out of the timed region (time and energy), timed apart
@@ -400,11 +418,17 @@ def train_run(suite_resolved: dict, data: PreparedData, seed: int, device: torch
         # ---------------- end of timed region ----------------
     gpu = region.monitor.summary()
     ranks = _rank_figures(dist, gpu, device, train_time, total_s)
+    # read before the sparsity counts' forward and the training-set evaluation, no part of the run
+    peak_figures = _memory_figures(device)
+    sparse.finalize()  # masks made permanent before anything is counted or saved
+    sparsity = {"method": sparse.method, "pruned_after_epochs": sparse.pruned_at, **parameter_counts(model)}
+    dense_flops = forward_flops_per_image(model, data.in_shape)
+    sparsity.update(flops_per_image=dense_flops,
+                    active_flops_per_image=active_flops_per_image(model, data.in_shape, dense_flops))
     weights_file = None
     if save_weights is not None and dist.is_main:  # one rank's copy: every rank holds the same weights
         with evaluated():
             weights_file = str(save_weights(model))
-    peak_figures = _memory_figures(device)  # read before the training-set evaluation, no part of the run
     train_eval: dict[str, Any] = {}
     if recipe["train_eval"] and status == "complete":
         with evaluated():  # the weights the test set saw (the EMA's, when there is one)
@@ -449,6 +473,7 @@ def train_run(suite_resolved: dict, data: PreparedData, seed: int, device: torch
         "nvml_peak_memory_used_mb": gpu["peak_memory_used_mb"],
         "energy_reason": gpu["reason"],
         "weights_file": weights_file,
+        "sparsity": sparsity,
         "curve": curve,
     }
     record.update(train_eval)

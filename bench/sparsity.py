@@ -1,0 +1,220 @@
+"""Sparse training (`recipe.sparsity`): an L1 penalty, magnitude pruning with retraining, and the
+active-parameter figures every run reports.
+
+Methods:
+  none       dense training.
+  l1         coefficient x sum |w| over the weights of conv and linear layers is added to the
+             loss (L2 weight decay stays as the recipe sets it). Plain SGD on an L1 term makes
+             weights small, not exactly zero, so an l1 recipe may also prune (a threshold or a
+             target at given epochs, e.g. after the last one) to count what it made small.
+  magnitude  train dense, then at the prune epoch(s) zero the smallest weights: every weight with
+             |w| below `threshold`, or exactly enough of them to leave the `target` fraction of
+             the prunable weights active, over all layers at once (`scope = "global"`) or in each
+             layer alike (`scope = "layer"`); the epochs after the first pruning retrain at the
+             learning rate times `retrain_lr_factor` (Deep Compression). Several prune epochs
+             prune gradually: the k-th of n leaves 1 - (1 - target)(1 - (1 - k/n)^3) active
+             (Zhu & Gupta's cubic schedule), so the last one lands on the target.
+
+Masks are torch.nn.utils.prune's: weight = weight_orig * weight_mask, recomputed by prune's
+forward pre-hook. A pruning recipe reparametrizes its layers with all-ones masks before the
+warm-up and compilation (prune.identity), and every later pruning writes its new mask into that
+same mask tensor. So the graph compiled in the warm-up already multiplies by the mask (a hook
+added mid-run could be missed by a compiled graph: Dynamo does not guard on module hooks by
+default), no tensor that the optimizer, its momentum, the warm-up's saved state or Lookahead's
+cached lists hold is ever replaced, and a pruned weight stays zero whatever the optimizer does to
+weight_orig: its gradient is masked, and whatever momentum, weight decay or lookahead write into
+weight_orig is multiplied by zero before it reaches the network. After training the masks are
+made permanent (prune.remove) before the parameters are counted.
+
+Counts: `params` are all parameters, `active_params` those that are nonzero (through the mask
+while the masks are on), `prunable_*` the conv and linear weights that a target refers to.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterator
+
+import torch
+from torch import nn
+from torch.nn.utils import prune
+
+METHODS = ("none", "l1", "magnitude")
+SCOPES = ("global", "layer")
+_PRUNABLE = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
+
+
+def prunable_layers(model: nn.Module) -> list[nn.Module]:
+    """Conv and linear layers whose weight trains. A frozen weight (airbench's data-set whitening
+    filters) is set from the data, not learned: it is neither penalized nor pruned."""
+    out = []
+    for module in model.modules():
+        if isinstance(module, _PRUNABLE):
+            weight = getattr(module, "weight_orig", None)
+            if weight is None:
+                weight = module.weight
+            if weight.requires_grad:
+                out.append(module)
+    return out
+
+
+def effective_weight(module: nn.Module) -> torch.Tensor:
+    """The weight the layer computes with: weight_orig * weight_mask while a mask is on.
+    Computed here, not read from `module.weight`, which prune's hook sets only on a forward."""
+    if prune.is_pruned(module) and hasattr(module, "weight_mask"):
+        return module.weight_orig * module.weight_mask
+    return module.weight
+
+
+def effective_parameters(model: nn.Module) -> Iterator[tuple[str, torch.Tensor]]:
+    """Every parameter as the network uses it: masked weights in place of their `_orig`."""
+    for module_name, module in model.named_modules():
+        for name, param in module.named_parameters(recurse=False):
+            full = f"{module_name}.{name}" if module_name else name
+            if name.endswith("_orig") and hasattr(module, name[:-5] + "_mask"):
+                yield full[:-5], param.detach() * getattr(module, name[:-5] + "_mask")
+            else:
+                yield full, param.detach()
+
+
+@torch.no_grad()
+def parameter_counts(model: nn.Module) -> dict[str, Any]:
+    """Total, nonzero ("active") and active fraction, over all parameters and over the prunable
+    weights; one host sync."""
+    params = [t for _, t in effective_parameters(model)]
+    prunable = [effective_weight(m).detach() for m in prunable_layers(model)]
+    nonzero = torch.stack([torch.count_nonzero(t) for t in params + prunable]).tolist()
+    total = sum(t.numel() for t in params)
+    total_prunable = sum(t.numel() for t in prunable)
+    active, active_prunable = sum(nonzero[:len(params)]), sum(nonzero[len(params):])
+    return {"params": total, "active_params": active, "active_fraction": active / total if total else None,
+            "prunable_params": total_prunable, "prunable_active_params": active_prunable,
+            "prunable_active_fraction": active_prunable / total_prunable if total_prunable else None}
+
+
+def gradual_active_fractions(target: float, prunings: int) -> list[float]:
+    """The active fraction after each of n prunings: cubic in the pruning's index, ending on target."""
+    return [1 - (1 - target) * (1 - (1 - k / prunings) ** 3) for k in range(1, prunings + 1)]
+
+
+@torch.no_grad()
+def active_flops_per_image(model: nn.Module, in_shape: tuple[int, int, int], dense_flops: int) -> int:
+    """The dense forward FLOPs less 2 FLOPs (one multiply-add) for every zero weight at every
+    output position it would have been applied at: what the active weights imply, for reference.
+    No kernel here skips zeros, so this is not a time the hardware would reach."""
+    positions: dict[nn.Module, int] = {}
+
+    def record(module: nn.Module, _inputs: Any, output: torch.Tensor) -> None:
+        if isinstance(module, nn.Linear):
+            positions[module] = output.numel() // module.out_features
+        else:  # conv: one application of each filter weight per output pixel
+            positions[module] = output[0, 0].numel()
+
+    layers = [m for m in model.modules() if isinstance(m, _PRUNABLE)]
+    handles = [m.register_forward_hook(record) for m in layers]
+    was_training = model.training
+    model.eval()
+    try:
+        device = next(model.parameters()).device
+        model(torch.zeros(1, *in_shape, device=device))
+    finally:
+        model.train(was_training)
+        for handle in handles:
+            handle.remove()
+    saved = 0
+    for module in layers:
+        weight = effective_weight(module)
+        saved += 2 * (weight.numel() - int(torch.count_nonzero(weight))) * positions.get(module, 0)
+    return dense_flops - saved
+
+
+class Sparsifier:
+    """The run's sparsity recipe applied to one model: the L1 penalty, the masks, the prunings."""
+
+    def __init__(self, model: nn.Module, spec: dict[str, Any]):
+        self.model, self.spec = model, spec
+        self.method = spec["method"]
+        self.l1 = spec["l1"] if self.method == "l1" else 0.0
+        self.prunes = self.method != "none" and bool(spec["prune_epochs"])
+        self.prune_epochs = sorted(int(e) for e in spec["prune_epochs"]) if self.prunes else []
+        self.layers = prunable_layers(model)
+        self.pruned_at: list[int] = []
+
+    @property
+    def active(self) -> bool:
+        return self.method != "none"
+
+    def attach(self) -> None:
+        """All-ones masks on every prunable layer, before compiling and warming up (see the module
+        doc); a recipe that never prunes keeps plain weights."""
+        if self.prunes:
+            for module in self.layers:
+                prune.identity(module, "weight")
+
+    def penalty(self) -> torch.Tensor | None:
+        """coefficient x sum |w| over the conv and linear weights the network uses, or None."""
+        if not self.l1:
+            return None
+        return self.l1 * torch.stack([effective_weight(m).abs().sum() for m in self.layers]).sum()
+
+    def lr_factor(self) -> float:
+        """The retraining phase (after the first pruning) trains at the learning rate times this."""
+        return self.spec["retrain_lr_factor"] if self.pruned_at else 1.0
+
+    @property
+    def done(self) -> bool:
+        """Every pruning of the recipe has happened: only now does an evaluation judge its network."""
+        return len(self.pruned_at) == len(self.prune_epochs)
+
+    def maybe_prune(self, epochs_done: int) -> bool:
+        """Prunes when `epochs_done` is a prune epoch; True when it did."""
+        if epochs_done not in self.prune_epochs or epochs_done in self.pruned_at:
+            return False
+        index = self.prune_epochs.index(epochs_done)
+        self.prune(None if self.spec["target"] is None
+                   else gradual_active_fractions(self.spec["target"], len(self.prune_epochs))[index])
+        self.pruned_at.append(epochs_done)
+        return True
+
+    @torch.no_grad()
+    def prune(self, active_fraction: float | None) -> None:
+        """One pruning: below the threshold (active_fraction None), or down to active_fraction of the
+        prunable weights, globally or per layer. prune computes the masks (global_unstructured,
+        l1_unstructured, on the weights as the network uses them, so an already pruned weight is
+        the smallest and stays pruned); each is then copied into the layer's existing mask tensor."""
+        old = {m: m.weight_mask for m in self.layers}
+        scores = {m: effective_weight(m).abs() for m in self.layers}
+        if active_fraction is None:
+            threshold = self.spec["threshold"]
+            for m in self.layers:
+                # how many of this layer's active weights fall below the threshold
+                below = int(((scores[m] < threshold) & (old[m] != 0)).sum())
+                prune.l1_unstructured(m, "weight", amount=below, importance_scores=scores[m])
+        elif self.spec["scope"] == "global":
+            total = sum(m.weight_orig.numel() for m in self.layers)
+            still = sum(int(old[m].count_nonzero()) for m in self.layers)
+            keep = round(active_fraction * total)
+            prune.global_unstructured([(m, "weight") for m in self.layers], prune.L1Unstructured,
+                                      importance_scores={(m, "weight"): scores[m] for m in self.layers},
+                                      amount=max(still - keep, 0))
+        else:
+            for m in self.layers:
+                keep = round(active_fraction * m.weight_orig.numel())
+                still = int(old[m].count_nonzero())
+                prune.l1_unstructured(m, "weight", amount=max(still - keep, 0), importance_scores=scores[m])
+        for m in self.layers:
+            # prune registered a new mask tensor (and a container hook that computes the same
+            # product); put the old tensor back with the new values, so every holder stays valid
+            new = m.weight_mask
+            old[m].copy_(new)
+            m.register_buffer("weight_mask", old[m])
+
+    def finalize(self) -> None:
+        """Makes the masks permanent: each weight becomes a plain parameter with its zeros."""
+        for module in self.layers:
+            if prune.is_pruned(module) and hasattr(module, "weight_mask"):
+                prune.remove(module, "weight")
+
+
+def trace_point(model: nn.Module) -> float:
+    """The active fraction of all parameters now, for the per-epoch curve."""
+    return parameter_counts(model)["active_fraction"]
