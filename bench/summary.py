@@ -62,7 +62,10 @@ def aggregate_table(record: dict[str, Any]) -> Table:
                                 f"{_fmt(agg.get('median_mfu'), '.1%')} of the measured "
                                 f"{record['invocation']['matmul_dtype']} matmul rate "
                                 f"{_si(record['invocation']['matmul_flops_per_s'])}FLOP/s{per_rank}"),
-        ("model", f"{model['name']}: {model['params']:,} params, {_si(model['flops_per_image'])}FLOP/image fwd"),
+        ("model", f"{model['name']}: {model['params']:,} params, {_si(model['flops_per_image'])}FLOP/image fwd"
+                  + (f"; trained: {model['active_params']:,} active ({100 * model['active_fraction']:.2f}%), "
+                     f"{_si(model['active_flops_per_image'])}FLOP/image by the active weights"
+                     if model.get("active_fraction") is not None else "")),
         ("energy", f"{_fmt(agg['mean_energy_j'], '.0f')} J/run"
                    + ("" if agg["mean_energy_j"] is not None else
                       f"  ({(record['runs'][0].get('energy_reason') if record['runs'] else None) or 'not measured'})")),

@@ -25,8 +25,8 @@ The rule, per suite (printed with every check):
             result has fewer than 2 timed runs there is no spread to go by and the
             floor applies alone.
             A candidate with no time to target where the baseline had one regressed.
-  model     Any change of parameter count or FLOPs per image is reported; it is a
-            regression only with --strict-model.
+  model     Any change of parameter count, active (nonzero, after training) parameter
+            count or FLOPs per image is reported; it is a regression only with --strict-model.
   reported  throughput, energy, recipe (suite hash), hardware, software and code
             version changes: context for the reader, never a failure by themselves.
 
@@ -65,7 +65,7 @@ class GateRule:
                 f"{100 * self.accuracy_floor:.1f} pp when a result has no CI). "
                 f"time: fail when median slowdown > max({fmt.percent(self.time_floor, 0)}, "
                 f"{self.time_k:g} × sqrt(rIQR_b²/n_b + rIQR_c²/n_c)), rIQR = IQR / median of n runs. "
-                f"params/FLOPs: changes reported{', and fail (--strict-model)' if self.strict_model else ''}.")
+                f"params/active params/FLOPs: changes reported{', and fail (--strict-model)' if self.strict_model else ''}.")
 
 
 @dataclass
@@ -158,7 +158,7 @@ def check_time(baseline: pd.Series, candidate: pd.Series, rule: GateRule) -> Fin
 
 
 MODEL_FIGURES = (("params", "params"), ("trainable_params", "trainable params"),
-                 ("flops_per_image", "FLOPs / image (forward)"))
+                 ("active_params", "active (nonzero) params"), ("flops_per_image", "FLOPs / image (forward)"))
 
 
 def check_model(baseline: pd.Series, candidate: pd.Series, rule: GateRule) -> list[Finding]:

@@ -247,6 +247,10 @@ def invocation_row(loaded: LoadedResult) -> dict[str, Any]:
         "params": model.get("params"),
         "trainable_params": model.get("trainable_params"),
         "active_params": model.get("active_params"),
+        "active_fraction": model.get("active_fraction", agg.get("mean_active_fraction")),
+        "active_flops_per_image": model.get("active_flops_per_image"),
+        "sparsity_method": ((resolved.get("recipe") or {}).get("sparsity") or {}).get("method", "none"),
+        "sparsity_target": ((resolved.get("recipe") or {}).get("sparsity") or {}).get("target"),
         "flops_per_image": model.get("flops_per_image"),
         "train_flops_per_image": model.get("train_flops_per_image"),
         "dataset": dataset.get("name"),
@@ -286,7 +290,8 @@ RUN_FIELDS = ("seed", "status", "accuracy", "train_accuracy", "reached_target", 
               "init_s", "compile_s", "data_prep_s", "precision", "channels_last", "compile", "loader",
               "peak_memory_mb", "peak_memory_reserved_mb", "nvml_peak_memory_used_mb", "peak_host_rss_mb",
               "train_peak_memory_mb", "energy_j", "mean_power_w", "max_power_w")
-CURVE_FIELDS = ("epoch", "step", "time_s", "loss", "accuracy")
+SPARSITY_FIELDS = ("active_params", "active_fraction", "active_flops_per_image")
+CURVE_FIELDS = ("epoch", "step", "time_s", "loss", "accuracy", "active_fraction")
 
 
 def _keyed(loaded: LoadedResult) -> dict[str, Any]:
@@ -296,7 +301,8 @@ def _keyed(loaded: LoadedResult) -> dict[str, Any]:
 
 def run_rows(loaded: LoadedResult) -> list[dict[str, Any]]:
     key = _keyed(loaded)
-    return [{**key, "run": i, **{f: run.get(f) for f in RUN_FIELDS}}
+    return [{**key, "run": i, **{f: run.get(f) for f in RUN_FIELDS},
+             **{f: (run.get("sparsity") or {}).get(f) for f in SPARSITY_FIELDS}}
             for i, run in enumerate(loaded.record.get("runs") or []) if isinstance(run, dict)]
 
 
@@ -317,7 +323,7 @@ def _frame(rows: list[dict[str, Any]], columns: Iterable[str]) -> pd.DataFrame:
 
 INVOCATION_COLUMNS = tuple(invocation_row(LoadedResult(Path("."), {
     "id": "", "status": "", "suite": {}, "env": {}, "aggregate": {}})).keys())
-RUN_COLUMNS = ("id", "suite", "machine", "run", *RUN_FIELDS)
+RUN_COLUMNS = ("id", "suite", "machine", "run", *RUN_FIELDS, *SPARSITY_FIELDS)
 CURVE_COLUMNS = ("id", "suite", "machine", "run", "seed", *CURVE_FIELDS)
 
 

@@ -88,8 +88,14 @@ def build_boards(found: ResultFrames) -> list[SuiteBoard]:
 
 
 def _model(row: pd.Series) -> str:
-    params = "" if fmt.missing(row["params"]) else f" ({fmt.si(row['params'])} params)"
-    return fmt.text(row["model"]) + params
+    if fmt.missing(row["params"]):
+        return fmt.text(row["model"])
+    # a sparse network shows what it computes with beside what it stores; only counts of trained
+    # networks (results that carry active_fraction) are shown, not an older file's count at init
+    active = None if fmt.missing(row["active_fraction"]) else row["active_params"]
+    shown = "" if fmt.missing(active) or int(active) == int(row["params"]) else \
+        f", {fmt.si(active)} active ({fmt.percent(active / row['params'])})"
+    return fmt.text(row["model"]) + f" ({fmt.si(row['params'])} params{shown})"
 
 
 def _overrides(row: pd.Series) -> str:
