@@ -16,9 +16,9 @@ Methods:
              (Zhu & Gupta's cubic schedule), so the last one lands on the target.
 
 Masks are torch.nn.utils.prune's: weight = weight_orig * weight_mask, recomputed by prune's
-forward pre-hook. A pruning recipe reparametrizes its layers with all-ones masks before the
-warm-up and compilation (prune.identity), and every later pruning writes its new mask into that
-same mask tensor. So the graph compiled in the warm-up already multiplies by the mask (a hook
+forward pre-hook, and prune's methods choose what to prune. A pruning recipe reparametrizes its
+layers with all-ones masks before the warm-up and compilation (prune.identity), and every later
+pruning writes its new mask into that same mask tensor, under that same hook. So the graph compiled in the warm-up already multiplies by the mask (a hook
 added mid-run could be missed by a compiled graph: Dynamo does not guard on module hooks by
 default), no tensor that the optimizer, its momentum, the warm-up's saved state or Lookahead's
 cached lists hold is ever replaced, and a pruned weight stays zero whatever the optimizer does to
@@ -178,35 +178,38 @@ class Sparsifier:
     @torch.no_grad()
     def prune(self, active_fraction: float | None) -> None:
         """One pruning: below the threshold (active_fraction None), or down to active_fraction of the
-        prunable weights, globally or per layer. prune computes the masks (global_unstructured,
-        l1_unstructured, on the weights as the network uses them, so an already pruned weight is
-        the smallest and stays pruned); each is then copied into the layer's existing mask tensor."""
-        old = {m: m.weight_mask for m in self.layers}
-        scores = {m: effective_weight(m).abs() for m in self.layers}
+        prunable weights, globally or per layer.
+
+        prune's own methods choose the weights (global_unstructured, l1_unstructured), each on a
+        stand-in for a layer that holds the layer's current mask and, as its weight, the magnitudes
+        the layer computes with, flat: prune flattens with view(-1), which a channels-last filter
+        does not allow. Already pruned weights stay pruned (prune chooses among the unpruned ones
+        only). The chosen masks are then written into the layers' own mask tensors (see the module
+        doc for why those tensors are never replaced)."""
+        stand_ins = {}
+        for m in self.layers:
+            stand = nn.Module()
+            stand.weight = nn.Parameter(effective_weight(m).abs().reshape(-1), requires_grad=False)
+            prune.custom_from_mask(stand, "weight", m.weight_mask.reshape(-1))
+            stand_ins[m] = stand
         if active_fraction is None:
             threshold = self.spec["threshold"]
-            for m in self.layers:
+            for stand in stand_ins.values():
                 # how many of this layer's active weights fall below the threshold
-                below = int(((scores[m] < threshold) & (old[m] != 0)).sum())
-                prune.l1_unstructured(m, "weight", amount=below, importance_scores=scores[m])
+                below = int(((stand.weight_orig < threshold) & (stand.weight_mask != 0)).sum())
+                prune.l1_unstructured(stand, "weight", amount=below)
         elif self.spec["scope"] == "global":
-            total = sum(m.weight_orig.numel() for m in self.layers)
-            still = sum(int(old[m].count_nonzero()) for m in self.layers)
-            keep = round(active_fraction * total)
-            prune.global_unstructured([(m, "weight") for m in self.layers], prune.L1Unstructured,
-                                      importance_scores={(m, "weight"): scores[m] for m in self.layers},
-                                      amount=max(still - keep, 0))
+            total = sum(stand.weight_orig.numel() for stand in stand_ins.values())
+            still = sum(int(stand.weight_mask.count_nonzero()) for stand in stand_ins.values())
+            prune.global_unstructured([(stand, "weight") for stand in stand_ins.values()], prune.L1Unstructured,
+                                      amount=max(still - round(active_fraction * total), 0))
         else:
-            for m in self.layers:
-                keep = round(active_fraction * m.weight_orig.numel())
-                still = int(old[m].count_nonzero())
-                prune.l1_unstructured(m, "weight", amount=max(still - keep, 0), importance_scores=scores[m])
-        for m in self.layers:
-            # prune registered a new mask tensor (and a container hook that computes the same
-            # product); put the old tensor back with the new values, so every holder stays valid
-            new = m.weight_mask
-            old[m].copy_(new)
-            m.register_buffer("weight_mask", old[m])
+            for stand in stand_ins.values():
+                still = int(stand.weight_mask.count_nonzero())
+                keep = round(active_fraction * stand.weight_orig.numel())
+                prune.l1_unstructured(stand, "weight", amount=max(still - keep, 0))
+        for m, stand in stand_ins.items():
+            m.weight_mask.copy_(stand.weight_mask.view_as(m.weight_mask))
 
     def finalize(self) -> None:
         """Makes the masks permanent: each weight becomes a plain parameter with its zeros."""

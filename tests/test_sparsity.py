@@ -251,3 +251,28 @@ def test_check_reports_active_params_and_the_leaderboard_shows_them():
     assert findings["active (nonzero) params"] == CHANGED and findings["params"] == OK
     assert _model(pd.Series(row)) == "mlp (1 k params)"
     assert _model(pd.Series(pruned)) == "mlp (1 k params, 50 active (5.00%))"
+
+
+# ---------------------------------------------------------------- the shipped suites ----
+
+def test_the_cifar_sparse_suite_runs_on_cpu_with_short_overrides(tmp_path, monkeypatch):
+    """The GPU suite's recipe end to end (augmentation, bf16, channels-last, gradual pruning) on
+    a small synthetic stand-in for the JPEG set, shortened with --set."""
+    from bench.runner import run_invocation
+
+    monkeypatch.setattr("bench.runner.load_dataset",
+                        lambda *a, **k: separable_dataset(n_train=64, n_test=32, size=16, channels=3))
+    suite = load_suite("cifar10-jpeg-resnet9-sparse", [
+        "recipe.epochs=2", "recipe.batch_size=32", "recipe.eval_batch_size=64",
+        "model.args={widths=[8,16,16,16]}", "recipe.sparsity.prune_epochs=[1,2]"])
+    record, path = run_invocation(suite, runs=1, device_choice="cpu", results_dir=tmp_path)
+    assert record["status"] == "complete" and path.is_file()
+    counts = record["runs"][0]["sparsity"]
+    assert counts["prunable_active_params"] == round(0.10 * counts["prunable_params"])
+    assert record["model"]["active_params"] == counts["active_params"] < record["model"]["params"]
+    assert [p.get("pruned", False) for p in record["runs"][0]["curve"]] == [True, True]
+
+
+@pytest.mark.parametrize("name", ["fashion-mnist-mlp-l1", "fashion-mnist-mlp-pruned", "cifar10-jpeg-resnet9-sparse"])
+def test_the_sparse_suites_load(name):
+    assert load_suite(name).recipe["sparsity"]["method"] != "none"
