@@ -4,7 +4,8 @@ active-parameter figures every run reports.
 Methods:
   none       dense training.
   l1         coefficient x sum |w| over the weights of conv and linear layers is added to the
-             loss (L2 weight decay stays as the recipe sets it). Plain SGD on an L1 term makes
+             loss (L2 weight decay stays as the recipe sets it); a coefficient of 0 is the
+             reference point of an L1 sweep (the same pruning, no penalty). Plain SGD on an L1 term makes
              weights small, not exactly zero, so an l1 recipe may also prune (a threshold or a
              target at given epochs, e.g. after the last one) to count what it made small.
   magnitude  train dense, then at the prune epoch(s) zero the smallest weights: every weight with

@@ -414,9 +414,6 @@ def _check_sparsity(spec: dict[str, Any], epochs: float, where: str) -> None:
             raise BenchError(f"{where}: '{key}.{set_keys[0]}' is set but '{key}.method' is \"none\"; "
                              "set the method to \"l1\" or \"magnitude\", or drop the key")
         return
-    if method == "l1" and not spec["l1"] > 0:
-        raise BenchError(f"{where}: '{key}.method' \"l1\" needs '{key}.l1' > 0 (the coefficient of sum |w| "
-                         "added to the loss)")
     if method == "magnitude" and spec["l1"]:
         raise BenchError(f"{where}: '{key}.l1' is set but '{key}.method' is \"magnitude\"; use method \"l1\" "
                          "for an L1 penalty (it may prune too)")

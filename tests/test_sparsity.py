@@ -232,7 +232,6 @@ def test_reach_mode_judges_only_the_fully_pruned_network(tmp_path, data):
     ('[recipe.sparsity]\nmethod = "magnitude"\ntarget = 0.1\nthreshold = 0.01\nprune_epochs = [1]', "both set"),
     ('[recipe.sparsity]\nmethod = "magnitude"\ntarget = 0.1\nprune_epochs = [5]', "from 1 to 2"),
     ('[recipe.sparsity]\nmethod = "magnitude"\ntarget = 0.1\nprune_epochs = [2, 1]', "increasing"),
-    ('[recipe.sparsity]\nmethod = "l1"', "needs 'recipe.sparsity.l1' > 0"),
     ('[recipe.sparsity]\nl1 = 0.001', "method' is \"none\""),
     ('[recipe.sparsity]\nmethod = "magnitude"\ntarget = 1.0\nprune_epochs = [1]', "in (0, 1)"),
     ('[recipe.sparsity]\nmethod = "prune"', "choose one of none, l1, magnitude"),

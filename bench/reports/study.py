@@ -86,7 +86,7 @@ def _cells_frame(ledger: Ledger) -> tuple[pd.DataFrame, pd.DataFrame]:
                "error": state.error, "attempts": state.attempts}
         run = runs[runs["id"] == rid]
         for column in ("accuracy", "train_accuracy", "reached_target", "time_to_target_s", "steps", "timed_s",
-                       "train_images_per_s"):
+                       "train_images_per_s", "active_params", "active_fraction"):
             row[column] = run[column].iloc[0] if len(run) else None
         if len(run) and run["status"].iloc[0] != "complete":
             row["accuracy"] = None  # a diverged run has no final accuracy
@@ -94,7 +94,8 @@ def _cells_frame(ledger: Ledger) -> tuple[pd.DataFrame, pd.DataFrame]:
     cell_frame = pd.DataFrame(cells, columns=["key", "point", "seed", "state", "status", "id", "path", "params",
                                               "hardware", "code", "started_at", "finished_at", "error", "attempts",
                                               "accuracy", "train_accuracy", "reached_target", "time_to_target_s",
-                                              "steps", "timed_s", "train_images_per_s"])
+                                              "steps", "timed_s", "train_images_per_s", "active_params",
+                                              "active_fraction"])
     curves = found.curves.copy()
     curves["point"] = curves["id"].map(lambda i: point_of.get(key_of.get(i)))
     done_ids = {r["id"] for r in cells if r["state"] == "done"}
@@ -138,9 +139,27 @@ def point_rows(study: Study, cells: pd.DataFrame) -> pd.DataFrame:
                "train_accuracy_std": statistics.stdev(_numbers(complete["train_accuracy"]))
                if len(_numbers(complete["train_accuracy"])) > 1 else None,
                "images_per_s": _median(_numbers(complete["train_images_per_s"])),
-               "params": next(iter(_numbers(done["params"])), None)}
+               "params": next(iter(_numbers(done["params"])), None),
+               # the trained networks' nonzero parameters (bench.sparsity), mean over the seeds
+               "active_params": statistics.fmean(_numbers(complete["active_params"]))
+               if _numbers(complete["active_params"]) else None,
+               "active_fraction": statistics.fmean(_numbers(complete["active_fraction"]))
+               if _numbers(complete["active_fraction"]) else None,
+               **_sparsity_of(point.suite.recipe["sparsity"])}
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def _sparsity_of(spec: dict[str, Any]) -> dict[str, Any]:
+    """A point's sparsity recipe, and the series it belongs to on the accuracy-sparsity front: the
+    method, and how it prunes where that differs (per layer, gradual)."""
+    series = spec["method"]
+    if spec["method"] != "none" and spec["prune_epochs"]:
+        series += ", per layer" if spec["scope"] == "layer" else ""
+        series += ", gradual" if len(spec["prune_epochs"]) > 1 else ""
+        series += ", threshold" if spec["threshold"] is not None else ""
+    return {"sparsity_method": spec["method"], "sparsity_series": series, "sparsity_target": spec["target"],
+            "sparsity_threshold": spec["threshold"], "sparsity_l1": spec["l1"] if spec["method"] == "l1" else None}
 
 
 def ranked(points: pd.DataFrame, rank: str) -> pd.DataFrame:
@@ -412,6 +431,93 @@ def _opt(value: Any) -> float | None:
     return None if fmt.missing(value) else float(value)
 
 
+# ---------------------------------------------------------------- accuracy against sparsity ----
+
+def is_sparsity_study(study: Study) -> bool:
+    """A study whose points train sparse networks, or sparse and dense ones (recipe.sparsity)."""
+    return any(p.suite.recipe["sparsity"]["method"] != "none" for p in study.points)
+
+
+def pareto_front(points: pd.DataFrame) -> set[Any]:
+    """The points no other point beats: none has at most their active fraction and at least their
+    mean accuracy, one of them strictly. Index labels of `points`."""
+    rows = [(i, float(r["active_fraction"]), float(r["mean_accuracy"])) for i, r in points.iterrows()]
+    return {i for i, x, y in rows
+            if not any(x2 <= x and y2 >= y and (x2 < x or y2 > y) for j, x2, y2 in rows if j != i)}
+
+
+def smallest_reaching(points: pd.DataFrame, target: float) -> dict[str, pd.Series]:
+    """Per series: the point with the smallest active fraction whose mean accuracy reaches the
+    target (the harness's verdict rule: mean over the seeds at or above it)."""
+    out = {}
+    for series, group in points.groupby("sparsity_series", sort=False):
+        reaching = group[group["mean_accuracy"] >= target]
+        if len(reaching):
+            out[str(series)] = reaching.sort_values("active_fraction", kind="stable").iloc[0]
+    return out
+
+
+def _measured(data: StudyFrames) -> pd.DataFrame:
+    points = data.points[(data.points["complete"] > 0)].copy()
+    points = points[points["active_fraction"].notna() & points["mean_accuracy"].notna()]
+    return points
+
+
+def sparsity_parts(study: Study, data: StudyFrames) -> list[Part]:
+    from bench.reports.study_plots import FrontPoint, pareto_png, value_colours
+
+    points = _measured(data)
+    if points.empty:
+        return ["Accuracy against sparsity: no point has finished yet."]
+    target = study.base.target
+    dense = points[points["sparsity_method"] == "none"]
+    sparse = points[points["sparsity_method"] != "none"]
+    front = pareto_front(points)
+    reach = smallest_reaching(sparse, target)
+    lines = [f"{series}: {fmt.percent(row['active_fraction'])} of the parameters active "
+             f"({fmt.integer(row['active_params'])}), {fmt.percent(row['mean_accuracy'])} mean over "
+             f"{int(row['complete'])} seed{'s' if row['complete'] != 1 else ''}"
+             for series, row in reach.items()]
+    missed = [s for s in sparse["sparsity_series"].unique() if s not in reach]
+    text = (f"Smallest active fraction that reaches the base suite's target {fmt.percent(target)} "
+            f"(mean accuracy over the seeds), per method: " + ("; ".join(lines) if lines else "none reaches it")
+            + (f"; never reached by {', '.join(missed)}" if missed and lines else "") + ".")
+    if len(dense):
+        row = dense.iloc[0]
+        text += (f" Dense baseline: {fmt.percent(row['mean_accuracy'])} at {fmt.percent(row['active_fraction'])} "
+                 "active.")
+    table = ReportTable("Accuracy against sparsity", ["method", "target active", "active fraction", "active params",
+                                                      "mean accuracy ± std", "95% CI", "≥ target", "on the front"],
+                        anchor="sparsity", sortable=True,
+                        note="Active: nonzero parameters of the trained networks (all parameters, biases and norms "
+                             "included; a target counts only conv and linear weights), mean over the seeds. On the "
+                             "front: no other point has at most its active fraction and at least its accuracy.")
+    for i, row in points.sort_values(["sparsity_series", "active_fraction"], kind="stable").iterrows():
+        acc = fmt.percent(row["mean_accuracy"]) + ("" if fmt.missing(row["accuracy_std"])
+                                                   else f" ± {100 * row['accuracy_std']:.2f}")
+        ci = fmt.MISSING if fmt.missing(row["ci_low"]) else f"{fmt.percent(row['ci_low'])}–{fmt.percent(row['ci_high'])}"
+        target_text = fmt.percent(row["sparsity_target"], 1) if not fmt.missing(row["sparsity_target"]) else (
+            f"|w| < {row['sparsity_threshold']:g}" if not fmt.missing(row["sparsity_threshold"]) else fmt.MISSING)
+        table.add([row["sparsity_series"] + ("" if fmt.missing(row["sparsity_l1"]) else f" (l1 {row['sparsity_l1']:g})"),
+                   target_text, fmt.percent(row["active_fraction"]), fmt.integer(row["active_params"]), acc, ci,
+                   "yes" if row["mean_accuracy"] >= target else "no", "yes" if i in front else ""],
+                  style="good" if i in front else "",
+                  keys=[row["sparsity_series"], row["sparsity_target"], row["active_fraction"], row["active_params"],
+                        row["mean_accuracy"], row["ci_low"], row["mean_accuracy"] >= target, i in front])
+    series = list(dict.fromkeys(sparse["sparsity_series"]))
+    colours = value_colours(series, False)
+    drawn = {s: [FrontPoint(float(r["active_fraction"]), float(r["mean_accuracy"]), _opt(r["ci_low"]),
+                            _opt(r["ci_high"]), i in front) for i, r in sparse[sparse["sparsity_series"] == s].iterrows()]
+             for s in series}
+    baseline = None if dense.empty else (float(dense.iloc[0]["mean_accuracy"]), _opt(dense.iloc[0]["ci_low"]),
+                                         _opt(dense.iloc[0]["ci_high"]))
+    caption = ("Accuracy against the fraction of parameters active (log scale): mean final top-1 over the seeds "
+               "with its 95% CI, one series per method; the dense baseline as a solid line (its CI shaded), the "
+               "target dashed; ringed points are on the Pareto front")
+    plot = Plot("pareto.png", caption, pareto_png(drawn, colours, baseline, target))
+    return [Headline(text), table, plot]
+
+
 # ---------------------------------------------------------------- the report ----
 
 Part = ReportTable | Plot | Headline | str
@@ -433,6 +539,8 @@ def report_parts(study: Study, ledger: Ledger) -> list[Part]:
         for plot in (train_size_plot(study, data), batch_size_plot(study, data)):
             if plot is not None:
                 parts.append(plot)
+    if is_sparsity_study(study):
+        parts += sparsity_parts(study, data)
     if ledger.where("failed"):
         parts.append(failed_table(study, ledger))
     if ledger.where("pending"):

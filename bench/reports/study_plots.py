@@ -141,3 +141,47 @@ def batch_size_png(best: list[BatchPoint], every: list[BatchPoint], target: floa
     title = "Time and steps to target against batch size"
     figure.suptitle(title + ("" if target is None else f" (target {100 * target:.1f}%)"), fontsize=10)
     return _png(figure)
+
+
+@dataclass
+class FrontPoint:
+    active_fraction: float
+    accuracy: float
+    ci_low: float | None
+    ci_high: float | None
+    on_front: bool
+
+
+def pareto_png(series: dict[str, list[FrontPoint]], colours: dict[str, str],
+               baseline: tuple[float, float | None, float | None] | None, target: float | None) -> bytes:
+    """Mean accuracy (with its 95% CI) against the active fraction on a log axis, one line per
+    method in order of sparsity; the dense baseline as a line with its CI band; the target dashed;
+    points on the Pareto front ringed."""
+    figure = Figure(figsize=(8.5, 5))
+    axes = figure.add_subplot()
+    for label, points in series.items():
+        points = sorted(points, key=lambda p: p.active_fraction)
+        xs = [p.active_fraction for p in points]
+        ys = [100 * p.accuracy for p in points]
+        low = [100 * (p.accuracy - p.ci_low) if p.ci_low is not None else 0.0 for p in points]
+        high = [100 * (p.ci_high - p.accuracy) if p.ci_high is not None else 0.0 for p in points]
+        colour = colours.get(label, "#444")
+        axes.errorbar(xs, ys, yerr=[low, high], color=colour, marker="o", markersize=4, capsize=3, linewidth=1.4,
+                      label=_short(label, 40))
+        ringed = [p for p in points if p.on_front]
+        axes.scatter([p.active_fraction for p in ringed], [100 * p.accuracy for p in ringed], s=90,
+                     facecolors="none", edgecolors="#111", linewidths=1.1, zorder=3)
+    if baseline is not None:
+        mean, low, high = baseline
+        axes.axhline(100 * mean, color="#111", linewidth=1.2, label=f"dense baseline {100 * mean:.2f}%")
+        if low is not None and high is not None:
+            axes.axhspan(100 * low, 100 * high, color="#111", alpha=0.08, linewidth=0)
+    if target is not None:
+        axes.axhline(100 * target, color="#b22", linestyle="--", linewidth=0.9, label=f"target {100 * target:.1f}%")
+    axes.set_xscale("log")
+    axes.set_xlabel("fraction of parameters active (nonzero after training)")
+    axes.set_ylabel("final top-1 (%)")
+    axes.set_title("Accuracy against sparsity", fontsize=10)
+    axes.grid(True, which="both", alpha=0.3)
+    axes.legend(fontsize=7, loc="lower right")
+    return _png(figure)
