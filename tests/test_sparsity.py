@@ -17,6 +17,7 @@ from bench.train import PreparedData, _train_step, train_run
 from tests.helpers import separable_dataset, suite_text
 
 CPU = torch.device("cpu")
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # small nets; no OpenMP contention on a busy CPU
 
 
 def spec(**kw):
@@ -275,3 +276,24 @@ def test_the_cifar_sparse_suite_runs_on_cpu_with_short_overrides(tmp_path, monke
 @pytest.mark.parametrize("name", ["fashion-mnist-mlp-l1", "fashion-mnist-mlp-pruned", "cifar10-jpeg-resnet9-sparse"])
 def test_the_sparse_suites_load(name):
     assert load_suite(name).recipe["sparsity"]["method"] != "none"
+
+
+# ---------------------------------------------------------------- the study report's front ----
+
+def test_the_pareto_front_and_the_smallest_fraction_reaching_the_target():
+    from bench.reports.study import pareto_front, smallest_reaching
+    from bench.reports.study_plots import FrontPoint, pareto_png
+
+    points = pd.DataFrame([
+        ("magnitude", 0.50, 0.86), ("magnitude", 0.10, 0.85), ("magnitude", 0.02, 0.81), ("magnitude", 0.01, 0.70),
+        ("l1", 0.50, 0.84), ("l1", 0.10, 0.855), ("l1", 0.02, 0.79), ("none", 1.0, 0.85)],
+        columns=["sparsity_series", "active_fraction", "mean_accuracy"])
+    # dominated: l1 at 50% (magnitude 50% and 10% are better), dense (magnitude 50% is better and
+    # sparser), l1 at 2% (magnitude 2% is better at the same fraction)
+    assert pareto_front(points) == {0, 2, 3, 5}
+    reach = smallest_reaching(points[points["sparsity_series"] != "none"], 0.80)
+    assert reach["magnitude"]["active_fraction"] == 0.02 and reach["l1"]["active_fraction"] == 0.10
+    assert smallest_reaching(points, 0.99) == {}
+    png = pareto_png({"magnitude": [FrontPoint(0.1, 0.85, 0.84, 0.86, True)]}, {"magnitude": "#123456"},
+                     (0.85, None, None), 0.8)
+    assert png.startswith(b"\x89PNG")
