@@ -146,6 +146,11 @@ def point_rows(study: Study, cells: pd.DataFrame) -> pd.DataFrame:
                "active_fraction": statistics.fmean(_numbers(complete["active_fraction"]))
                if _numbers(complete["active_fraction"]) else None,
                **_sparsity_of(point.suite.recipe["sparsity"])}
+        # the study's other axes (weight decay, say) split a method into series of their own
+        others = [f"{axis.split('.')[-1]}={value_label(value)}" for axis, value in point.values
+                  if not axis.startswith("recipe.sparsity")]
+        if others and row["sparsity_method"] != "none":
+            row["sparsity_series"] += ", " + ", ".join(others)
         rows.append(row)
     return pd.DataFrame(rows)
 
