@@ -26,6 +26,7 @@ from bench.measure import aggregate, count_params, forward_flops_per_image, matm
 from bench.models import build_model
 from bench.progress import NullReporter, Reporter
 from bench.results import SCHEMA_VERSION, ResultWriter
+from bench.sparsity import active_flops_per_image, output_positions
 from bench.suites import Suite
 from bench.train import PreparedData, resolve_device, train_run
 
@@ -62,6 +63,16 @@ def model_figures(suite: Suite, data: PreparedData) -> dict[str, Any]:
     flops = forward_flops_per_image(model, data.in_shape)
     return {"name": suite.model["name"], "args": suite.model["args"], **count_params(model),
             "flops_per_image": flops, "train_flops_per_image": 3 * flops, "input_shape": list(data.in_shape)}
+
+
+def add_active_flops(run: dict[str, Any], dense_flops: int, positions: dict[str, int]) -> None:
+    """The run's dense forward FLOPs and those its active weights imply, from its layers' nonzeros
+    and where each layer applies its weights (a fresh network's forward: outside any timed region)."""
+    sparsity = run.get("sparsity")
+    if isinstance(sparsity, dict) and "layer_nonzeros" in sparsity:
+        sparsity["flops_per_image"] = dense_flops
+        sparsity["active_flops_per_image"] = active_flops_per_image(dense_flops, positions,
+                                                                    sparsity["layer_nonzeros"])
 
 
 def trained_counts(runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -127,6 +138,8 @@ class Invocation:
         self.peak = peak[0] * self.dist.world_size
         env = fingerprint(device)
         env["distributed"] = self.dist.describe()
+        self.positions = output_positions(build_model(suite.model["name"], self.data.num_classes, self.data.in_shape,
+                                                      suite.model["args"], where="model"), self.data.in_shape)
         self.record = {
             "schema_version": SCHEMA_VERSION,
             "id": self.writer.run_id if self.writer else None,
@@ -174,6 +187,7 @@ class Invocation:
         run = train_run(self.suite.resolved, self.data, seed, self.device, self.reporter, label=label,
                         loader=self.loader, save_weights=save, dist=self.dist)
         run["mfu"] = mfu(run, self.record["model"]["train_flops_per_image"], self.peak)
+        add_active_flops(run, self.record["model"]["flops_per_image"], self.positions)
         self.record["runs"].append(run)
         self.record["model"].update(trained_counts(self.record["runs"]))
         if run["status"] == "diverged":

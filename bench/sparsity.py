@@ -98,20 +98,31 @@ def gradual_active_fractions(target: float, prunings: int) -> list[float]:
 
 
 @torch.no_grad()
-def active_flops_per_image(model: nn.Module, in_shape: tuple[int, int, int], dense_flops: int) -> int:
-    """The dense forward FLOPs less 2 FLOPs (one multiply-add) for every zero weight at every
-    output position it would have been applied at: what the active weights imply, for reference.
-    No kernel here skips zeros, so this is not a time the hardware would reach."""
-    positions: dict[nn.Module, int] = {}
+def active_count(model: nn.Module) -> torch.Tensor:
+    """Nonzero parameters now, as a tensor on the model's device: no host sync, so the per-epoch
+    trace costs a few small kernels inside the clock and is read after the timed region."""
+    return torch.stack([torch.count_nonzero(t) for _, t in effective_parameters(model)]).sum()
+
+
+@torch.no_grad()
+def layer_nonzeros(model: nn.Module) -> dict[str, list[int]]:
+    """[weights, nonzero weights] of every conv and linear layer, by module name."""
+    return {name: [m.weight.numel(), int(torch.count_nonzero(effective_weight(m)))]
+            for name, m in model.named_modules() if isinstance(m, _PRUNABLE)}
+
+
+@torch.no_grad()
+def output_positions(model: nn.Module, in_shape: tuple[int, int, int]) -> dict[str, int]:
+    """How many times each conv and linear layer applies each of its weights to one image (output
+    pixels for a conv, 1 for a linear layer on a vector), from one forward pass of a batch of one."""
+    positions: dict[str, int] = {}
+    names = {m: name for name, m in model.named_modules() if isinstance(m, _PRUNABLE)}
 
     def record(module: nn.Module, _inputs: Any, output: torch.Tensor) -> None:
-        if isinstance(module, nn.Linear):
-            positions[module] = output.numel() // module.out_features
-        else:  # conv: one application of each filter weight per output pixel
-            positions[module] = output[0, 0].numel()
+        per_channel = output.numel() // (module.out_features if isinstance(module, nn.Linear) else output.shape[1])
+        positions[names[module]] = per_channel
 
-    layers = [m for m in model.modules() if isinstance(m, _PRUNABLE)]
-    handles = [m.register_forward_hook(record) for m in layers]
+    handles = [m.register_forward_hook(record) for m in names]
     was_training = model.training
     model.eval()
     try:
@@ -121,11 +132,15 @@ def active_flops_per_image(model: nn.Module, in_shape: tuple[int, int, int], den
         model.train(was_training)
         for handle in handles:
             handle.remove()
-    saved = 0
-    for module in layers:
-        weight = effective_weight(module)
-        saved += 2 * (weight.numel() - int(torch.count_nonzero(weight))) * positions.get(module, 0)
-    return dense_flops - saved
+    return positions
+
+
+def active_flops_per_image(dense_flops: int, positions: dict[str, int], nonzeros: dict[str, list[int]]) -> int:
+    """The dense forward FLOPs less 2 FLOPs (one multiply-add) for every zero weight at every
+    position it would have been applied at: what the active weights imply, for reference. No
+    kernel here skips zeros, so this is not a time the hardware would reach."""
+    return dense_flops - sum(2 * (total - nonzero) * positions.get(name, 0)
+                             for name, (total, nonzero) in nonzeros.items())
 
 
 class Sparsifier:
@@ -217,8 +232,3 @@ class Sparsifier:
         for module in self.layers:
             if prune.is_pruned(module) and hasattr(module, "weight_mask"):
                 prune.remove(module, "weight")
-
-
-def trace_point(model: nn.Module) -> float:
-    """The active fraction of all parameters now, for the per-epoch curve."""
-    return parameter_counts(model)["active_fraction"]

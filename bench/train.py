@@ -41,13 +41,13 @@ from bench.env import bf16_is_fast
 from bench.errors import BenchError
 from bench.loaders import Augment, channel_stats, choose_loader, make_file_loader, make_loader
 from bench.gpu_monitor import GpuMonitor
-from bench.measure import Stopwatch, TimedRegion, compile_count, forward_flops_per_image, peak_host_rss_mb
+from bench.measure import Stopwatch, TimedRegion, compile_count, peak_host_rss_mb
 from bench.memory import cpu_training_peak
 from bench.models import build_model
 from bench.progress import NullReporter, Reporter
 from bench.optim import Lookahead, build_optimizer
 from bench.schedules import lr_multiplier
-from bench.sparsity import Sparsifier, active_flops_per_image, parameter_counts, trace_point as sparse_trace
+from bench.sparsity import Sparsifier, active_count, layer_nonzeros, parameter_counts
 
 # ---------------------------------------------------------------- device policy ----
 
@@ -330,6 +330,7 @@ def train_run(suite_resolved: dict, data: PreparedData, seed: int, device: torch
     # utilization and power (a longer interval keeps its cost on a busy CPU negligible).
     region = TimedRegion(Stopwatch(device), GpuMonitor(device.index or 0, interval_s=0.1, reporter=reporter))
     curve: list[dict[str, Any]] = []
+    trace: list[torch.Tensor] = []  # nonzero parameters after each epoch, on the device
     train_time = deciding_eval_s = curve_eval_s = 0.0
     step = 0
     accuracy: float | None = None
@@ -366,6 +367,7 @@ def train_run(suite_resolved: dict, data: PreparedData, seed: int, device: torch
                 if lookahead is not None and step >= total_steps:
                     lookahead.update(model, decay=1.0)  # end on the slow weights
                 pruned = sparse.maybe_prune(epoch + 1)  # training work: in the timed region and train time
+                trace.append(active_count(model))  # the sparsity trace, in every run; read after the clock
                 # one sync per epoch; the mean over ranks, so every rank takes the same divergence decision
                 epoch_loss = dist.mean_(loss_sum / max(epoch_steps, 1)).item()
                 now = region.read()
@@ -378,10 +380,6 @@ def train_run(suite_resolved: dict, data: PreparedData, seed: int, device: torch
                     curve.append(point)
                     break
                 last = step >= total_steps
-                # the sparsity trace, in every run: bookkeeping, read with the clock and monitor paused
-                region.pause()
-                point["active_fraction"] = sparse_trace(model)
-                region.resume()
                 if pruned:
                     point["pruned"] = True
                 if mode == "reach" or last:
@@ -418,13 +416,14 @@ def train_run(suite_resolved: dict, data: PreparedData, seed: int, device: torch
         # ---------------- end of timed region ----------------
     gpu = region.monitor.summary()
     ranks = _rank_figures(dist, gpu, device, train_time, total_s)
-    # read before the sparsity counts' forward and the training-set evaluation, no part of the run
+    # read before the training-set evaluation, no part of the run
     peak_figures = _memory_figures(device)
     sparse.finalize()  # masks made permanent before anything is counted or saved
-    sparsity = {"method": sparse.method, "pruned_after_epochs": sparse.pruned_at, **parameter_counts(model)}
-    dense_flops = forward_flops_per_image(model, data.in_shape)
-    sparsity.update(flops_per_image=dense_flops,
-                    active_flops_per_image=active_flops_per_image(model, data.in_shape, dense_flops))
+    # the runner turns the layers' nonzeros into FLOPs (bench.runner.add_active_flops)
+    sparsity = {"method": sparse.method, "pruned_after_epochs": sparse.pruned_at, **parameter_counts(model),
+                "layer_nonzeros": layer_nonzeros(model)}
+    for point, active in zip(curve, torch.stack(trace).tolist() if trace else []):
+        point["active_fraction"] = active / sparsity["params"]
     weights_file = None
     if save_weights is not None and dist.is_main:  # one rank's copy: every rank holds the same weights
         with evaluated():

@@ -11,7 +11,7 @@ from bench.reports.check import CHANGED, OK, GateRule, check_model
 from bench.reports.leaderboard import _model
 from bench.optim import Lookahead, build_optimizer
 from bench.sparsity import (Sparsifier, active_flops_per_image, effective_weight, gradual_active_fractions,
-                            parameter_counts, prunable_layers)
+                            layer_nonzeros, output_positions, parameter_counts, prunable_layers)
 from bench.suites import load_suite
 from bench.train import PreparedData, _train_step, train_run
 from tests.helpers import separable_dataset, suite_text
@@ -152,15 +152,16 @@ def test_compiled_forward_honours_a_pruning_made_after_compilation():
 
 def test_active_flops_count_the_zero_weights_out():
     model = small_net()
+    positions = output_positions(model, (1, 8, 8))
+    assert positions == {"0": 36, "4": 1, "6": 1}  # a 3x3 conv on 8x8 has 6x6 outputs
     sparse = Sparsifier(model, spec(target=0.25, scope="layer"))
     sparse.attach()
     sparse.prune(0.25)
     sparse.finalize()
     conv, fc1, fc2 = prunable_layers(model)
-    dense = 10**6
     zeros = lambda m: m.weight.numel() - int(torch.count_nonzero(m.weight))  # noqa: E731
-    expected = dense - 2 * (zeros(conv) * 36 + zeros(fc1) + zeros(fc2))
-    assert active_flops_per_image(model, (1, 8, 8), dense) == expected
+    expected = 10**6 - 2 * (zeros(conv) * 36 + zeros(fc1) + zeros(fc2))
+    assert active_flops_per_image(10**6, positions, layer_nonzeros(model)) == expected
 
 
 # ---------------------------------------------------------------- through the trainer ----
@@ -202,7 +203,8 @@ def test_a_run_reports_counts_equal_to_a_direct_count_of_the_trained_network(tmp
     assert counts["params"] == sum(p.numel() for p in params)
     assert counts["active_params"] == sum(int(torch.count_nonzero(p)) for p in params)
     assert counts["prunable_active_params"] == round(0.1 * counts["prunable_params"])
-    assert counts["active_flops_per_image"] < counts["flops_per_image"]
+    assert counts["layer_nonzeros"] == {name: [m.weight.numel(), int(torch.count_nonzero(m.weight))]
+                                        for name, m in model.named_modules() if isinstance(m, nn.Linear)}
     # the trace: dense before the pruning, the pruned fraction after, marked where it happened
     trace = [p["active_fraction"] for p in run["curve"]]
     assert trace[0] > 0.99 and trace[1] == trace[2] == pytest.approx(counts["active_fraction"])
@@ -270,6 +272,7 @@ def test_the_cifar_sparse_suite_runs_on_cpu_with_short_overrides(tmp_path, monke
     counts = record["runs"][0]["sparsity"]
     assert counts["prunable_active_params"] == round(0.10 * counts["prunable_params"])
     assert record["model"]["active_params"] == counts["active_params"] < record["model"]["params"]
+    assert counts["flops_per_image"] == record["model"]["flops_per_image"] > counts["active_flops_per_image"] > 0
     assert [p.get("pruned", False) for p in record["runs"][0]["curve"]] == [True, True]
 
 
