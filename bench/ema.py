@@ -17,8 +17,10 @@ from torch import nn
 
 
 def _float_state(model: nn.Module) -> list[torch.Tensor]:
-    # parameters and floating buffers (BN running statistics); integer counters are left alone
-    return [t for t in model.state_dict(keep_vars=True).values() if t.is_floating_point()]
+    # parameters and floating buffers (BN running statistics); integer counters are left alone,
+    # and so are pruning masks (torch.nn.utils.prune's `*_mask` buffers): an average of masks is
+    # no mask, and the shadow is evaluated through the live one, so a pruned weight stays zero
+    return [t for k, t in model.state_dict(keep_vars=True).items() if t.is_floating_point() and not k.endswith("_mask")]
 
 
 class WeightEMA:
@@ -31,6 +33,12 @@ class WeightEMA:
     def maybe_update(self, step: int) -> None:
         if step % self.every == 0:
             torch._foreach_lerp_(self.shadow, self.live, 1.0 - self.decay)
+
+    @torch.no_grad()
+    def commit(self) -> None:
+        """The shadow becomes the model's own state for good (after training: what was evaluated
+        is what is counted, saved and evaluated on the training set)."""
+        torch._foreach_copy_(self.live, self.shadow)
 
     @contextmanager
     def swapped(self) -> Iterator[None]:

@@ -418,6 +418,8 @@ def train_run(suite_resolved: dict, data: PreparedData, seed: int, device: torch
     ranks = _rank_figures(dist, gpu, device, train_time, total_s)
     # read before the training-set evaluation, no part of the run
     peak_figures = _memory_figures(device)
+    if ema is not None:
+        ema.commit()  # from here on the model holds the weights the test set saw
     sparse.finalize()  # masks made permanent before anything is counted or saved
     # the runner turns the layers' nonzeros into FLOPs (bench.runner.add_active_flops)
     sparsity = {"method": sparse.method, "pruned_after_epochs": sparse.pruned_at, **parameter_counts(model),
@@ -426,12 +428,10 @@ def train_run(suite_resolved: dict, data: PreparedData, seed: int, device: torch
         point["active_fraction"] = active / sparsity["params"]
     weights_file = None
     if save_weights is not None and dist.is_main:  # one rank's copy: every rank holds the same weights
-        with evaluated():
-            weights_file = str(save_weights(model))
+        weights_file = str(save_weights(model))
     train_eval: dict[str, Any] = {}
     if recipe["train_eval"] and status == "complete":
-        with evaluated():  # the weights the test set saw (the EMA's, when there is one)
-            train_eval = _train_accuracy(step_model, data, recipe, kind, common, policy, memory, dist)
+        train_eval = _train_accuracy(step_model, data, recipe, kind, common, policy, memory, dist)
 
     trained_images = step * recipe["batch_size"]
     record: dict[str, Any] = {

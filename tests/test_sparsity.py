@@ -13,7 +13,9 @@ from bench.optim import Lookahead, build_optimizer
 from bench.sparsity import (Sparsifier, active_flops_per_image, effective_weight, gradual_active_fractions,
                             layer_nonzeros, output_positions, parameter_counts, prunable_layers)
 from bench.suites import load_suite
-from bench.train import PreparedData, _train_step, train_run
+from bench import train as trainer
+from bench.models import build_model
+from bench.train import PreparedData, _train_step, _train_step_for, train_run
 from tests.helpers import separable_dataset, suite_text
 
 CPU = torch.device("cpu")
@@ -134,6 +136,22 @@ def test_the_l1_penalty_moves_weights_toward_zero():
     assert penalized < 0.8 * dense
 
 
+
+@pytest.mark.parametrize("mode", ["none", "truncated", "sliding"])
+def test_the_l1_penalty_reaches_the_step_of_every_recipe(mode):
+    """The trainer binds the penalty into whichever step the recipe trains with (plain or BPTT)."""
+    def trained(l1):
+        torch.manual_seed(0)
+        model = build_model("lstm", 3, (1, 8, 8), {"hidden": 16}) if mode != "none" else small_net(seed=3)
+        sparse = Sparsifier(model, spec(method="l1", l1=l1, prune_epochs=[]))
+        step = _train_step_for({"bptt": {"mode": mode, "length": 4, "step": 2}}, sparse.penalty if l1 else None)
+        opt = build_optimizer(model, recipe(weight_decay=0.0, lr=0.02))
+        for images, labels in batches(20):
+            step(model, opt, None, images, labels, 0.0, None)
+        return sum(float(m.weight.detach().abs().sum()) for m in prunable_layers(model))
+
+    assert trained(1e-2) < 0.8 * trained(0.0)
+
 def test_compiled_forward_honours_a_pruning_made_after_compilation():
     """The masks go on before compiling; a later pruning changes the mask's values in place, and
     the compiled graph must compute with them (Dynamo does not guard on module hooks)."""
@@ -222,6 +240,24 @@ def test_a_pruning_run_is_the_same_with_and_without_the_warm_up(tmp_path, data):
     assert runs[0]["sparsity"] == runs[1]["sparsity"]
     assert [p["loss"] for p in runs[0]["curve"]] == [p["loss"] for p in runs[1]["curve"]]
 
+
+
+def test_weight_ema_evaluates_and_keeps_the_pruned_network(tmp_path, data, monkeypatch):
+    """With a weight EMA the evaluations use the shadow weights through the live masks (an
+    averaged mask would bring pruned weights back), and the shadow is what is counted and kept."""
+    seen, real = [], trainer.evaluate
+
+    def evaluate(model, *args, **kwargs):
+        seen.append(parameter_counts(model))
+        return real(model, *args, **kwargs)
+
+    monkeypatch.setattr(trainer, "evaluate", evaluate)
+    suite = sparse_suite(tmp_path, epochs=3, model_args="args = { hidden = [64] }")
+    suite.resolved["recipe"]["ema"] = {"every": 1, "decay": 0.9}
+    run = train_run(suite.resolved, data, seed=0, device=CPU)
+    kept = round(0.1 * run["sparsity"]["prunable_params"])
+    assert [c["prunable_active_params"] == kept for c in seen] == [False, True, True]  # pruned after epoch 2
+    assert run["sparsity"]["prunable_active_params"] == kept
 
 def test_reach_mode_judges_only_the_fully_pruned_network(tmp_path, data):
     # the dense net reaches the target after epoch 1; the pruning is after epoch 2
