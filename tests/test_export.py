@@ -47,6 +47,9 @@ def test_runs_export_of_the_committed_results_reads_back_with_its_dtypes(capsys,
             assert row["time_to_target_s"] == run["time_to_target_s"] and row["accuracy"] == run["accuracy"]
             assert row["suite"] == record["suite"]["name"] and row["params"] == record["model"]["params"]
             assert row["git_commit"] == record["code"]["git_commit"] and row["world_size"] == 1
+            # a run's own trained network's count where it has one (sparse training), else the model's
+            assert row["active_params"] == (run.get("sparsity") or {}).get("active_params",
+                                                                            record["model"]["active_params"])
             assert pd.isna(row["gpu_name"]) and pd.isna(row["energy_j"])  # CPU runs: no GPU, no NVML
             assert (pd.isna(row["mfu"]) if run.get("mfu") is None else row["mfu"] == run["mfu"])
 

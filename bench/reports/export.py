@@ -41,7 +41,7 @@ RUN_CONTEXT = ("suite_hash", "mode", "target", "verdict", "model", "dataset", "h
 
 _INTEGER = ("run", "seed", "steps", "train_images", "epoch", "step", "gpu_count", "world_size", "nnodes", "cpu_cores",
             "cudnn", "params", "trainable_params", "active_params", "flops_per_image", "train_flops_per_image", "runs",
-            "planned_runs", "timed_runs", "complete_runs")
+            "planned_runs", "timed_runs", "complete_runs", "active_flops_per_image")
 _BOOLEAN = ("reached_target", "channels_last", "git_dirty")
 _TIME = ("started_at", "finished_at")
 _FLOAT = ("accuracy", "train_accuracy", "time_to_target_s", "timed_s", "epochs", "train_time_s", "train_images_per_s", "mfu",
@@ -50,11 +50,12 @@ _FLOAT = ("accuracy", "train_accuracy", "time_to_target_s", "timed_s", "epochs",
           "energy_j", "mean_power_w",
           "max_power_w", "time_s", "loss", "target", "gpu_memory_gb", "ram_gb", "mean_accuracy", "ci_low",
           "ci_high", "ci_half_width", "accuracy_std", "pass_fraction", "median_time_s", "min_time_s",
-          "max_time_s", "iqr_time_s", "olympic_mean_time_s", "median_train_images_per_s", "mean_energy_j")
+          "max_time_s", "iqr_time_s", "olympic_mean_time_s", "median_train_images_per_s", "mean_energy_j",
+          "active_fraction", "mean_active_params", "mean_active_fraction", "sparsity_target")
 _STRING = ("id", "path", "status", "run_status", "invocation_status", "suite", "suite_hash", "overrides", "mode",
            "date", "code", "git_commit", "code_version", "machine", "hardware", "hostname", "device", "gpu_name",
            "gpu_driver", "cpu_model", "software", "loader", "torch", "cuda", "python", "os", "model", "dataset",
-           "verdict", "error", "precision", "compile", "node", "backend")
+           "verdict", "error", "precision", "compile", "node", "backend", "sparsity_method")
 DTYPES: dict[str, str] = {**{c: "Int64" for c in _INTEGER}, **{c: "boolean" for c in _BOOLEAN},
                           **{c: "float64" for c in _FLOAT}, **{c: "string" for c in _STRING},
                           **{c: "datetime64[us, UTC]" for c in _TIME}}
@@ -79,7 +80,14 @@ def typed(frame: pd.DataFrame) -> pd.DataFrame:
 def runs_table(found: ResultFrames) -> pd.DataFrame:
     """One row per run, with its invocation's context beside it."""
     context = found.invocations[["id", "status", *RUN_CONTEXT]].rename(columns={"status": "invocation_status"})
-    rows = found.runs.rename(columns={"status": "run_status"}).merge(context, on="id", how="left")
+    runs = found.runs.rename(columns={"status": "run_status"})
+    # A run's own figure (its trained network's active params) wins over the invocation's; files
+    # from before runs counted their nonzeros keep the invocation's.
+    shared = [c for c in RUN_CONTEXT if c in runs.columns]
+    rows = runs.merge(context, on="id", how="left", suffixes=("", "_invocation"))
+    for column in shared:
+        rows[column] = rows[column].astype(object).where(rows[column].notna(), rows[f"{column}_invocation"])
+    rows = rows.drop(columns=[f"{c}_invocation" for c in shared])
     return typed(rows.sort_values(["started_at", "id", "run"], kind="stable").reset_index(drop=True))
 
 
