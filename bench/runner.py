@@ -18,7 +18,7 @@ import torch
 
 from bench import finetune
 from bench.datasets import ArrayDataset, load_dataset
-from bench.distributed import SINGLE, Dist
+from bench.distributed import SINGLE, Dist, settle
 from bench.env import bf16_is_fast, code_version, fingerprint
 from bench.errors import BenchError
 from bench.loaders import choose_loader
@@ -259,6 +259,8 @@ def run_race(suites: list[Suite], *, runs: int | None = None, seed: int = 0, dev
                     entrant.run(i)
         return [(e.record, e.path) for e in entrants]
     except BaseException as exc:
+        if dist.active:
+            exc = settle(exc)
         for entrant in entrants:
             entrant.stop(exc)
         if isinstance(exc, KeyboardInterrupt):

@@ -136,6 +136,7 @@ run = train_run(suite.resolved, data, seed=5, device=torch.device("cpu"), dist=d
 if dist.is_main:
     open({out!r}, "w").write(json.dumps(run, default=str))
 distributed.leave(dist)
+distributed.exit_rank(0)  # as `python -m bench` ends a rank
 """
 
 
@@ -251,3 +252,26 @@ def test_ctrl_c_ends_the_ranks_as_interrupted_with_the_finished_runs_kept(tmp_pa
     assert code == 130, err[-3000:]
     assert record["status"] == "interrupted" and record["aggregate"]["verdict"] == "INCOMPLETE"
     assert 1 <= len(record["runs"]) < 3 and record["error"] is None
+
+
+def test_a_rank_whose_collective_failed_on_a_peers_ctrl_c_records_its_own_ctrl_c():
+    """With Ctrl-C every rank is signalled, but one blocked in a collective can see the faster
+    peer's exit first: its own SIGINT, arriving within the grace, is what ended it. Without one,
+    the failure stands. Either way the launcher's SIGTERM can no longer cut the save short."""
+    import threading
+
+    from bench.distributed import settle
+
+    saved = signal.getsignal(signal.SIGTERM)
+    try:
+        peer_gone = RuntimeError("Connection closed by peer")
+        timer = threading.Timer(0.05, os.kill, (os.getpid(), signal.SIGINT))
+        timer.start()
+        assert isinstance(settle(peer_gone), KeyboardInterrupt)
+        timer.join()
+        assert signal.getsignal(signal.SIGTERM) == signal.SIG_IGN
+        assert settle(peer_gone) is peer_gone
+        interrupt = KeyboardInterrupt()
+        assert settle(interrupt) is interrupt
+    finally:
+        signal.signal(signal.SIGTERM, saved)
