@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from bench.errors import BenchError
+from bench.optim import minimize
 
 MODES = ("full", "truncated", "sliding", "shuffled")
 
@@ -71,15 +72,7 @@ def bptt_train_step(model: nn.Module, optimizer, scaler, images: torch.Tensor, l
     def update(compute: Callable[[], torch.Tensor]) -> torch.Tensor:
         with torch.autocast(device_type, dtype=autocast or torch.float32, enabled=autocast is not None):
             loss = compute()
-        objective = loss if penalty is None else loss + penalty()  # each update minimizes the L1 term too
-        optimizer.zero_grad(set_to_none=True)
-        if scaler is not None:
-            scaler.scale(objective).backward()
-            scaler.step(optimizer)
-            scaler.update()
-        else:
-            objective.backward()
-            optimizer.step()
+        minimize(loss, optimizer, scaler, penalty)  # the L1 term in each update
         return loss.detach()
 
     seq = net.sequence(images)

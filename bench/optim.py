@@ -192,3 +192,19 @@ class Lookahead:
     def maybe_update(self, model: nn.Module, step: int, total_steps: int) -> None:
         if step % self.every == 0:
             self.update(model, self.decay ** self.every * (step / total_steps) ** 3)
+
+
+def minimize(loss: torch.Tensor, optimizer: torch.optim.Optimizer, scaler, penalty=None) -> None:
+    """One optimizer update on `loss` plus `penalty()` where it gives a term (the sparsity
+    recipe's L1; None for none): gradients cleared, backward (through the GradScaler when fp16
+    training has one), step. Every training step form (plain, BPTT) ends with this."""
+    extra = penalty() if penalty is not None else None
+    objective = loss if extra is None else loss + extra
+    optimizer.zero_grad(set_to_none=True)
+    if scaler is not None:
+        scaler.scale(objective).backward()
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        objective.backward()
+        optimizer.step()

@@ -45,7 +45,7 @@ from bench.measure import Stopwatch, TimedRegion, compile_count, peak_host_rss_m
 from bench.memory import cpu_training_peak
 from bench.models import build_model
 from bench.progress import NullReporter, Reporter
-from bench.optim import Lookahead, build_optimizer
+from bench.optim import Lookahead, build_optimizer, minimize
 from bench.schedules import lr_multiplier
 from bench.sparsity import Sparsifier, active_count, layer_nonzeros, parameter_counts
 
@@ -199,16 +199,7 @@ def _train_step(model, optimizer, scaler, images, labels, smoothing, autocast, p
     autocast) is added to what is minimized but not to the loss reported, so curves compare."""
     with torch.autocast(images.device.type, dtype=autocast or torch.float32, enabled=autocast is not None):
         loss = F.cross_entropy(model(images), labels, label_smoothing=smoothing)
-    extra = penalty() if penalty is not None else None
-    objective = loss if extra is None else loss + extra
-    optimizer.zero_grad(set_to_none=True)
-    if scaler is not None:
-        scaler.scale(objective).backward()
-        scaler.step(optimizer)
-        scaler.update()
-    else:
-        objective.backward()
-        optimizer.step()
+    minimize(loss, optimizer, scaler, penalty)
     return loss.detach()
 
 

@@ -83,6 +83,12 @@ seeds = [0, 1]
 """
 
 
+def serve_separable_data(patch) -> None:
+    """Every data set a suite names is the separable set (for the runner and a study's pre-flight)."""
+    patch.setattr("bench.runner.load_dataset", lambda *a, **k: separable_dataset())
+    patch.setattr("bench.datasets.load_dataset", lambda *a, **k: separable_dataset())
+
+
 def run_synthetic_study(folder):
     """A finished study on the separable set (8 cells: train_size x batch_size x 2 seeds):
     returns (study file, results folder)."""
@@ -98,8 +104,7 @@ def run_synthetic_study(folder):
     results = folder / "results"
     threads = torch.get_num_threads()
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr("bench.runner.load_dataset", lambda *a, **k: separable_dataset())
-        patch.setattr("bench.datasets.load_dataset", lambda *a, **k: separable_dataset())
+        serve_separable_data(patch)
         patch.setattr("bench.studies.sweep.REPORT_EVERY_S", 1e9)
         torch.set_num_threads(1)
         try:

@@ -12,7 +12,7 @@ from bench.cli import main
 from bench.reports.frame import load_results
 from bench.studies.ledger import read_ledger
 from bench.studies.study import identity_hash, load_study
-from tests.helpers import separable_dataset
+from tests.helpers import STUDY_BASE, serve_separable_data
 
 STUDY = """
 name = "syn"
@@ -23,24 +23,6 @@ seeds = [0, 1]
 "recipe.train_eval" = 64
 [axes]
 "recipe.lr" = [0.05, 0.002]
-"""
-
-SUITE = """
-name = "syn-base"
-mode = "budget"
-target = 0.9
-devices = ["cpu"]
-[dataset]
-name = "fashion-mnist"
-[model]
-name = "mlp"
-args = { hidden = [16] }
-[recipe]
-epochs = 2
-batch_size = 32
-eval_batch_size = 64
-lr = 0.05
-warmup_steps = 1
 """
 
 
@@ -54,9 +36,8 @@ def quick(one_torch_thread, monkeypatch):
 @pytest.fixture
 def study(tmp_path, monkeypatch):
     """A study file over a synthetic data set (the runner and the pre-flight load it)."""
-    monkeypatch.setattr("bench.runner.load_dataset", lambda *a, **k: separable_dataset())
-    monkeypatch.setattr("bench.datasets.load_dataset", lambda *a, **k: separable_dataset())
-    (tmp_path / "base.toml").write_text(SUITE)
+    serve_separable_data(monkeypatch)
+    (tmp_path / "base.toml").write_text(STUDY_BASE)  # its lr is the study's axis, its train_eval the study's set
     path = tmp_path / "syn.toml"
     path.write_text(STUDY.format(suite="base.toml"))
     return path
