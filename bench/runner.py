@@ -56,13 +56,16 @@ def subset(dataset: ArrayDataset, train_size: int | None, test_size: int | None)
                         test_labels=test_y, classes=dataset.classes, source=dataset.source, sha256=dataset.sha256)
 
 
-def model_figures(suite: Suite, data: PreparedData) -> dict[str, Any]:
+def model_figures(suite: Suite, data: PreparedData) -> tuple[dict[str, Any], dict[str, int]]:
+    """The result's model block, and where each conv and linear layer applies its weights (for
+    the FLOPs a run's active weights imply), from one freshly built network."""
     model = build_model(suite.model["name"], data.num_classes, data.in_shape, suite.model["args"], where="model")
     if suite.model["freeze"] == "features":  # the trainable count is what fine-tuning trains
         finetune.freeze_features(model, suite.model["name"])
     flops = forward_flops_per_image(model, data.in_shape)
-    return {"name": suite.model["name"], "args": suite.model["args"], **count_params(model),
-            "flops_per_image": flops, "train_flops_per_image": 3 * flops, "input_shape": list(data.in_shape)}
+    figures = {"name": suite.model["name"], "args": suite.model["args"], **count_params(model),
+               "flops_per_image": flops, "train_flops_per_image": 3 * flops, "input_shape": list(data.in_shape)}
+    return figures, output_positions(model, data.in_shape)
 
 
 def add_active_flops(run: dict[str, Any], dense_flops: int, positions: dict[str, int]) -> None:
@@ -138,8 +141,7 @@ class Invocation:
         self.peak = peak[0] * self.dist.world_size
         env = fingerprint(device)
         env["distributed"] = self.dist.describe()
-        self.positions = output_positions(build_model(suite.model["name"], self.data.num_classes, self.data.in_shape,
-                                                      suite.model["args"], where="model"), self.data.in_shape)
+        model, self.positions = model_figures(suite, self.data)
         self.record = {
             "schema_version": SCHEMA_VERSION,
             "id": self.writer.run_id if self.writer else None,
@@ -150,7 +152,7 @@ class Invocation:
                       "path": str(suite.path), "resolved": suite.resolved},
             "code": code_version(),
             "env": env,
-            "model": model_figures(suite, self.data),
+            "model": model,
             "dataset": {"name": dataset.name, "source": dataset.source, "sha256": dataset.sha256,
                         "train_size": len(dataset.train_labels), "test_size": len(dataset.test_labels),
                         "classes": list(dataset.classes), "shape": list(self.data.in_shape)},

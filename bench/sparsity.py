@@ -39,8 +39,6 @@ import torch
 from torch import nn
 from torch.nn.utils import prune
 
-METHODS = ("none", "l1", "magnitude")
-SCOPES = ("global", "layer")
 _PRUNABLE = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
 
 
@@ -157,6 +155,7 @@ class Sparsifier:
 
     @property
     def active(self) -> bool:
+        """The recipe can change which weights are nonzero (a dense one cannot: it has no trace)."""
         return self.method != "none"
 
     def attach(self) -> None:

@@ -358,7 +358,8 @@ def train_run(suite_resolved: dict, data: PreparedData, seed: int, device: torch
                 if lookahead is not None and step >= total_steps:
                     lookahead.update(model, decay=1.0)  # end on the slow weights
                 pruned = sparse.maybe_prune(epoch + 1)  # training work: in the timed region and train time
-                trace.append(active_count(model))  # the sparsity trace, in every run; read after the clock
+                if sparse.active:  # the sparsity trace, counted on the device; read after the clock
+                    trace.append(active_count(model))
                 # one sync per epoch; the mean over ranks, so every rank takes the same divergence decision
                 epoch_loss = dist.mean_(loss_sum / max(epoch_steps, 1)).item()
                 now = region.read()

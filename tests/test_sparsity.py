@@ -230,6 +230,14 @@ def test_a_run_reports_counts_equal_to_a_direct_count_of_the_trained_network(tmp
     assert run["accuracy"] >= 0.9
 
 
+
+def test_a_dense_run_is_counted_but_makes_no_per_epoch_trace(tmp_path, data):
+    """A dense recipe cannot change which weights are nonzero: its run is counted once, after the
+    clock, and its timed region does no counting."""
+    run = train_run(sparse_suite(tmp_path, extra="", epochs=2).resolved, data, seed=0, device=CPU)
+    assert run["sparsity"]["method"] == "none" and run["sparsity"]["active_params"] > 0
+    assert all("active_fraction" not in point for point in run["curve"])
+
 def test_a_pruning_run_is_the_same_with_and_without_the_warm_up(tmp_path, data):
     """The warm-up trains on the masked weights and restores them; the masks must come back too."""
     runs = [train_run(sparse_suite(tmp_path, epochs=3).resolved | {}, data, seed=1, device=CPU)]
