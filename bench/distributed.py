@@ -17,6 +17,7 @@ import datetime
 import os
 import signal
 import socket
+import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -211,8 +212,6 @@ def exit_rank(code: int) -> None:
     exception", SIGABRT, no Python frame) after everything was done and saved, turning a finished
     run into a failed launch; the result file is written atomically before this point and the
     process group is gone, so nothing is lost by skipping the teardown."""
-    import sys
-
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
