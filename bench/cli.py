@@ -154,7 +154,7 @@ def studies_table() -> Table:
 def cmd_run(args: argparse.Namespace, console: Console) -> int:
     from bench import distributed
     from bench.progress import NullReporter, RichReporter
-    from bench.results import default_results_dir
+    from bench.record.files import default_results_dir
     from bench.runner import Interrupted, run_race
     from bench.suites import load_suite
     from bench.summary import aggregate_table, runs_table
@@ -195,8 +195,8 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
 
 def _mllog_writer(base: Path, suites: list, runs: int | None, console: Console):
     """Checks the log names before any work, and returns what writes each run's log: a view
-    of the result file just saved, read back through the reports' reader."""
-    from bench.reports.frame import load_results
+    of the result file just saved, read back through the one reader."""
+    from bench.record.files import load_results
     from bench.reports.mlperf import check_log_paths, log_paths, mlperf_log, write_log
 
     paths = log_paths(base, [(s.name, runs if runs is not None else s.resolved["runs"]) for s in suites])
@@ -219,7 +219,7 @@ def _launch(args: argparse.Namespace, suites: list) -> int:
     node under torch.distributed.run; they rerun this command line without the launcher's flags."""
     from bench import distributed
     from bench.progress import RichReporter
-    from bench.results import ResultWriter, default_results_dir
+    from bench.record.files import ResultWriter, default_results_dir
     from bench.train import resolve_device
 
     nproc = args.nproc_per_node if args.nproc_per_node is not None else 1

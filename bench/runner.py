@@ -19,13 +19,14 @@ import torch
 from bench import finetune
 from bench.datasets import ArrayDataset, load_dataset
 from bench.distributed import SINGLE, Dist, settle
-from bench.env import bf16_is_fast, code_version, fingerprint
+from bench.env import bf16_is_fast, fingerprint
 from bench.errors import BenchError
 from bench.loaders import choose_loader
-from bench.measure import aggregate, count_params, forward_flops_per_image, matmul_flops_per_s
+from bench.measure import count_params, forward_flops_per_image, matmul_flops_per_s
 from bench.models import build_model
 from bench.progress import NullReporter, Reporter
-from bench.results import SCHEMA_VERSION, ResultWriter
+from bench.record.build import dataset_block, error_block, finish, invocation_head
+from bench.record.files import ResultWriter
 from bench.sparsity import active_flops_per_image, output_positions
 from bench.suites import Suite
 from bench.train import PreparedData, resolve_device, train_run
@@ -142,38 +143,19 @@ class Invocation:
         env = fingerprint(device)
         env["distributed"] = self.dist.describe()
         model, self.positions = model_figures(suite, self.data)
-        self.record = {
-            "schema_version": SCHEMA_VERSION,
-            "id": self.writer.run_id if self.writer else None,
-            "status": "interrupted",  # until the last run is in
-            "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "finished_at": None,
-            "suite": {"name": suite.name, "hash": suite.hash, "overrides": suite.overrides,
-                      "path": str(suite.path), "resolved": suite.resolved},
-            "code": code_version(),
-            "env": env,
-            "model": model,
-            "dataset": {"name": dataset.name, "source": dataset.source, "sha256": dataset.sha256,
-                        "train_size": len(dataset.train_labels), "test_size": len(dataset.test_labels),
-                        "classes": list(dataset.classes), "shape": list(self.data.in_shape)},
-            "invocation": {"device": device.type, "seeds": self.seeds, "data_prep_s": data_prep_s,
-                           "loader": self.loader, "matmul_flops_per_s": peak[0], "world_size": self.dist.world_size,
-                           "matmul_dtype": str(peak[1]).replace("torch.", ""), "command": self.command or sys.argv,
-                           "race": None},
-            "runs": [],
-            "aggregate": aggregate([], suite.target),
-            "error": None,
-        }
+        self.record = invocation_head(
+            suite, run_id=self.writer.run_id if self.writer else None,
+            status="interrupted",  # until the last run is in
+            env=env, model=model, dataset=dataset_block(dataset, self.data.in_shape),
+            invocation={"device": device.type, "seeds": self.seeds, "data_prep_s": data_prep_s,
+                        "loader": self.loader, "matmul_flops_per_s": peak[0], "world_size": self.dist.world_size,
+                        "matmul_dtype": str(peak[1]).replace("torch.", ""), "command": self.command or sys.argv,
+                        "race": None})
         return peak
 
     def save(self, status: str) -> Path | None:
         record = self.record
-        record["status"] = status
-        record["aggregate"] = aggregate(record["runs"], self.suite.target)
-        if status in ("interrupted", "failed"):
-            # the figures over the finished runs stay, but a partial invocation earns no verdict
-            record["aggregate"]["verdict"] = "INCOMPLETE"
-        record["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        finish(record, status, self.suite.target)
         if self.writer is not None:  # the other ranks hold the same record and write nothing
             self.path = self.writer.write(record)
         return self.path
@@ -211,11 +193,10 @@ class Invocation:
                 self.save("interrupted")
         elif isinstance(exc, BenchError):
             if self.record["runs"]:  # bad input before any run leaves results/ untouched
-                self.record["error"] = {"type": "BenchError", "message": str(exc)}
+                self.record["error"] = error_block(exc)
                 self.save("failed")
         else:
-            self.record["error"] = {"type": type(exc).__name__, "message": str(exc),
-                                    "traceback": traceback.format_exc()}
+            self.record["error"] = error_block(exc, traceback.format_exc())
             self.save("failed")
 
 

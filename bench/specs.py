@@ -52,7 +52,7 @@ from bench.measure import Stopwatch, count_params, forward_flops_per_image
 from bench.models import build_model, model_names
 from bench.models.zoo import DEFAULT_INPUT, ZOO, layer_counts
 from bench.progress import Reporter, RichReporter
-from bench.results import link_new, staged_file
+from bench.record.files import link_new, staged_file
 
 SCHEMA_VERSION = 1
 DEFAULT_BATCH = {"cpu": 8, "cuda": 64}

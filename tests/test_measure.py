@@ -5,9 +5,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from bench.measure import aggregate, count_params, forward_flops_per_image, mean_ci95, t_critical_95, time_summary
-from bench.results import ResultWriter
-from bench.schema import migrate
+from bench.measure import count_params, forward_flops_per_image
+from bench.record.files import ResultWriter
+from bench.record.schema import migrate
+from bench.record.stats import aggregate, mean_ci95, t_critical_95, time_summary
 
 
 def run(acc, t, status="complete"):

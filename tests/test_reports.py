@@ -23,10 +23,10 @@ from rich.console import Console
 
 from bench.errors import BenchError
 from bench.progress import RecordingReporter
+from bench.record.schema import SCHEMA_VERSION
 from bench.reports import check, compare, leaderboard
 from bench.reports.frame import hardware_label, machine_label, read_results, require_results
 from bench.reports.specs import parse_row, read_spec_tables
-from bench.schema import SCHEMA_VERSION
 
 FIXTURES = Path(__file__).parent / "fixtures" / "results"
 H100 = "NVIDIA H100 80GB HBM3 on synthetic-fixture-gpu-1"

@@ -11,10 +11,10 @@ import jsonschema
 import pytest
 
 from bench.cli import main
+from bench.record.files import InvalidRecord, ResultWriter
+from bench.record.schema import SCHEMA_PATH, SCHEMA_VERSION, migrate, result_schema
 from bench.reports.frame import read_results
-from bench.results import InvalidRecord, ResultWriter
 from bench.runner import run_invocation
-from bench.schema import SCHEMA_PATH, SCHEMA_VERSION, migrate, result_schema
 from bench.suites import load_suite
 from tests.helpers import separable_dataset, suite_text
 

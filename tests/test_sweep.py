@@ -9,7 +9,7 @@ import pytest
 
 import bench.train
 from bench.cli import main
-from bench.reports.frame import load_results
+from bench.record.files import load_results
 from bench.studies.ledger import read_ledger
 from bench.studies.study import identity_hash, load_study
 from tests.helpers import STUDY_BASE, serve_separable_data

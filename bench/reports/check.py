@@ -46,9 +46,9 @@ from rich.table import Table
 
 from bench.errors import BenchError
 from bench.progress import RichReporter
+from bench.record.files import results_root
 from bench.reports import formatting as fmt
 from bench.reports.frame import newest_first, read_results
-from bench.results import results_root
 
 OK, REGRESSION, CHANGED, INFO = "ok", "REGRESSION", "changed", "info"
 

@@ -5,10 +5,10 @@
     invocations  one row per result file: status, verdict and the aggregate over its runs
     curves       one row per epoch of a run: time, loss, accuracy
 
-A view of the result files, read through the same frames as every report (bench.reports.frame),
-never a second source of truth. Columns have fixed dtypes whatever the data (nullable Int64,
-float64, boolean, string, UTC datetimes), so `pd.read_parquet` gives a notebook the same
-frame on every machine. Parquet keeps the dtypes; CSV and JSON (records) keep the values.
+A view of the result files, read through the same frames as every report (bench.reports.frame,
+over bench.record.files), never a second source of truth. Columns have fixed dtypes whatever
+the data (nullable Int64, float64, boolean, string, UTC datetimes), so `pd.read_parquet` gives
+a notebook the same frame on every machine. Parquet keeps the dtypes; CSV and JSON (records) keep the values.
 
 --out FILE is written atomically (a temporary file, then renamed); without it CSV and JSON
 go to stdout. An export never goes into the folder of result files it reads.
@@ -27,8 +27,8 @@ from rich.console import Console
 
 from bench.errors import BenchError
 from bench.progress import RichReporter
-from bench.reports.frame import ResultFrames, add_results_argument, require_results, result_files
-from bench.results import results_root, staged_file
+from bench.record.files import result_files, results_root, staged_file
+from bench.reports.frame import ResultFrames, add_results_argument, require_results
 
 FORMATS = ("csv", "parquet", "json")
 TABLES = ("runs", "invocations", "curves")

@@ -5,18 +5,14 @@ Three frames, all keyed by the invocation `id`:
   runs         one row per run (seed)
   curves       one row per point of a run's per-epoch curve
 
-A file that cannot be read as a result (bad JSON, not an object, missing keys) is
-skipped with a notice through the Reporter. A result of an older schema_version is
-migrated to the current one; one of a version this code does not know, and one that
-does not fit the result schema (bench/schema/result.schema.json), is refused with a
-BenchError naming the file and the field, because silently misreading or dropping a
-result would publish wrong numbers.
+The files are read, validated and migrated by the one reader, bench.record.files
+(load_results): a file that is no result is skipped with a notice, one the schema refuses
+is a BenchError naming the file and the field.
 """
 
 from __future__ import annotations
 
 import argparse
-
 import json
 import re
 from dataclasses import dataclass
@@ -26,84 +22,13 @@ from typing import Any, Iterable
 import pandas as pd
 
 from bench.errors import BenchError
-from bench.progress import NullReporter, Reporter
-from bench.schema import SCHEMA_VERSION, known_version, migrate, problem
-
-# Keys a file must have to be read as a result at all (DESIGN.md section 4).
-REQUIRED_KEYS = ("schema_version", "id", "status", "suite", "env", "aggregate")
+from bench.progress import Reporter
+from bench.record.files import LoadedResult, load_results
 
 
 def add_results_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--results", type=Path, metavar="DIR",
                         help="folder of result files: its runs/ when it has one (default: results, or $BENCH_RESULTS)")
-
-
-def result_files(source: Path) -> list[Path]:
-    """A file is itself; a folder holding runs/ means its runs/*.json, any other folder its *.json.
-
-    Dot files are skipped: the result writer's temporary files start with a dot.
-    """
-    source = Path(source)
-    if source.is_file():
-        return [source]
-    if not source.is_dir():
-        raise BenchError(f"{source}: no such file or folder")
-    folder = source / "runs" if (source / "runs").is_dir() else source
-    return sorted(p for p in folder.glob("*.json") if not p.name.startswith("."))
-
-
-@dataclass(frozen=True)
-class LoadedResult:
-    path: Path
-    record: dict[str, Any]
-
-
-def load_results(sources: Path | Iterable[Path], reporter: Reporter | None = None) -> list[LoadedResult]:
-    """Reads every result file under the given files or folders (each file once).
-
-    A file found in a folder that is not a result is skipped with a notice; a file named
-    on its own is the user's choice, so there it is an error."""
-    reporter = reporter or NullReporter()
-    paths: list[tuple[Path, bool]] = []
-    seen: set[Path] = set()
-    for source in ([sources] if isinstance(sources, (str, Path)) else sources):
-        named = Path(source).is_file()
-        for path in result_files(Path(source)):
-            if path.resolve() not in seen:
-                seen.add(path.resolve())
-                paths.append((path, named))
-    loaded = []
-    for path, named in paths:
-        record, problem = _read_one(path)
-        if problem is None:
-            loaded.append(LoadedResult(path, record))
-        elif named:
-            raise BenchError(f"{path}: {problem}; give a result JSON written by 'bench run'")
-        else:
-            reporter.notice(f"skipped {path}: {problem}")
-    return loaded
-
-
-def _read_one(path: Path) -> tuple[dict[str, Any] | None, str | None]:
-    """The record, or None and why the file is not one."""
-    try:
-        record = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        return None, f"not readable as JSON ({type(exc).__name__}: {exc})"
-    if not isinstance(record, dict):
-        return None, "not a result file (the JSON is not an object)"
-    missing = [k for k in REQUIRED_KEYS if k not in record]
-    if missing:
-        return None, f"not a result file (no {', '.join(repr(k) for k in missing)})"
-    if not known_version(record["schema_version"]):
-        raise BenchError(f"{path}: schema_version {record['schema_version']!r} is not one this bench reads "
-                         f"(it reads 1 to {SCHEMA_VERSION}); upgrade bench or leave the file out")
-    record = migrate(record)
-    invalid = problem(record)
-    if invalid:
-        raise BenchError(f"{path}: not a valid result file: {invalid} (see bench/schema/result.schema.json); "
-                         "fix the file or move it out of the results folder")
-    return record, None
 
 
 # ---------------------------------------------------------------- machine labels ----

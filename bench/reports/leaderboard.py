@@ -21,9 +21,9 @@ import pandas as pd
 from rich.console import Console
 
 from bench.progress import RichReporter
+from bench.record.files import results_root
 from bench.reports import formatting as fmt
 from bench.reports.frame import ResultFrames, add_results_argument, require_results
-from bench.results import results_root
 from bench.reports.render import ReportTable, html_page, table_html, table_markdown, table_rich
 
 RANKED_COLUMNS = ["rank", "median time to target (IQR)", "mean accuracy ± 95% CI (pp)", "runs", "runs ≥ target",

@@ -29,10 +29,10 @@ from pathlib import Path
 from typing import Any
 
 from bench.errors import BenchError
+from bench.record.files import link_new, staged_file
 from bench.reports.frame import code_label, machine_label
-from bench.results import link_new, staged_file
 
-RULESET = Path(__file__).resolve().parent.parent / "schema" / "mlperf_ruleset.yaml"
+RULESET = Path(__file__).resolve().parent.parent / "record" / "schema" / "mlperf_ruleset.yaml"
 REPO_ROOT = Path(__file__).resolve().parent.parent.parent
 
 # MLPerf's names for the arithmetic a run's matmuls and convolutions used

@@ -33,11 +33,11 @@ from typing import Any
 
 import pandas as pd
 
-from bench.measure import mean_ci95
+from bench.record.files import staged_file
+from bench.record.stats import mean_ci95
 from bench.reports import formatting as fmt
 from bench.reports.frame import frames
 from bench.reports.render import SORT_SCRIPT, ReportTable, html_page, png_img_html, table_html, table_markdown
-from bench.results import staged_file
 from bench.studies.ledger import Ledger, record_cell_key
 from bench.studies.study import Study, toml_value, value_label
 

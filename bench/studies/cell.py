@@ -9,19 +9,15 @@ reason, which the study keeps and lists. Ctrl-C is no failure of the cell: it pr
 
 from __future__ import annotations
 
-import json
 import shutil
 import tempfile
-import time
-import traceback
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.errors import BenchError
-from bench.measure import aggregate
 from bench.progress import Reporter
-from bench.results import SCHEMA_VERSION
+from bench.record import build
+from bench.record.files import read_result, result_files
 from bench.suites import Suite
 
 
@@ -42,7 +38,7 @@ def run_cell(job: CellJob, reporter: Reporter | None = None) -> dict[str, Any]:
     """The cell's result record: complete or diverged, or failed with the reason."""
     from bench.runner import Interrupted, run_invocation  # torch: imported where cells run
 
-    started = _now()
+    started = build.now()
     scratch = Path(tempfile.mkdtemp(prefix="bench-cell-"))
     try:
         try:
@@ -60,49 +56,19 @@ def run_cell(job: CellJob, reporter: Reporter | None = None) -> dict[str, Any]:
 
 
 def _saved(folder: Path) -> dict[str, Any] | None:
-    files = sorted(folder.glob("*.json"))
-    return json.loads(files[-1].read_text()) if files else None
-
-
-def _now() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    """The record the invocation saved in its scratch folder, if it got as far as one."""
+    files = result_files(folder)
+    return read_result(files[-1])[0] if files else None
 
 
 def failed_record(job: CellJob, exc: BaseException | str, started: str | None = None) -> dict[str, Any]:
     """An ordinary result record (same schema as `bench run`'s) for a cell that produced none:
     status failed, no runs, the error. `exc` may be a reason in words (a worker that died)."""
-    from bench.env import code_version, fingerprint
-
-    if isinstance(exc, BaseException):
-        error: dict[str, Any] = {"type": type(exc).__name__, "message": str(exc)}
-        if not isinstance(exc, BenchError):
-            error["traceback"] = "".join(traceback.format_exception(exc))
-    else:
-        error = {"type": "WorkerError", "message": exc}
     import torch
 
     # where the cell would have trained ("auto" as the runner resolves it)
     device = job.device if job.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
-    suite = job.suite
-    agg = aggregate([], suite.target)
-    agg["verdict"] = "INCOMPLETE"
-    return {
-        "schema_version": SCHEMA_VERSION,
-        "id": "",  # the writer names it
-        "status": "failed",
-        "started_at": started or _now(),
-        "finished_at": _now(),
-        "suite": {"name": suite.name, "hash": suite.hash, "overrides": suite.overrides, "path": str(suite.path),
-                  "resolved": suite.resolved},
-        "code": code_version(),
-        "env": fingerprint(torch.device(device)),
-        "model": None,     # never built, the data never loaded (the schema admits null for this)
-        "dataset": None,
-        # the fields an invocation records, unknown (null) where it never got as far
-        "invocation": {"device": device, "seeds": [job.seed], "data_prep_s": None, "loader": None,
-                       "matmul_flops_per_s": None, "matmul_dtype": None, "command": job.command, "race": None},
-        "runs": [],
-        "aggregate": agg,
-        "error": error,
-        "study": job.study,
-    }
+    record = build.failed_record(job.suite, seed=job.seed, device=device, command=job.command,
+                                 error=build.error_block(exc), started_at=started)
+    record["study"] = job.study
+    return record

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.progress import Reporter
-from bench.reports.frame import LoadedResult, load_results
+from bench.record.files import LoadedResult, load_results
 from bench.studies.study import Cell, Study, cell_key, identity_hash
 
 DONE_STATUSES = ("complete", "diverged")

@@ -25,7 +25,7 @@ from rich.table import Table
 
 from bench.errors import BenchError
 from bench.progress import BoardReporter, RichReporter
-from bench.results import ResultWriter, results_root
+from bench.record.files import ResultWriter, results_root
 from bench.studies.cell import CellJob
 from bench.studies.ledger import Ledger, read_ledger
 from bench.studies.study import Cell, Study, load_study, value_label

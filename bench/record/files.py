@@ -1,9 +1,18 @@
-"""Result files: one JSON per invocation under results/runs/, written atomically, never colliding.
+"""Result files: one JSON per invocation under results/runs/, written atomically, never
+colliding, and read back through one reader.
 
-The first write links a fully written temp file to a fresh name (os.link fails if
+Writing: the first write links a fully written temp file to a fresh name (os.link fails if
 the name exists, so nothing already there is overwritten); later writes of the same
 invocation replace it atomically. While runs are still going the file says
 `interrupted`, so a process killed outright leaves an honest record of what finished.
+Every record is validated against the schema (bench/record/schema/result.schema.json)
+before it reaches disk.
+
+Reading: a file that cannot be read as a result (bad JSON, not an object, missing keys) is
+skipped with a notice through the Reporter. A result of an older schema_version is
+migrated to the current one; one of a version this code does not know, and one that
+does not fit the result schema, is refused with a BenchError naming the file and the
+field, because silently misreading or dropping a result would publish wrong numbers.
 """
 
 from __future__ import annotations
@@ -17,13 +26,18 @@ import socket
 import tempfile
 import time
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 from bench.errors import BenchError
-from bench.schema import SCHEMA_VERSION, problem  # noqa: F401  (SCHEMA_VERSION: the runner stamps records with it)
+from bench.progress import NullReporter, Reporter
+from bench.record.schema import SCHEMA_VERSION, known_version, migrate, problem
 
 STATUSES = ("complete", "interrupted", "diverged", "failed")
+
+# Keys a file must have to be read as a result at all (DESIGN.md section 4).
+REQUIRED_KEYS = ("schema_version", "id", "status", "suite", "env", "aggregate")
 
 
 def results_root() -> Path:
@@ -87,7 +101,7 @@ def _check_schema(text: str, folder: Path) -> None:
     """Every writer validates: a file that readers would refuse is never published."""
     invalid = problem(json.loads(text))
     if invalid:
-        raise InvalidRecord(f"the result record for {folder} does not fit bench/schema/result.schema.json "
+        raise InvalidRecord(f"the result record for {folder} does not fit bench/record/schema/result.schema.json "
                             f"({invalid}); it was not written. This is a bug in bench: the writer and the schema "
                             "disagree, and the schema must describe what the harness writes")
 
@@ -135,3 +149,74 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, Path):
         return str(value)
     raise TypeError(f"not JSON serializable: {type(value).__name__}")
+
+
+# ---------------------------------------------------------------- reading ----
+
+def result_files(source: Path) -> list[Path]:
+    """A file is itself; a folder holding runs/ means its runs/*.json, any other folder its *.json.
+
+    Dot files are skipped: the result writer's temporary files start with a dot.
+    """
+    source = Path(source)
+    if source.is_file():
+        return [source]
+    if not source.is_dir():
+        raise BenchError(f"{source}: no such file or folder")
+    folder = source / "runs" if (source / "runs").is_dir() else source
+    return sorted(p for p in folder.glob("*.json") if not p.name.startswith("."))
+
+
+@dataclass(frozen=True)
+class LoadedResult:
+    path: Path
+    record: dict[str, Any]
+
+
+def load_results(sources: Path | Iterable[Path], reporter: Reporter | None = None) -> list[LoadedResult]:
+    """Reads every result file under the given files or folders (each file once).
+
+    A file found in a folder that is not a result is skipped with a notice; a file named
+    on its own is the user's choice, so there it is an error."""
+    reporter = reporter or NullReporter()
+    paths: list[tuple[Path, bool]] = []
+    seen: set[Path] = set()
+    for source in ([sources] if isinstance(sources, (str, Path)) else sources):
+        named = Path(source).is_file()
+        for path in result_files(Path(source)):
+            if path.resolve() not in seen:
+                seen.add(path.resolve())
+                paths.append((path, named))
+    loaded = []
+    for path, named in paths:
+        record, why_not = read_result(path)
+        if why_not is None:
+            loaded.append(LoadedResult(path, record))
+        elif named:
+            raise BenchError(f"{path}: {why_not}; give a result JSON written by 'bench run'")
+        else:
+            reporter.notice(f"skipped {path}: {why_not}")
+    return loaded
+
+
+def read_result(path: Path) -> tuple[dict[str, Any] | None, str | None]:
+    """The record brought to the current schema version, or None and why the file is not a
+    result. A result this bench cannot read, or one the schema refuses, is a BenchError."""
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return None, f"not readable as JSON ({type(exc).__name__}: {exc})"
+    if not isinstance(record, dict):
+        return None, "not a result file (the JSON is not an object)"
+    missing = [k for k in REQUIRED_KEYS if k not in record]
+    if missing:
+        return None, f"not a result file (no {', '.join(repr(k) for k in missing)})"
+    if not known_version(record["schema_version"]):
+        raise BenchError(f"{path}: schema_version {record['schema_version']!r} is not one this bench reads "
+                         f"(it reads 1 to {SCHEMA_VERSION}); upgrade bench or leave the file out")
+    record = migrate(record)
+    invalid = problem(record)
+    if invalid:
+        raise BenchError(f"{path}: not a valid result file: {invalid} (see bench/record/schema/result.schema.json); "
+                         "fix the file or move it out of the results folder")
+    return record, None
