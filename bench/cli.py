@@ -15,11 +15,9 @@ from rich.console import Console
 from rich.table import Table
 
 from bench import __version__
-from bench.errors import BenchError
+from bench.errors import EXIT_BAD_INPUT, EXIT_BROKEN, EXIT_FAIL, EXIT_INTERRUPTED, EXIT_OK, BenchError
 from bench.loaders import LOADER_KINDS
 from bench.suites import SCHEMA
-
-EXIT_FAIL, EXIT_BAD_INPUT, EXIT_BROKEN, EXIT_INTERRUPTED = 1, 2, 3, 130
 
 
 class _OneLineParser(argparse.ArgumentParser):
@@ -129,7 +127,7 @@ def cmd_list(args: argparse.Namespace, console: Console) -> int:
                       ",".join(s.resolved["devices"]), s.resolved["description"])
     console.print(table)
     console.print(studies_table())
-    return 0
+    return EXIT_OK
 
 
 def studies_table() -> Table:
@@ -190,7 +188,7 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
         console.print(f"result: {path}")
     if any(record["status"] != "complete" for record, _ in finished):
         return EXIT_BROKEN
-    return 0 if all(record["aggregate"]["verdict"] == "PASS" for record, _ in finished) else EXIT_FAIL
+    return EXIT_OK if all(record["aggregate"]["verdict"] == "PASS" for record, _ in finished) else EXIT_FAIL
 
 
 def _mllog_writer(base: Path, suites: list, runs: int | None, console: Console):
@@ -249,7 +247,7 @@ def cmd_env(args: argparse.Namespace, console: Console) -> int:
     info = {**fingerprint(), "code": code_version()}
     if args.json:
         print(json.dumps(info, indent=1))
-        return 0
+        return EXIT_OK
     table = Table(title="environment", show_header=False)
     table.add_column("key", style="bold")
     table.add_column("value")
@@ -263,7 +261,7 @@ def cmd_env(args: argparse.Namespace, console: Console) -> int:
 
     rows("", info)
     console.print(table)
-    return 0
+    return EXIT_OK
 
 
 def cmd_specs(args: argparse.Namespace, console: Console) -> int:

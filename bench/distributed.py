@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from bench.errors import BenchError
+from bench.errors import EXIT_BROKEN, EXIT_INTERRUPTED, EXIT_OK, BenchError
 
 # A collective that waits longer than this ends the run (failed) instead of hanging. It must
 # cover the longest gap between two ranks reaching the same collective: a first torch.compile
@@ -270,7 +270,7 @@ def launch(argv: list[str], *, nproc_per_node: int, nnodes: int = 1, node_rank: 
            notice=lambda message: None) -> int:
     """Runs `python -m bench <argv>` on nproc_per_node ranks of this node (one of nnodes) under
     torch.distributed.run and returns the exit code: rank 0's when it ended on its own terms,
-    EXIT_BROKEN (3) when a rank died, 130 when the launcher was interrupted."""
+    EXIT_BROKEN when a rank died, EXIT_INTERRUPTED when the launcher was interrupted (bench.errors)."""
     from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.run import get_args_parser, run
@@ -301,12 +301,12 @@ def launch(argv: list[str], *, nproc_per_node: int, nnodes: int = 1, node_rank: 
     os.environ.update(env_updates)
     try:
         run(args)
-        return 0
+        return EXIT_OK
     except ChildFailedError as failed:
         return _exit_code(failed.failures, notice)
     except SignalException as stop:
         notice(f"the launcher got {stop.sigval.name}; the ranks were stopped")
-        return 130 if stop.sigval == signal.SIGINT else 3
+        return EXIT_INTERRUPTED if stop.sigval == signal.SIGINT else EXIT_BROKEN
     finally:
         for k, v in saved.items():
             if v is None:
@@ -327,7 +327,7 @@ def _exit_code(failures: dict[int, Any], notice) -> int:
     if 0 in failures and failures[0].exitcode > 0:
         return failures[0].exitcode
     if died:
-        return 3
+        return EXIT_BROKEN
     return max(f.exitcode for f in failures.values())
 
 

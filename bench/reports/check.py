@@ -44,7 +44,7 @@ import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
-from bench.errors import BenchError
+from bench.errors import EXIT_FAIL, EXIT_OK, BenchError
 from bench.progress import RichReporter
 from bench.record.files import results_root
 from bench.reports import formatting as fmt
@@ -320,6 +320,6 @@ def command(args: argparse.Namespace, console: Console) -> int:
     if failed:
         console.print(regressions_table(failed))
         console.print(f"[bold red]regression[/bold red] in {', '.join(r.suite for r in failed)}")
-        return 1
+        return EXIT_FAIL
     console.print("[green]no regression[/green]")
-    return 0
+    return EXIT_OK

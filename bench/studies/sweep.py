@@ -23,14 +23,13 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from bench.errors import BenchError
+from bench.errors import EXIT_BROKEN, EXIT_INTERRUPTED, EXIT_OK, BenchError
 from bench.progress import BoardReporter, RichReporter
 from bench.record.files import ResultWriter, results_root
 from bench.studies.cell import CellJob
 from bench.studies.ledger import Ledger, read_ledger
 from bench.studies.study import Cell, Study, load_study, value_label
 
-EXIT_BROKEN, EXIT_INTERRUPTED = 3, 130
 REPORT_EVERY_S = 30.0  # the report is rewritten when a cell finishes this long after the last rewrite, and at the end
 
 
@@ -150,14 +149,14 @@ def command(args: argparse.Namespace, console: Console) -> int:
         left = len(ledger.where("pending")) + len(ledger.where("failed"))
         console.print(f"{_counts(ledger)}; {left} run{'s' if left != 1 else ''} to go (each one seed of one point) "
                       f"into {runs_dir}")
-        return 0
+        return EXIT_OK
     if args.report_only:
         if not ledger.results:
             raise BenchError(f"{runs_dir}: no result of this study yet; run 'bench sweep {args.study}' first")
         page, markdown = write_study_report(study, ledger, folder)
         console.print(best_line(study, study_frames(study, ledger)))
         console.print(f"{_counts(ledger)}\nwrote {markdown} and {page}")
-        return 0
+        return EXIT_OK
 
     todo = [state.cell for state in ledger.cells.values() if state.state != "done"]
     console.print(f"study {study.name}: {_counts(ledger)}; running {len(todo)} into {runs_dir}")
@@ -210,4 +209,4 @@ def command(args: argparse.Namespace, console: Console) -> int:
         console.print(f"[red]{len(ledger.where('failed'))} cells failed[/red] (reasons in the report); a rerun "
                       "retries them")
         return EXIT_BROKEN
-    return 0
+    return EXIT_OK
