@@ -59,8 +59,8 @@ recipe.batch_size = [32, 64, 128]
     # the first axis varies slowest; excluded points leave; included ones come back at the end
     assert points(study) == [(0.01, 64), (0.01, 128), (0.1, 32), (0.01, 32)]
     assert [p.suite.recipe["lr"] for p in study.points] == [0.01, 0.01, 0.1, 0.01]
-    assert len({p.hash for p in study.points}) == 4
-    assert [c.seed for c in study.cells[:2]] == [0, 1] and study.cells[0].key == f"{study.points[0].hash}-s0"
+    assert len({p.identity for p in study.points}) == 4
+    assert [c.seed for c in study.cells[:2]] == [0, 1] and study.cells[0].key == f"{study.points[0].identity}-s0"
 
 
 def test_random_strategy_draws_the_same_points_every_time(tmp_path):
@@ -79,7 +79,7 @@ def test_set_keys_dotted_or_quoted_mean_the_same(tmp_path):
     quoted = load_study(write(tmp_path, BASE + '[set]\n"recipe.epochs" = 3\n[axes]\n"recipe.lr" = [0.1]\n', "a.toml"))
     dotted = load_study(write(tmp_path, BASE + "[set]\nrecipe.epochs = 3\n[axes]\nrecipe.lr = [0.1]\n", "b.toml"))
     assert quoted.fixed == dotted.fixed == {"recipe.epochs": 3}
-    assert quoted.points[0].hash == dotted.points[0].hash
+    assert quoted.points[0].identity == dotted.points[0].identity
 
 
 def test_a_cell_is_the_bench_run_line_it_records(tmp_path):
@@ -91,7 +91,7 @@ def test_a_cell_is_the_bench_run_line_it_records(tmp_path):
     assert command[command.index("--seed") + 1] == str(cell.seed)
     sets = [command[i + 1] for i, arg in enumerate(command) if arg == "--set"]
     ran = load_suite("fashion-mnist-mlp", sets)
-    assert ran.hash == cell.point.suite.hash and identity_hash(ran.resolved) == cell.point.hash
+    assert ran.hash == cell.point.suite.hash and identity_hash(ran.resolved) == cell.point.identity
     assert [parse_override(s)[1] for s in sets][-3:] == [v for _, v in cell.point.values]
 
 
@@ -180,4 +180,4 @@ def test_a_new_suite_key_at_its_default_keeps_every_cell_identity(monkeypatch):
     assert {cell.key for cell in load_study("fmnist-optimizers").cells} == before  # still every cell at default
     changed = load_study("fmnist-optimizers").points[0].suite
     assert identity_hash({**changed.resolved, "recipe": {**changed.recipe, "new_knob": 3.0}}) != \
-        load_study("fmnist-optimizers").points[0].hash
+        load_study("fmnist-optimizers").points[0].identity

@@ -70,7 +70,7 @@ class StudyFrames:
 def _cells_frame(ledger: Ledger) -> tuple[pd.DataFrame, pd.DataFrame]:
     found = frames(ledger.results)
     key_of = {r.record["id"]: record_cell_key(r.record) for r in ledger.results}
-    point_of = {c.cell.key: c.cell.point.hash for c in ledger.cells.values()}
+    point_of = {c.cell.key: c.cell.point.identity for c in ledger.cells.values()}
     inv = found.invocations.set_index("id")
     runs = found.runs.copy()
     runs["key"] = runs["id"].map(key_of)
@@ -79,7 +79,7 @@ def _cells_frame(ledger: Ledger) -> tuple[pd.DataFrame, pd.DataFrame]:
         if state.result is None:
             continue
         rid = state.result.record["id"]
-        row = {"key": state.cell.key, "point": state.cell.point.hash, "seed": state.cell.seed, "state": state.state,
+        row = {"key": state.cell.key, "point": state.cell.point.identity, "seed": state.cell.seed, "state": state.state,
                "status": state.result.record["status"], "id": rid, "path": str(state.result.path),
                "params": inv.at[rid, "params"], "hardware": inv.at[rid, "hardware"], "code": inv.at[rid, "code"],
                "started_at": inv.at[rid, "started_at"], "finished_at": inv.at[rid, "finished_at"],
@@ -116,14 +116,14 @@ def _median(values: list[float]) -> float | None:
 def point_rows(study: Study, cells: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for order, point in enumerate(study.points):
-        mine = cells[cells["point"] == point.hash]
+        mine = cells[cells["point"] == point.identity]
         done = mine[mine["state"] == "done"]
         complete = done[done["status"] == "complete"]
         accuracies = _numbers(complete["accuracy"])
         mean, ci = mean_ci95(accuracies)
         target = point.suite.target
         reached = complete[complete["reached_target"] == True]  # noqa: E712 (a column of booleans and None)
-        row = {"point": point.hash, "order": order, "label": point.label, "target": target,
+        row = {"point": point.identity, "order": order, "label": point.label, "target": target,
                **{f"axis:{axis}": value_label(value) for axis, value in point.values},
                "planned": len(study.seeds), "done": len(done), "failed": int((mine["state"] == "failed").sum()),
                "diverged": int((done["status"] == "diverged").sum()), "complete": len(complete),

@@ -103,8 +103,9 @@ class Point:
     suite: Suite
 
     @property
-    def hash(self) -> str:
-        """The point's identity: the hash of its resolved suite over the keys not at their defaults."""
+    def identity(self) -> str:
+        """The point's identity: the hash of its resolved suite over the keys not at their defaults
+        (identity_hash). Not the suite's own `Suite.hash`, which covers every key, defaults too."""
         return identity_hash(self.suite.resolved)
 
     @property
@@ -118,22 +119,22 @@ class Point:
 
 @dataclass(frozen=True)
 class Cell:
-    """A point and a seed: one invocation of one run. `key` (point hash, seed) is its identity."""
+    """A point and a seed: one invocation of one run. `key` (point identity, seed) is its identity."""
 
     point: Point
     seed: int
 
     @property
     def key(self) -> str:
-        return cell_key(self.point.hash, self.seed)
+        return cell_key(self.point.identity, self.seed)
 
     @property
     def label(self) -> str:
         return f"{self.point.label} seed {self.seed}"
 
 
-def cell_key(point_hash: str, seed: int) -> str:
-    return f"{point_hash}-s{seed}"
+def cell_key(point_identity: str, seed: int) -> str:
+    return f"{point_identity}-s{seed}"
 
 
 def identity_hash(resolved: dict[str, Any]) -> str:
@@ -383,15 +384,15 @@ def load_study(ref: str) -> Study:
         raise BenchError(f"{where}: no point is left to run (exclude removed them all)")
 
     points: list[Point] = []
-    by_hash: dict[str, Point] = {}
+    by_identity: dict[str, Point] = {}
     for combo in kept:
         label = ", ".join(f"{axis}={value_label(value)}" for axis, value in combo)
         suite = suite_with(base_path, {**fixed, **dict(combo)}, f"{where}: the point {label}")
         point = Point(tuple(combo), suite)
-        if point.hash in by_hash:
-            raise BenchError(f"{where}: the points {by_hash[point.hash].label} and {point.label} resolve to the "
+        if point.identity in by_identity:
+            raise BenchError(f"{where}: the points {by_identity[point.identity].label} and {point.label} resolve to the "
                              "same suite; drop one of the values")
-        by_hash[point.hash] = point
+        by_identity[point.identity] = point
         points.append(point)
     return Study(name=name, path=path, description=description, base_ref=raw["suite"], base=base, fixed=fixed,
                  seeds=list(seeds), axes=axes, strategy=strategy, rank=rank, points=points)
