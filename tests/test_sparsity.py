@@ -328,8 +328,8 @@ def test_the_sparse_suites_load(name):
 # ---------------------------------------------------------------- the study report's front ----
 
 def test_the_pareto_front_and_the_smallest_fraction_reaching_the_target():
-    from bench.reports.study import pareto_front, smallest_reaching
-    from bench.reports.study_plots import FrontPoint, pareto_png
+    from bench.studies.figures import pareto_front, smallest_reaching
+    from bench.studies.plots import FrontPoint, pareto_png
 
     points = pd.DataFrame([
         ("magnitude", 0.50, 0.86), ("magnitude", 0.10, 0.85), ("magnitude", 0.02, 0.81), ("magnitude", 0.01, 0.70),

@@ -7,7 +7,7 @@ import statistics
 import pandas as pd
 import pytest
 
-from bench.reports.study import ranked, study_frames
+from bench.studies.figures import ranked, study_frames
 from bench.studies.ledger import read_ledger
 from bench.studies.study import load_study
 

@@ -186,17 +186,17 @@ def test_unwritable_results_are_refused_before_any_cell(study, tmp_path, trained
 
 
 def test_the_report_is_rewritten_as_cells_finish(study, tmp_path, trained, monkeypatch):
-    import bench.reports.study
+    import bench.studies.report
 
     monkeypatch.setattr("bench.studies.sweep.REPORT_EVERY_S", 0.0)
     written = []
-    real = bench.reports.study.write_study_report
+    real = bench.studies.report.write_study_report
 
     def counting(study_, ledger, folder):
         written.append(len(ledger.where("done")))
         return real(study_, ledger, folder)
 
-    monkeypatch.setattr("bench.reports.study.write_study_report", counting)
+    monkeypatch.setattr("bench.studies.report.write_study_report", counting)
     results = tmp_path / "results"
     assert sweep(study, results) == 0
     assert written == [1, 2, 3, 4, 4]  # after each cell, and once at the end

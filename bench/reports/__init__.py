@@ -4,9 +4,12 @@ frame        result files -> pandas DataFrames (invocations, runs, curves), mach
 leaderboard  `bench leaderboard`: PASS entries ranked per suite, the rest listed apart
 compare      `bench compare`: machines side by side against a baseline, with plots
 check        `bench check`: the regression gate for CI
-study        a study's REPORT.md and report.html (`bench sweep` writes it; study_plots draws it)
-formatting, render, plots, specs: how numbers read, table layouts, charts, spec tables
+export       `bench export`: the result files as one table (runs, invocations or curves) to a file
+mlperf       a run in MLPerf Training's log format
+formatting, render, pages, plots, specs: how numbers read, table and page layouts, the one page
+             writer (atomic), charts, spec tables
 
 Each command module has `add_arguments(parser)` and `command(args, console) -> int`
-(the study report is written by `bench sweep`, which knows the study's cells).
+(a study's report belongs to the studies package, which knows the study's cells; it lays out and
+writes its pages with render and pages: it imports from here, never the other way).
 """

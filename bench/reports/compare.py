@@ -21,7 +21,6 @@ its plots as PNG files beside it, into --out (default: the results folder's comp
 from __future__ import annotations
 
 import argparse
-import html
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +33,8 @@ from bench.progress import RichReporter
 from bench.record.files import results_root
 from bench.reports import formatting as fmt
 from bench.reports.frame import ResultFrames, add_results_argument, newest_first, read_results
-from bench.reports.render import ReportTable, html_page, png_img_html, table_html, table_markdown, table_rich
+from bench.reports.pages import write_report
+from bench.reports.render import Part, Plot, ReportTable, table_rich
 from bench.reports.specs import SpecTable, read_spec_tables
 
 DIFFERENT_RECIPE = "†"
@@ -266,13 +266,6 @@ def left_out_note(comparison: Comparison) -> str:
 
 # ---------------------------------------------------------------- the report ----
 
-@dataclass
-class Plot:
-    name: str        # file name beside the Markdown report
-    caption: str
-    png: bytes
-
-
 def suite_figures(suite: SuiteComparison, found: ResultFrames, colours: dict[str, str]) -> list[Plot]:
     # imported here: matplotlib costs ~0.35 s to import, and the CLI imports this module for every command
     from bench.reports.plots import accuracy_curves_png, machine_bars_png
@@ -290,12 +283,12 @@ def suite_figures(suite: SuiteComparison, found: ResultFrames, colours: dict[str
     return figures
 
 
-def report_parts(comparison: Comparison, found: ResultFrames) -> list[ReportTable | Plot | str]:
+def report_parts(comparison: Comparison, found: ResultFrames) -> list[Part]:
     """The report in reading order: tables, figures and plain paragraphs."""
     from bench.reports.plots import machine_colours  # matplotlib: imported when a report is made
 
     colours = machine_colours(list(comparison.machines["machine"]))
-    parts: list[ReportTable | Plot | str] = [RULES]
+    parts: list[Part] = [RULES]
     if note := left_out_note(comparison):
         parts.append(note)
     if not comparison.machines.empty:
@@ -310,41 +303,6 @@ def report_parts(comparison: Comparison, found: ResultFrames) -> list[ReportTabl
     if (specs := specs_table(comparison)) is not None:
         parts.append(specs)
     return parts
-
-
-def render_html(parts: list[ReportTable | Plot | str]) -> str:
-    body = []
-    for part in parts:
-        if isinstance(part, ReportTable):
-            body.append(table_html(part, level=2))
-        elif isinstance(part, Plot):
-            body.append(png_img_html(part.png, part.caption))
-        else:
-            body.append(f'<p class="note">{html.escape(part)}</p>')
-    return html_page("Hardware comparison", "\n".join(body))
-
-
-def render_markdown(parts: list[ReportTable | Plot | str]) -> str:
-    lines = ["# Hardware comparison", ""]
-    for part in parts:
-        if isinstance(part, ReportTable):
-            lines.append(table_markdown(part, level=2))
-        elif isinstance(part, Plot):
-            lines += [f"![{part.caption}]({part.name})", ""]
-        else:
-            lines += [part, ""]
-    return "\n".join(lines).rstrip() + "\n"
-
-
-def write_report(parts: list[ReportTable | Plot | str], out: Path) -> tuple[Path, Path]:
-    out.mkdir(parents=True, exist_ok=True)
-    for part in parts:
-        if isinstance(part, Plot):
-            (out / part.name).write_bytes(part.png)
-    page, markdown = out / "compare.html", out / "COMPARE.md"
-    page.write_text(render_html(parts))
-    markdown.write_text(render_markdown(parts))
-    return page, markdown
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -369,7 +327,8 @@ def command(args: argparse.Namespace, console: Console) -> int:
                          "'bench specs', or point --results at them")
     comparison = build_comparison(found, specs, args.baseline)
     parts = report_parts(comparison, found)
-    page, markdown = write_report(parts, args.out or folder / "compare")
+    markdown, page = write_report(args.out or folder / "compare", "Hardware comparison", parts,
+                                  ("COMPARE.md", "compare.html"))
     for part in parts:
         if isinstance(part, ReportTable):
             console.print(table_rich(part))

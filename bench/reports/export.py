@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import os
 import sys
 from pathlib import Path
 
@@ -27,8 +26,9 @@ from rich.console import Console
 
 from bench.errors import BenchError
 from bench.progress import RichReporter
-from bench.record.files import result_files, results_root, staged_file
+from bench.record.files import result_files, results_root
 from bench.reports.frame import ResultFrames, add_results_argument, require_results
+from bench.reports.pages import write_page
 
 FORMATS = ("csv", "parquet", "json")
 TABLES = ("runs", "invocations", "curves")
@@ -159,8 +159,7 @@ def command(args: argparse.Namespace, console: Console) -> int:
         sys.stdout.write(data)
         sys.stdout.flush()
         return 0
-    with staged_file(args.out.parent, data, args.out.suffix) as staged:
-        os.replace(staged, args.out)
+    write_page(args.out, data)
     Console(stderr=True, highlight=False).print(f"{args.table}: {len(table)} rows, {len(table.columns)} columns "
                                                 f"-> {args.out} ({fmt})")
     return 0

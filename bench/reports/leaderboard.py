@@ -24,7 +24,8 @@ from bench.progress import RichReporter
 from bench.record.files import results_root
 from bench.reports import formatting as fmt
 from bench.reports.frame import ResultFrames, add_results_argument, require_results
-from bench.reports.render import ReportTable, html_page, table_html, table_markdown, table_rich
+from bench.reports.pages import write_report
+from bench.reports.render import Part, ReportTable, table_rich
 
 RANKED_COLUMNS = ["rank", "median time to target (IQR)", "mean accuracy ± 95% CI (pp)", "runs", "runs ≥ target",
                   "model", "hardware", "software", "energy / run", "date", "code"]
@@ -110,7 +111,7 @@ def board_tables(board: SuiteBoard) -> tuple[ReportTable, ReportTable]:
                     fmt.runs_count(row["complete_runs"], row["runs"]), fmt.percent(row["pass_fraction"], 0),
                     _model(row) + _overrides(row), row["machine"], row["software"], fmt.energy(row["mean_energy_j"]),
                     fmt.text(row["date"]), row["code"]])
-    apart = ReportTable(f"{board.title}: not ranked", APART_COLUMNS, anchor=f"apart-{board.anchor}")
+    apart = ReportTable(f"{board.title}: not ranked", APART_COLUMNS, anchor=f"apart-{board.anchor}", level=3)
     for _, row in board.apart.iterrows():
         apart.add([row["status"], fmt.text(row["verdict"]), why_not_ranked(row), fmt.seconds(row["median_time_s"]),
                    fmt.percent(row["mean_accuracy"]), fmt.runs_count(row["complete_runs"], row["runs"]),
@@ -119,24 +120,16 @@ def board_tables(board: SuiteBoard) -> tuple[ReportTable, ReportTable]:
     return ranked, apart
 
 
-def render_markdown(boards: list[SuiteBoard]) -> str:
-    parts = ["# Leaderboard", "", RULES, ""]
+def report_parts(boards: list[SuiteBoard]) -> list[Part]:
+    """The page in reading order: the rules, then per suite its ranked table and (when any) the
+    entries listed apart."""
+    parts: list[Part] = [RULES]
     for board in boards:
         ranked, apart = board_tables(board)
-        parts.append(table_markdown(ranked, level=2))
+        parts.append(ranked)
         if apart.rows:
-            parts.append(table_markdown(apart, level=3))
-    return "\n".join(parts).rstrip() + "\n"
-
-
-def render_html(boards: list[SuiteBoard]) -> str:
-    body = [f'<p class="note">{RULES}</p>']
-    for board in boards:
-        ranked, apart = board_tables(board)
-        body.append(table_html(ranked, level=2))
-        if apart.rows:
-            body.append(table_html(apart, level=3))
-    return html_page("Leaderboard", "\n".join(body))
+            parts.append(apart)
+    return parts
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -150,14 +143,10 @@ def command(args: argparse.Namespace, console: Console) -> int:
     # notices on stderr, the report on stdout
     boards = build_boards(require_results(source, RichReporter()))
     out = args.out or (source if source.is_dir() else source.parent)
-    out.mkdir(parents=True, exist_ok=True)
-    markdown, page = out / "LEADERBOARD.md", out / "leaderboard.html"
-    markdown.write_text(render_markdown(boards))
-    page.write_text(render_html(boards))
-    for board in boards:
-        ranked, apart = board_tables(board)
-        console.print(table_rich(ranked))
-        if apart.rows:
-            console.print(table_rich(apart))
+    parts = report_parts(boards)
+    markdown, page = write_report(out, "Leaderboard", parts, ("LEADERBOARD.md", "leaderboard.html"))
+    for part in parts:
+        if isinstance(part, ReportTable):
+            console.print(table_rich(part))
     console.print(f"wrote {markdown} and {page}")
     return 0

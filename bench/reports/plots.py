@@ -1,4 +1,5 @@
-"""Charts for the comparison report, as PNG bytes.
+"""Charts for the comparison report, as PNG bytes, and what every chart shares (the palette,
+PNG output, label wrapping; a study's charts use them too).
 
 Figures are drawn on matplotlib's Agg canvas directly (no pyplot): no display, no
 global figure state, safe in CI and in threads. Every chart colours a machine the
@@ -25,7 +26,9 @@ def machine_colours(machines: list[str]) -> dict[str, str]:
     return {m: PALETTE[i % len(PALETTE)] for i, m in enumerate(machines)}
 
 
-def _png(figure: Figure) -> bytes:
+def figure_png(figure: Figure) -> bytes:
+    """The figure as PNG bytes, without the matplotlib version in its metadata (so a redrawn
+    report is byte-identical where its data is)."""
     FigureCanvasAgg(figure)
     figure.tight_layout()
     buffer = io.BytesIO()
@@ -33,7 +36,8 @@ def _png(figure: Figure) -> bytes:
     return buffer.getvalue()
 
 
-def _short(label: str, width: int = 34) -> str:
+def wrapped(label: str, width: int = 34) -> str:
+    """A legend or tick label broken into lines of at most `width` characters."""
     return "\n".join(textwrap.wrap(label, width)) or label
 
 
@@ -56,7 +60,7 @@ def accuracy_curves_png(curves: pd.DataFrame, title: str, target: float | None,
         machine = line["machine"].iloc[0]
         line = line.sort_values("time_s")
         axes.plot(line["time_s"], 100 * line["accuracy"], marker="o", markersize=3, linewidth=1, alpha=0.8,
-                  color=colours.get(machine, "#444"), label=None if machine in labelled else _short(machine, 50))
+                  color=colours.get(machine, "#444"), label=None if machine in labelled else wrapped(machine, 50))
         labelled.add(machine)
     if target is not None:
         axes.axhline(100 * target, color="#333", linestyle="--", linewidth=1, label=f"target {fmt.percent(target)}")
@@ -68,7 +72,7 @@ def accuracy_curves_png(curves: pd.DataFrame, title: str, target: float | None,
     axes.set_title(title)
     axes.grid(True, alpha=0.3)
     axes.legend(fontsize=7, loc="lower right")
-    return _png(figure)
+    return figure_png(figure)
 
 
 def machine_bars_png(entries: pd.DataFrame, runs: pd.DataFrame, title: str, colours: dict[str, str]) -> bytes:
@@ -103,7 +107,7 @@ def machine_bars_png(entries: pd.DataFrame, runs: pd.DataFrame, title: str, colo
                 axes.plot(times, np.full(len(times), i), "k.", markersize=4, alpha=0.7)
         axes.set_xlabel(label)
         axes.grid(True, axis="x", alpha=0.3)
-    panels[0].set_yticks(y, [_short(m) for m in machines], fontsize=7)
+    panels[0].set_yticks(y, [wrapped(m) for m in machines], fontsize=7)
     panels[0].invert_yaxis()
     figure.suptitle(title)
-    return _png(figure)
+    return figure_png(figure)

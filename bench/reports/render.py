@@ -1,7 +1,10 @@
-"""One table, three faces: Markdown, self-contained HTML, and a rich table for the terminal.
+"""One table, three faces: Markdown, self-contained HTML, and a rich table for the terminal;
+and the one way a report page is laid out from its parts.
 
-Reports build `ReportTable`s of already formatted strings; this module only lays them
-out, so the Markdown file, the HTML page and the console always show the same cells.
+Reports build `ReportTable`s of already formatted strings, `Plot`s and paragraphs; this module
+only lays them out, so the Markdown file, the HTML page and the console always show the same
+cells. Every report (leaderboard, compare, a study's) renders through `page_markdown` and
+`page_html`, and is written by bench.reports.pages.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ class ReportTable:
     row_styles: list[str] = field(default_factory=list)  # per row: "" | "bad" | "good" | "muted"
     sortable: bool = False          # HTML: a click on a column head sorts the rows (SORT_SCRIPT)
     sort_keys: list[list[str]] = field(default_factory=list)  # per row, per cell: what it sorts by
+    level: int = 2                  # its heading on a page: 2 a section, 3 a table under the one before
 
     def add(self, cells: list[str], style: str = "", keys: list[object] | None = None) -> None:
         """`keys` (numbers sort as numbers; None sorts last) let a sortable table order cells
@@ -38,7 +42,8 @@ def _md_cell(value: str) -> str:
     return value.replace("|", "\\|").replace("\n", " ")
 
 
-def table_markdown(table: ReportTable, level: int = 3) -> str:
+def table_markdown(table: ReportTable, level: int | None = None) -> str:
+    level = table.level if level is None else level
     lines = [f"{'#' * level} {table.title}", ""]
     if table.note:
         lines += [table.note, ""]
@@ -50,7 +55,8 @@ def table_markdown(table: ReportTable, level: int = 3) -> str:
     return "\n".join(lines + [""])
 
 
-def table_html(table: ReportTable, level: int = 3) -> str:
+def table_html(table: ReportTable, level: int | None = None) -> str:
+    level = table.level if level is None else level
     anchor = f' id="{html.escape(table.anchor)}"' if table.anchor else ""
     parts = [f"<section{anchor}>", f"<h{level}>{html.escape(table.title)}</h{level}>"]
     if table.note:
@@ -137,3 +143,54 @@ def html_page(title: str, body: str, script: str = "") -> str:
     tail = f"<script>{script}</script>\n" if script else ""
     return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
             f"<style>{_CSS}</style></head>\n<body>\n<h1>{html.escape(title)}</h1>\n{body}\n{tail}</body></html>\n")
+
+
+# ---------------------------------------------------------------- pages ----
+
+@dataclass
+class Plot:
+    """A chart on a page: a PNG file beside the Markdown page, inline in the HTML one."""
+
+    name: str        # file name beside the Markdown page
+    caption: str
+    png: bytes
+
+
+@dataclass
+class Headline:
+    """A paragraph set in bold (a study's best values)."""
+
+    text: str
+    anchor: str = ""  # HTML id, so a reader (or a test) can find it
+
+
+Part = ReportTable | Plot | Headline | str  # a page in reading order; a str is a plain paragraph
+
+
+def page_markdown(title: str, parts: list[Part]) -> str:
+    lines = [f"# {title}", ""]
+    for part in parts:
+        if isinstance(part, ReportTable):
+            lines.append(table_markdown(part))
+        elif isinstance(part, Plot):
+            lines += [f"![{part.caption}]({part.name})", ""]
+        elif isinstance(part, Headline):
+            lines += [f"**{part.text}**", ""]
+        else:
+            lines += [part, ""]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def page_html(title: str, parts: list[Part], script: str = "") -> str:
+    body = []
+    for part in parts:
+        if isinstance(part, ReportTable):
+            body.append(table_html(part))
+        elif isinstance(part, Plot):
+            body.append(png_img_html(part.png, part.caption))
+        elif isinstance(part, Headline):
+            anchor = f' id="{html.escape(part.anchor)}"' if part.anchor else ""
+            body.append(f"<p{anchor}><strong>{html.escape(part.text)}</strong></p>")
+        else:
+            body.append(f'<p class="note">{html.escape(part)}</p>')
+    return html_page(title, "\n".join(body), script=script)

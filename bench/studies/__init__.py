@@ -2,12 +2,15 @@
 
     study (suites/studies/*.toml) -> cells (base suite + axis overrides, x seeds)
          -> executor (local | ray) -> one ordinary invocation per cell
-         -> results/studies/<study>/runs/ -> study report (bench.reports.study)
+         -> results/studies/<study>/runs/ -> study report (report)
 
 study      the study file: schema, validation, expansion into points and cells
 cell       one cell = one invocation of one seed, returned as its result record (never raises)
 executors  where cells run: in this process, in N worker processes, or as Ray tasks
 sweep      `bench sweep`: what is done, what is left, running the rest, rewriting the report
+ledger     which result files stand for which cells
+report     the study's REPORT.md and report.html: figures (per point, from the result files),
+           report_sections (text and tables), plots (charts); laid out and written by bench.reports
 
 A *point* is one combination of axis values (one resolved suite, one hash); a *cell* is a
 point and a seed. The cell's identity (its resolved suite's hash + seed) decides resume,

@@ -285,6 +285,27 @@ def load_study(ref: str) -> Study:
     """Reads, validates and expands a study (by name or path). Every problem is one BenchError line."""
     path = _locate_study(ref)
     where = str(path)
+    raw = _read_toml(path, where)
+    name, description, seeds = _identity(raw, where)
+    strategy, samples, sample_seed = _strategy(raw, where)
+    if not isinstance(raw["suite"], str):
+        raise BenchError(f"{where}: 'suite' must be a suite name or a path to a .toml suite")
+    base_path = _locate_base(raw["suite"], path, where)
+    fixed = _fixed(raw, where)
+    base = suite_with(base_path, fixed, f"{where}: the base suite {base_path} with [set]")
+    axes = _axes(raw, fixed, base_path, where)
+    rank = raw.get("rank", "time" if base.mode == "reach" else "accuracy")
+    if rank not in RANKS:
+        raise BenchError(f"{where}: 'rank' is {rank!r}; choose accuracy (highest mean accuracy first) or time "
+                         "(fastest median time to target among the points that reach it)")
+    kept = _chosen_combos(raw, axes, strategy, samples, sample_seed, where)
+    points = _points(kept, base_path, fixed, where)
+    return Study(name=name, path=path, description=description, base_ref=raw["suite"], base=base, fixed=fixed,
+                 seeds=list(seeds), axes=axes, strategy=strategy, rank=rank, points=points)
+
+
+def _read_toml(path: Path, where: str) -> dict[str, Any]:
+    """The study file's table, its keys known and the required ones there."""
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
@@ -299,7 +320,11 @@ def load_study(ref: str) -> Study:
     for key in ("name", "suite", "seeds", "axes"):
         if key not in raw:
             raise BenchError(f"{where}: missing required key '{key}'")
+    return raw
 
+
+def _identity(raw: dict[str, Any], where: str) -> tuple[str, str, list[int]]:
+    """name, description and seeds."""
     name = raw["name"]
     if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):
         raise BenchError(f"{where}: 'name' is {name!r}; use letters, digits, '.', '_' and '-' (it names the "
@@ -307,14 +332,17 @@ def load_study(ref: str) -> Study:
     description = raw.get("description", "")
     if not isinstance(description, str):
         raise BenchError(f"{where}: 'description' must be a string")
-
     seeds = raw["seeds"]
     if (not isinstance(seeds, list) or not seeds
             or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds)):
         raise BenchError(f"{where}: 'seeds' is {seeds!r}; give a non-empty list of integers >= 0, e.g. [0, 1]")
     if len(set(seeds)) != len(seeds):
         raise BenchError(f"{where}: 'seeds' lists a seed twice ({seeds!r})")
+    return name, description, seeds
 
+
+def _strategy(raw: dict[str, Any], where: str) -> tuple[str, int | None, int]:
+    """strategy, samples (random only) and sample_seed."""
     strategy = raw.get("strategy", "grid")
     if strategy not in STRATEGIES:
         raise BenchError(f"{where}: 'strategy' is {strategy!r}; choose grid or random")
@@ -327,11 +355,11 @@ def load_study(ref: str) -> Study:
     sample_seed = raw.get("sample_seed", 0)
     if not isinstance(sample_seed, int) or isinstance(sample_seed, bool):
         raise BenchError(f"{where}: 'sample_seed' must be an integer")
+    return strategy, samples, sample_seed
 
-    if not isinstance(raw["suite"], str):
-        raise BenchError(f"{where}: 'suite' must be a suite name or a path to a .toml suite")
-    base_path = _locate_base(raw["suite"], path, where)
 
+def _fixed(raw: dict[str, Any], where: str) -> dict[str, Any]:
+    """[set] as dotted suite keys, each one a key of the suite schema."""
     fixed_raw = raw.get("set", {})
     if not isinstance(fixed_raw, dict):
         raise BenchError(f"{where}: 'set' must be a table ([set]) of suite keys and values")
@@ -339,8 +367,11 @@ def load_study(ref: str) -> Study:
     for key in fixed:
         if schema_node(key) is None:
             raise BenchError(f"{where}: [set] unknown suite key '{key}'; {_unknown_key_hint(key, schema_keys())}")
-    base = suite_with(base_path, fixed, f"{where}: the base suite {base_path} with [set]")
+    return fixed
 
+
+def _axes(raw: dict[str, Any], fixed: dict[str, Any], base_path: Path, where: str) -> dict[str, list[Any]]:
+    """[axes] as dotted suite keys -> values; each value on its own must make a valid suite."""
     if not isinstance(raw["axes"], dict) or not raw["axes"]:
         raise BenchError(f"{where}: 'axes' must be a table ([axes]) with at least one axis")
     axes = _flatten_axes(raw["axes"])
@@ -360,12 +391,12 @@ def load_study(ref: str) -> Study:
             seen.add(canonical(value))
             # each value on its own must make a valid suite: the error names the axis and the value
             suite_with(base_path, {**fixed, axis: value}, f"{where}: axis '{axis}' value {toml_value(value)}")
+    return axes
 
-    rank = raw.get("rank", "time" if base.mode == "reach" else "accuracy")
-    if rank not in RANKS:
-        raise BenchError(f"{where}: 'rank' is {rank!r}; choose accuracy (highest mean accuracy first) or time "
-                         "(fastest median time to target among the points that reach it)")
 
+def _chosen_combos(raw: dict[str, Any], axes: dict[str, list[Any]], strategy: str, samples: int | None,
+                   sample_seed: int, where: str) -> list[tuple[tuple[str, Any], ...]]:
+    """The grid, less [[exclude]], a random draw of it (strategy random), plus [[include]]."""
     names = list(axes)
     grid = [tuple(zip(names, combo)) for combo in itertools.product(*axes.values())]
     excludes = _entries(raw.get("exclude", []), "exclude", axes, where, every_axis=False)
@@ -382,7 +413,12 @@ def load_study(ref: str) -> Study:
                 kept.append(tuple(combo))
     if not kept:
         raise BenchError(f"{where}: no point is left to run (exclude removed them all)")
+    return kept
 
+
+def _points(kept: list[tuple[tuple[str, Any], ...]], base_path: Path, fixed: dict[str, Any],
+            where: str) -> list[Point]:
+    """Each combination resolved into its suite; two that resolve to the same suite are refused."""
     points: list[Point] = []
     by_identity: dict[str, Point] = {}
     for combo in kept:
@@ -394,8 +430,7 @@ def load_study(ref: str) -> Study:
                              "same suite; drop one of the values")
         by_identity[point.identity] = point
         points.append(point)
-    return Study(name=name, path=path, description=description, base_ref=raw["suite"], base=base, fixed=fixed,
-                 seeds=list(seeds), axes=axes, strategy=strategy, rank=rank, points=points)
+    return points
 
 
 def _same(a: tuple[tuple[str, Any], ...], b: tuple[tuple[str, Any], ...]) -> bool:

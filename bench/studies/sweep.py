@@ -131,9 +131,21 @@ def outcome_text(record: dict[str, Any]) -> str:
     return text + ", target not reached"
 
 
-def command(args: argparse.Namespace, console: Console) -> int:
-    from bench.reports.study import best_line, study_frames, write_study_report
+def write_report(study: Study, ledger: Ledger, folder: Path, console: Console | None = None) -> tuple[Path, Path]:
+    """Rewrites the study report; with a console, prints the best values line under it."""
+    # the report modules import pandas: loaded when a report is written, not for every bench command
+    from bench.studies import report
 
+    page, markdown = report.write_study_report(study, ledger, folder)
+    if console is not None:
+        from bench.studies.figures import study_frames
+        from bench.studies.report_sections import best_line
+
+        console.print(best_line(study, study_frames(study, ledger)))
+    return page, markdown
+
+
+def command(args: argparse.Namespace, console: Console) -> int:
     if args.workers is not None and args.workers < 1:
         raise BenchError(f"--workers {args.workers}: give at least 1")
     if args.address and args.executor != "ray":
@@ -153,8 +165,7 @@ def command(args: argparse.Namespace, console: Console) -> int:
     if args.report_only:
         if not ledger.results:
             raise BenchError(f"{runs_dir}: no result of this study yet; run 'bench sweep {args.study}' first")
-        page, markdown = write_study_report(study, ledger, folder)
-        console.print(best_line(study, study_frames(study, ledger)))
+        page, markdown = write_report(study, ledger, folder, console)
         console.print(f"{_counts(ledger)}\nwrote {markdown} and {page}")
         return EXIT_OK
 
@@ -173,7 +184,7 @@ def command(args: argparse.Namespace, console: Console) -> int:
         board.job_finished(job.label, f"{outcome_text(record)} ({path.name})", failed=record["status"] == "failed")
         # drawing the report takes a second or two: keep it current, but not after every short cell
         if time.monotonic() - last_report[0] >= REPORT_EVERY_S:
-            write_study_report(study, read_ledger(study, runs_dir, reporter), folder)
+            write_report(study, read_ledger(study, runs_dir, reporter), folder)
             last_report[0] = time.monotonic()
 
     from bench.runner import Interrupted
@@ -199,8 +210,7 @@ def command(args: argparse.Namespace, console: Console) -> int:
     ledger = read_ledger(study, runs_dir, reporter)
     page = markdown = None
     if ledger.results:
-        page, markdown = write_study_report(study, ledger, folder)
-        console.print(best_line(study, study_frames(study, ledger)))
+        page, markdown = write_report(study, ledger, folder, console)
     console.print(_counts(ledger) + (f"\nreport: {markdown} and {page}" if page else ""))
     if interrupted:
         console.print("[yellow]interrupted[/yellow]: finished cells are kept; rerun the same command to go on")

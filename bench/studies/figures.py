@@ -1,0 +1,191 @@
+"""A study's figures, from the result files standing for its cells (bench.studies.ledger picks
+them): one row per cell, one row per point with its seeds pooled, the ranking, the best point.
+
+A point's accuracy and time figures are the harness's verdict statistics (bench.measure's
+`aggregate`, the same rule a multi-seed `bench run` applies) over the runs of its complete
+cells, so a study and an invocation never disagree on what a mean, an interval or a median is.
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+from bench.record.stats import aggregate, mean_ci95, time_summary
+from bench.reports import formatting as fmt
+from bench.reports.frame import frames
+from bench.studies.ledger import Ledger, record_cell_key
+from bench.studies.study import Study, value_label
+
+TRAIN_SIZE, BATCH_SIZE = "dataset.train_size", "recipe.batch_size"
+
+RUN_COLUMNS = ("accuracy", "train_accuracy", "reached_target", "time_to_target_s", "steps", "timed_s",
+               "train_images_per_s", "active_params", "active_fraction")
+CELL_COLUMNS = ["key", "point", "seed", "state", "status", "id", "path", "params", "hardware", "code", "started_at",
+                "finished_at", "error", "attempts", *RUN_COLUMNS]
+
+
+@dataclass
+class StudyFrames:
+    points: pd.DataFrame    # one row per point, in rank order
+    cells: pd.DataFrame     # one row per cell with a standing result: point, seed, state, run figures
+    curves: pd.DataFrame    # point, seed, epoch, time_s, accuracy
+
+
+def _cell_row(state: Any, inv: pd.DataFrame, runs: pd.DataFrame) -> dict[str, Any]:
+    rid = state.result.record["id"]
+    row = {"key": state.cell.key, "point": state.cell.point.identity, "seed": state.cell.seed, "state": state.state,
+           "status": state.result.record["status"], "id": rid, "path": str(state.result.path),
+           "params": inv.at[rid, "params"], "hardware": inv.at[rid, "hardware"], "code": inv.at[rid, "code"],
+           "started_at": inv.at[rid, "started_at"], "finished_at": inv.at[rid, "finished_at"],
+           "error": state.error, "attempts": state.attempts}
+    run = runs[runs["id"] == rid]
+    for column in RUN_COLUMNS:
+        row[column] = run[column].iloc[0] if len(run) else None
+    if len(run) and run["status"].iloc[0] != "complete":
+        row["accuracy"] = None  # a diverged run has no final accuracy
+    return row
+
+
+def _cells_frame(ledger: Ledger) -> tuple[pd.DataFrame, pd.DataFrame]:
+    found = frames(ledger.results)
+    key_of = {r.record["id"]: record_cell_key(r.record) for r in ledger.results}
+    point_of = {c.cell.key: c.cell.point.identity for c in ledger.cells.values()}
+    inv = found.invocations.set_index("id")
+    cells = [_cell_row(state, inv, found.runs) for state in ledger.cells.values() if state.result is not None]
+    curves = found.curves.copy()
+    curves["point"] = curves["id"].map(lambda i: point_of.get(key_of.get(i)))
+    done_ids = {r["id"] for r in cells if r["state"] == "done"}
+    curves = curves[curves["id"].isin(done_ids)]
+    curves = curves.assign(accuracy=pd.to_numeric(curves["accuracy"], errors="coerce"),
+                           time_s=pd.to_numeric(curves["time_s"], errors="coerce")).dropna(subset=["accuracy"])
+    return pd.DataFrame(cells, columns=CELL_COLUMNS), curves[["point", "seed", "epoch", "time_s", "accuracy"]]
+
+
+def standing_runs(ledger: Ledger) -> dict[str, dict[str, Any]]:
+    """Cell key -> the run record of the file that stands for it (a cell is one seed: one run)."""
+    return {key: state.result.record["runs"][0] for key, state in ledger.cells.items()
+            if state.result is not None and state.result.record.get("runs")}
+
+
+def numbers(series: pd.Series) -> list[float]:
+    return [float(v) for v in pd.to_numeric(series, errors="coerce").dropna()]
+
+
+def _median(values: list[float]) -> float | None:
+    return statistics.median(values) if values else None
+
+
+def _pooled(complete: pd.DataFrame, runs: dict[str, dict[str, Any]], target: float) -> dict[str, Any]:
+    """A point's seeds pooled: the verdict statistics of its complete cells' runs, and the
+    figures of the runs that reached the target (time and steps to it), train accuracy."""
+    verdict = aggregate([runs[key] for key in complete["key"]], target)
+    ci = verdict["accuracy_ci95"]
+    reached = complete[complete["reached_target"] == True]  # noqa: E712 (a column of booleans and None)
+    train = numbers(complete["train_accuracy"])
+    return {"mean_accuracy": verdict["mean_accuracy"], "accuracy_std": verdict["accuracy_std"],
+            "ci_low": ci[0] if ci else None, "ci_high": ci[1] if ci else None,
+            "pass_fraction": verdict["pass_fraction"],
+            "all_reached": len(complete) > 0 and len(reached) == len(complete),
+            "median_time_s": verdict["median_time_s"],
+            "median_steps": _median(numbers(reached["steps"])),
+            "median_reach_time_s": time_summary(numbers(reached["time_to_target_s"]))["median_time_s"],
+            "train_accuracy": mean_ci95(train)[0],
+            "train_accuracy_std": statistics.stdev(train) if len(train) > 1 else None,
+            "images_per_s": verdict["median_train_images_per_s"],
+            # the trained networks' nonzero parameters (bench.sparsity), mean over the seeds
+            "active_params": verdict["mean_active_params"], "active_fraction": verdict["mean_active_fraction"]}
+
+
+def point_rows(study: Study, cells: pd.DataFrame, runs: dict[str, dict[str, Any]]) -> pd.DataFrame:
+    rows = []
+    for order, point in enumerate(study.points):
+        mine = cells[cells["point"] == point.identity]
+        done = mine[mine["state"] == "done"]
+        complete = done[done["status"] == "complete"]
+        row = {"point": point.identity, "order": order, "label": point.label, "target": point.suite.target,
+               **{f"axis:{axis}": value_label(value) for axis, value in point.values},
+               "planned": len(study.seeds), "done": len(done), "failed": int((mine["state"] == "failed").sum()),
+               "diverged": int((done["status"] == "diverged").sum()), "complete": len(complete),
+               **_pooled(complete, runs, point.suite.target),
+               "params": next(iter(numbers(done["params"])), None),
+               **_sparsity_of(point.suite.recipe["sparsity"])}
+        # the study's other axes (weight decay, say) split a method into series of their own
+        others = [f"{axis.split('.')[-1]}={value_label(value)}" for axis, value in point.values
+                  if not axis.startswith("recipe.sparsity")]
+        if others and row["sparsity_method"] != "none":
+            row["sparsity_series"] += ", " + ", ".join(others)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _sparsity_of(spec: dict[str, Any]) -> dict[str, Any]:
+    """A point's sparsity recipe, and the series it belongs to on the accuracy-sparsity front: the
+    method, and how it prunes where that differs (per layer, gradual)."""
+    series = spec["method"]
+    if spec["method"] != "none" and spec["prune_epochs"]:
+        series += ", per layer" if spec["scope"] == "layer" else ""
+        series += ", gradual" if len(spec["prune_epochs"]) > 1 else ""
+        series += ", threshold" if spec["threshold"] is not None else ""
+    return {"sparsity_method": spec["method"], "sparsity_series": series, "sparsity_target": spec["target"],
+            "sparsity_threshold": spec["threshold"], "sparsity_l1": spec["l1"] if spec["method"] == "l1" else None}
+
+
+def ranked(points: pd.DataFrame, rank: str) -> pd.DataFrame:
+    """Rank order (see bench.studies.report): points without a finished run last, in study order."""
+    def key(row: pd.Series) -> tuple:
+        has = not fmt.missing(row["mean_accuracy"])
+        accuracy = -row["mean_accuracy"] if has else 0.0
+        if rank == "time" and row["all_reached"] and not fmt.missing(row["median_reach_time_s"]):
+            return (0, row["median_reach_time_s"], accuracy, row["order"])
+        return (1 if has else 2, accuracy, 0.0, row["order"])
+    if points.empty:
+        return points
+    order = sorted(points.index, key=lambda i: key(points.loc[i]))
+    return points.loc[order].reset_index(drop=True)
+
+
+def study_frames(study: Study, ledger: Ledger) -> StudyFrames:
+    cells, curves = _cells_frame(ledger)
+    points = point_rows(study, cells, standing_runs(ledger))
+    return StudyFrames(points=ranked(points, study.rank), cells=cells, curves=curves)
+
+
+def best_point(data: StudyFrames) -> pd.Series | None:
+    finished = data.points[data.points["complete"] > 0]
+    return None if finished.empty else finished.iloc[0]
+
+
+# ---------------------------------------------------------------- accuracy against sparsity ----
+
+def is_sparsity_study(study: Study) -> bool:
+    """A study whose points train sparse networks, or sparse and dense ones (recipe.sparsity)."""
+    return any(p.suite.recipe["sparsity"]["method"] != "none" for p in study.points)
+
+
+def pareto_front(points: pd.DataFrame) -> set[Any]:
+    """The points no other point beats: none has at most their active fraction and at least their
+    mean accuracy, one of them strictly. Index labels of `points`."""
+    rows = [(i, float(r["active_fraction"]), float(r["mean_accuracy"])) for i, r in points.iterrows()]
+    return {i for i, x, y in rows
+            if not any(x2 <= x and y2 >= y and (x2 < x or y2 > y) for j, x2, y2 in rows if j != i)}
+
+
+def smallest_reaching(points: pd.DataFrame, target: float) -> dict[str, pd.Series]:
+    """Per series: the point with the smallest active fraction whose mean accuracy reaches the
+    target (the harness's verdict rule: mean over the seeds at or above it)."""
+    out = {}
+    for series, group in points.groupby("sparsity_series", sort=False):
+        reaching = group[group["mean_accuracy"] >= target]
+        if len(reaching):
+            out[str(series)] = reaching.sort_values("active_fraction", kind="stable").iloc[0]
+    return out
+
+
+def measured_points(data: StudyFrames) -> pd.DataFrame:
+    """The finished points with an active fraction (the sparsity table and front)."""
+    points = data.points[(data.points["complete"] > 0)].copy()
+    return points[points["active_fraction"].notna() & points["mean_accuracy"].notna()]

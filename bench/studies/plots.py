@@ -1,0 +1,332 @@
+"""The study report's charts: which points and seeds each one shows (the first half), and the
+drawing, as PNG bytes on matplotlib's Agg canvas, no pyplot (the second half: a `Line` is a
+labelled curve already averaged over seeds, with its spread).
+
+Imported only when a report is drawn: matplotlib costs a noticeable fraction of a second.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from matplotlib import colormaps
+from matplotlib.figure import Figure
+
+from bench.reports import formatting as fmt
+from bench.reports.plots import PALETTE, figure_png, wrapped
+from bench.reports.render import Plot
+from bench.studies.figures import BATCH_SIZE, TRAIN_SIZE, StudyFrames
+from bench.studies.study import Study, value_label
+
+
+# ---------------------------------------------------------------- what each chart shows ----
+
+def mean_curve(curves: pd.DataFrame) -> pd.DataFrame:
+    """Per epoch: mean accuracy over seeds, its sample std (NaN for one seed), mean seconds."""
+    grouped = curves.groupby("epoch")
+    return pd.DataFrame({"mean": grouped["accuracy"].mean(), "std": grouped["accuracy"].std(),
+                         "time_s": grouped["time_s"].mean()}).reset_index()
+
+
+def _line_for(point: pd.Series, label: str, colour: str, data: StudyFrames) -> Line | None:
+    curves = data.curves[data.curves["point"] == point["point"]]
+    if curves.empty:
+        return None
+    return Line(label, colour, mean_curve(curves), int(curves["seed"].nunique()))
+
+
+def _numeric(values: list[Any]) -> bool:
+    return all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+
+
+def axis_plot(study: Study, axis: str, data: StudyFrames, best: pd.Series) -> Plot | None:
+    labels = [value_label(v) for v in study.axes[axis]]
+    colours = value_colours(labels, _numeric(study.axes[axis]))
+    others = [a for a in study.axes if a != axis]
+    points = data.points[data.points["complete"] > 0]
+    at_best, unfinished, outside = [], [], []
+    for label in labels:
+        planned = data.points[data.points[f"axis:{axis}"] == label]
+        for other in others:
+            planned = planned[planned[f"axis:{other}"] == best[f"axis:{other}"]]
+        mine = planned[planned["complete"] > 0]
+        line = _line_for(mine.iloc[0], label, colours[label], data) if len(mine) else None
+        if line:
+            at_best.append(line)
+        else:  # excluded from the grid at these values, or not finished yet
+            (unfinished if len(planned) else outside).append(label)
+    if not at_best:
+        return None
+    fixed = ", ".join(f"{o} = {best[f'axis:{o}']}" for o in others)
+    note = f"others at the best point ({fixed})" if others else "every value"
+    if outside:
+        note += f"; no point in the study for {', '.join(outside)} there"
+    if unfinished:
+        note += f"; {', '.join(unfinished)} not finished there"
+    best_each = None
+    if others:
+        best_each = []
+        for label in labels:
+            mine = points[points[f"axis:{axis}"] == label]  # already in rank order
+            if len(mine):
+                rest = ", ".join(f"{o}={mine.iloc[0][f'axis:{o}']}" for o in others)
+                line = _line_for(mine.iloc[0], f"{label} ({rest})", colours[label], data)
+                if line:
+                    best_each.append(line)
+    slug = re.sub(r"[^A-Za-z0-9_-]+", "-", axis)
+    caption = (f"{axis}: validation accuracy against epochs and seconds, one line per value (mean over seeds, "
+               f"band ±1 std); {note}" + ("; bottom: each value at its own best point" if others else ""))
+    return Plot(f"curves-{slug}.png", caption, axis_curves_png(axis, at_best, note, best_each, study.base.target))
+
+
+def train_size_plot(study: Study, data: StudyFrames) -> Plot | None:
+    if TRAIN_SIZE not in study.axes:
+        return None
+    others = [a for a in study.axes if a != TRAIN_SIZE]
+    group_axis = next((a for a in others if a.startswith("model.")), None)
+    groups_values = [value_label(v) for v in study.axes[group_axis]] if group_axis else ["best point"]
+    points = data.points[data.points["complete"] > 0]
+    groups: dict[str, list[SizePoint]] = {}
+    for group in groups_values:
+        mine = points if group_axis is None else points[points[f"axis:{group_axis}"] == group]
+        entries = []
+        for size in study.axes[TRAIN_SIZE]:
+            at = mine[mine[f"axis:{TRAIN_SIZE}"] == value_label(size)]
+            if len(at):
+                best = at.iloc[0]  # rank order: the best of the other axes for this size (and group)
+                entries.append(SizePoint(float(size), best["mean_accuracy"], _nan(best["accuracy_std"]),
+                                         None if fmt.missing(best["train_accuracy"]) else best["train_accuracy"],
+                                         None if fmt.missing(best["train_accuracy_std"]) else
+                                         best["train_accuracy_std"]))
+        if entries:
+            groups[group if group_axis is None else f"{group_axis}={group}"] = entries
+    if not groups:
+        return None
+    free = [a for a in others if a != group_axis]
+    note = ("each size at its best " + ", ".join(free) if free else "every point") + \
+        (f", per {group_axis}" if group_axis else "")
+    colours = value_colours(list(groups), False)
+    caption = (f"Final accuracy against training-set size (test solid, train dashed where measured; mean ± std "
+               f"over seeds): {note}")
+    return Plot("train-size.png", caption, train_size_png(groups, colours, note))
+
+
+def _nan(value: Any) -> float:
+    return float("nan") if fmt.missing(value) else float(value)
+
+
+def batch_size_plot(study: Study, data: StudyFrames) -> Plot | None:
+    if BATCH_SIZE not in study.axes:
+        return None
+    others = [a for a in study.axes if a != BATCH_SIZE]
+    points = data.points[data.points["all_reached"]]
+    every, best = [], []
+    for _, row in points.iterrows():
+        label = ", ".join(f"{o.split('.')[-1]}={row[f'axis:{o}']}" for o in others)
+        every.append(BatchPoint(float(row[f"axis:{BATCH_SIZE}"]), _opt(row["median_reach_time_s"]),
+                                _opt(row["median_steps"]), label, True))
+    for size in study.axes[BATCH_SIZE]:
+        mine = [p for p in every if p.batch == float(size) and p.time_s is not None]
+        if mine:
+            best.append(min(mine, key=lambda p: p.time_s))
+    if not every:
+        return None
+    caption = ("Median time and steps to target against batch size: the fastest point of each batch size "
+               "(the other axes' values beside it), every point whose runs all reached the target as a dot")
+    return Plot("batch-size.png", caption, batch_size_png(best, every, study.base.target))
+
+
+def _opt(value: Any) -> float | None:
+    return None if fmt.missing(value) else float(value)
+
+
+def pareto_plot(sparse: pd.DataFrame, dense: pd.DataFrame, front: set[Any], target: float) -> Plot:
+    """The accuracy-sparsity front: each sparse series in order of sparsity, the dense baseline."""
+    series = list(dict.fromkeys(sparse["sparsity_series"]))
+    colours = value_colours(series, False)
+    drawn = {s: [FrontPoint(float(r["active_fraction"]), float(r["mean_accuracy"]), _opt(r["ci_low"]),
+                            _opt(r["ci_high"]), i in front) for i, r in sparse[sparse["sparsity_series"] == s].iterrows()]
+             for s in series}
+    baseline = None if dense.empty else (float(dense.iloc[0]["mean_accuracy"]), _opt(dense.iloc[0]["ci_low"]),
+                                         _opt(dense.iloc[0]["ci_high"]))
+    caption = ("Accuracy against the fraction of parameters active (log scale): mean final top-1 over the seeds "
+               "with its 95% CI, one series per method; the dense baseline as a solid line (its CI shaded), the "
+               "target dashed; ringed points are on the Pareto front")
+    return Plot("pareto.png", caption, pareto_png(drawn, colours, baseline, target))
+
+
+# ---------------------------------------------------------------- drawing ----
+
+@dataclass
+class Line:
+    label: str
+    colour: str
+    curve: pd.DataFrame   # epoch, time_s, mean, std (accuracy as a fraction; std NaN with one seed)
+    seeds: int
+
+
+def value_colours(labels: list[str], numeric: bool) -> dict[str, str]:
+    """Ordered values (numbers) along a sequential map, so neighbours look alike; others apart."""
+    if numeric and len(labels) > 1:
+        cmap = colormaps["viridis"]
+        return {label: _hex(cmap(0.9 * i / (len(labels) - 1))) for i, label in enumerate(labels)}
+    return {label: PALETTE[i % len(PALETTE)] for i, label in enumerate(labels)}
+
+
+def _hex(rgba: tuple[float, ...]) -> str:
+    return "#" + "".join(f"{round(255 * c):02x}" for c in rgba[:3])
+
+
+def _draw(axes, lines: list[Line], x: str, target: float | None) -> None:
+    for line in lines:
+        curve = line.curve.sort_values(x)
+        mean = 100 * curve["mean"].to_numpy(dtype=float)
+        xs = curve[x].to_numpy(dtype=float)
+        axes.plot(xs, mean, marker="o", markersize=3, linewidth=1.4, color=line.colour,
+                  label=wrapped(f"{line.label} ({line.seeds} seed{'s' if line.seeds != 1 else ''})", 44))
+        std = 100 * curve["std"].to_numpy(dtype=float)
+        if np.isfinite(std).any():
+            axes.fill_between(xs, mean - np.nan_to_num(std), mean + np.nan_to_num(std), color=line.colour,
+                              alpha=0.18, linewidth=0)
+    if target is not None:
+        axes.axhline(100 * target, color="#333", linestyle="--", linewidth=0.8)
+    axes.set_xlabel("epoch" if x == "epoch" else "seconds in the timed region (mean over seeds)")
+    axes.set_ylabel("validation top-1 (%)")
+    axes.grid(True, alpha=0.3)
+
+
+def axis_curves_png(axis: str, at_best: list[Line], at_best_note: str, best_each: list[Line] | None,
+                    target: float | None) -> bytes:
+    """Validation accuracy against epochs and against seconds, one line per value of `axis`:
+    the top row with the other axes at their best values, the bottom row (when the study has
+    other axes) each value's own best point. Lines are means over seeds, bands ±1 std."""
+    rows = 2 if best_each is not None else 1
+    figure = Figure(figsize=(12, 4.3 * rows))
+    panels = np.atleast_2d(figure.subplots(rows, 2))
+    sets = [(at_best, f"{axis}: {at_best_note}")]
+    if best_each is not None:
+        sets.append((best_each, f"{axis}: each value's best point"))
+    for (lines, title), row in zip(sets, panels):
+        for panel, x in zip(row, ("epoch", "time_s")):
+            _draw(panel, lines, x, target)
+            panel.set_title(wrapped(title, 70), fontsize=9)
+        row[0].legend(fontsize=7, loc="lower right")
+    return figure_png(figure)
+
+
+@dataclass
+class SizePoint:
+    size: float
+    test_mean: float
+    test_std: float
+    train_mean: float | None
+    train_std: float | None
+
+
+def train_size_png(groups: dict[str, list[SizePoint]], colours: dict[str, str], note: str) -> bytes:
+    """Final accuracy against training-set size (log axis): test solid, train dashed, per group."""
+    figure = Figure(figsize=(8, 4.8))
+    axes = figure.add_subplot()
+    for label, points in groups.items():
+        points = sorted(points, key=lambda p: p.size)
+        sizes = [p.size for p in points]
+        colour = colours.get(label, "#444")
+        axes.errorbar(sizes, [100 * p.test_mean for p in points],
+                      yerr=[100 * np.nan_to_num(p.test_std) for p in points], color=colour, marker="o", markersize=4,
+                      capsize=3, linewidth=1.4, label=wrapped(f"{label} test", 40))
+        train = [(p.size, p.train_mean, p.train_std) for p in points if p.train_mean is not None]
+        if train:
+            axes.errorbar([t[0] for t in train], [100 * t[1] for t in train],
+                          yerr=[100 * np.nan_to_num(t[2] if t[2] is not None else np.nan) for t in train],
+                          color=colour, marker="s", markersize=3, capsize=3, linewidth=1, linestyle="--",
+                          label=wrapped(f"{label} train", 40))
+    axes.set_xscale("log")
+    axes.set_xlabel("training-set size (images)")
+    axes.set_ylabel("final top-1 (%)")
+    axes.set_title(wrapped(f"Final accuracy against training-set size: {note}", 90), fontsize=9)
+    axes.grid(True, which="both", alpha=0.3)
+    axes.legend(fontsize=7)
+    return figure_png(figure)
+
+
+@dataclass
+class BatchPoint:
+    batch: float
+    time_s: float | None
+    steps: float | None
+    label: str           # the rest of the point: which lr/schedule made it the fastest
+    reached: bool
+
+
+def batch_size_png(best: list[BatchPoint], every: list[BatchPoint], target: float | None) -> bytes:
+    """Median time and steps to target against batch size (log 2): the fastest point of each
+    batch size joined, every point that reached the target as a faint dot."""
+    figure = Figure(figsize=(12, 4.4))
+    panels = figure.subplots(1, 2)
+    for panel, field, label in ((panels[0], "time_s", "median time to target (s)"),
+                                (panels[1], "steps", "median steps to target")):
+        dots = [p for p in every if getattr(p, field) is not None]
+        panel.scatter([p.batch for p in dots], [getattr(p, field) for p in dots], color="#999", s=12, alpha=0.6,
+                      label="every point that reached the target")
+        joined = sorted((p for p in best if getattr(p, field) is not None), key=lambda p: p.batch)
+        panel.plot([p.batch for p in joined], [getattr(p, field) for p in joined], color=PALETTE[0], marker="o",
+                   linewidth=1.6, label="fastest point of each batch size")
+        for p in joined:
+            panel.annotate(wrapped(p.label, 28), (p.batch, getattr(p, field)), fontsize=6, xytext=(4, 4),
+                           textcoords="offset points")
+        panel.set_xscale("log", base=2)
+        panel.set_xlabel("batch size")
+        panel.set_ylabel(label)
+        panel.grid(True, which="both", alpha=0.3)
+    panels[0].legend(fontsize=7)
+    title = "Time and steps to target against batch size"
+    figure.suptitle(title + ("" if target is None else f" (target {100 * target:.1f}%)"), fontsize=10)
+    return figure_png(figure)
+
+
+@dataclass
+class FrontPoint:
+    active_fraction: float
+    accuracy: float
+    ci_low: float | None
+    ci_high: float | None
+    on_front: bool
+
+
+def pareto_png(series: dict[str, list[FrontPoint]], colours: dict[str, str],
+               baseline: tuple[float, float | None, float | None] | None, target: float | None) -> bytes:
+    """Mean accuracy (with its 95% CI) against the active fraction on a log axis, one line per
+    method in order of sparsity; the dense baseline as a line with its CI band; the target dashed;
+    points on the Pareto front ringed."""
+    figure = Figure(figsize=(8.5, 5))
+    axes = figure.add_subplot()
+    for label, points in series.items():
+        points = sorted(points, key=lambda p: p.active_fraction)
+        xs = [p.active_fraction for p in points]
+        ys = [100 * p.accuracy for p in points]
+        low = [100 * (p.accuracy - p.ci_low) if p.ci_low is not None else 0.0 for p in points]
+        high = [100 * (p.ci_high - p.accuracy) if p.ci_high is not None else 0.0 for p in points]
+        colour = colours.get(label, "#444")
+        axes.errorbar(xs, ys, yerr=[low, high], color=colour, marker="o", markersize=4, capsize=3, linewidth=1.4,
+                      label=wrapped(label, 40))
+        ringed = [p for p in points if p.on_front]
+        axes.scatter([p.active_fraction for p in ringed], [100 * p.accuracy for p in ringed], s=90,
+                     facecolors="none", edgecolors="#111", linewidths=1.1, zorder=3)
+    if baseline is not None:
+        mean, low, high = baseline
+        axes.axhline(100 * mean, color="#111", linewidth=1.2, label=f"dense baseline {100 * mean:.2f}%")
+        if low is not None and high is not None:
+            axes.axhspan(100 * low, 100 * high, color="#111", alpha=0.08, linewidth=0)
+    if target is not None:
+        axes.axhline(100 * target, color="#b22", linestyle="--", linewidth=0.9, label=f"target {100 * target:.1f}%")
+    axes.set_xscale("log")
+    axes.set_xlabel("fraction of parameters active (nonzero after training)")
+    axes.set_ylabel("final top-1 (%)")
+    axes.set_title("Accuracy against sparsity", fontsize=10)
+    axes.grid(True, which="both", alpha=0.3)
+    axes.legend(fontsize=7, loc="lower right")
+    return figure_png(figure)

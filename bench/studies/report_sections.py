@@ -1,0 +1,187 @@
+"""The study report's text and tables: the summary, the best values line, the points table,
+failed and pending cells, and accuracy against sparsity (bench.studies.report puts them in order)."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import pandas as pd
+
+from bench.reports import formatting as fmt
+from bench.reports.render import Headline, Part, ReportTable
+from bench.studies.figures import (StudyFrames, numbers, best_point, measured_points, pareto_front,
+                                   smallest_reaching)
+from bench.studies.ledger import Ledger
+from bench.studies.study import Study, toml_value, value_label
+
+
+def _rank_words(study: Study) -> str:
+    return ("the highest mean accuracy" if study.rank == "accuracy"
+            else "the fastest median time to target among the points whose every run reached it")
+
+
+def best_line(study: Study, data: StudyFrames) -> str:
+    best = best_point(data)
+    if best is None:
+        return "Best value of each axis: none yet (no cell has finished)."
+    values = " · ".join(f"{axis} = {best[f'axis:{axis}']}" for axis in study.axes)
+    figure = fmt.percent(best["mean_accuracy"])
+    if study.rank == "time" and best["all_reached"] and not fmt.missing(best["median_reach_time_s"]):
+        figure = f"{fmt.seconds(best['median_reach_time_s'])} to {fmt.percent(best['target'], 1)}, {figure}"
+    return (f"Best value of each axis ({_rank_words(study)}): {values} — {figure} "
+            f"(mean over {int(best['complete'])} seed{'s' if best['complete'] != 1 else ''}).")
+
+
+def _fixed_text(study: Study) -> str:
+    return ", ".join(f"{k} = {toml_value(v)}" for k, v in study.fixed.items()) or "none"
+
+
+def summary_lines(study: Study, ledger: Ledger, data: StudyFrames) -> list[str]:
+    points, seeds = len(study.points), len(study.seeds)
+    done, failed, pending = (len(ledger.where(s)) for s in ("done", "failed", "pending"))
+    axes = "; ".join(f"{axis} ({len(values)}): {', '.join(value_label(v) for v in values)}"
+                     for axis, values in study.axes.items())
+    lines = [
+        f"Base suite: {study.base_ref} ({study.base.mode} mode, target {fmt.percent(study.base.target)}); "
+        f"fixed for every cell: {_fixed_text(study)}.",
+        f"Axes: {axes}. Seeds: {', '.join(map(str, study.seeds))}. Strategy: {study.strategy}.",
+        f"Cells: {points} points × {seeds} seeds = {points * seeds}; {done} done, {failed} failed, {pending} not run "
+        f"yet.",
+    ]
+    cells = data.cells
+    if not cells.empty:
+        machines = cells.groupby("hardware", dropna=False).size()
+        codes = sorted(set(cells["code"].dropna()))
+        lines.append("Ran on: " + "; ".join(f"{fmt.text(h)} ({n} cells)" for h, n in machines.items())
+                     + f". Code: {', '.join(codes) or fmt.MISSING}.")
+        timed = sum(numbers(cells["timed_s"]))
+        starts = pd.to_datetime(cells["started_at"], errors="coerce", utc=True).dropna()
+        ends = pd.to_datetime(cells["finished_at"], errors="coerce", utc=True).dropna()
+        if len(starts) and len(ends):
+            lines.append(f"Time: {fmt.seconds(timed)} in the cells' timed regions; their results span "
+                         f"{starts.min():%Y-%m-%d %H:%M}–{ends.max():%H:%M} UTC "
+                         f"({fmt.seconds((ends.max() - starts.min()).total_seconds())} from the first start to the "
+                         "last finish, across sweeps).")
+    return lines
+
+
+def points_table(study: Study, data: StudyFrames) -> ReportTable:
+    measured_train = data.points["train_accuracy"].notna().any() if not data.points.empty else False
+    columns = [*study.axes, "rank", "seeds", "mean accuracy ± std", "95% CI", "runs ≥ target",
+               "median time to target", "median steps to target", "images/s", "params"]
+    if measured_train:
+        columns.insert(len(study.axes) + 3, "train accuracy")
+    time_words = ("Time to target: the budget's timed region" if study.base.mode == "budget"
+                  else "Time to target: until the first evaluation at the target")
+    table = ReportTable("Points", columns, anchor="points", sortable=True,
+                        note=f"One row per point, seeds pooled; ranked by {_rank_words(study)}. Accuracy: final "
+                             f"top-1, mean ± sample std over the seeds, 95% CI of the mean (Student t). {time_words}"
+                             "; steps: of the runs that reached the target. Click a column head to sort.")
+    for rank, row in data.points.iterrows():
+        finished = row["complete"] > 0
+        seeds = f"{int(row['complete'])}/{int(row['planned'])}"
+        extra = [f"{int(row[k])} {k}" for k in ("diverged", "failed") if row[k]]
+        seeds += f" ({', '.join(extra)})" if extra else ""
+        accuracy = fmt.MISSING if not finished else fmt.percent(row["mean_accuracy"]) + (
+            "" if fmt.missing(row["accuracy_std"]) else f" ± {100 * row['accuracy_std']:.2f}")
+        ci = fmt.MISSING if fmt.missing(row["ci_low"]) else \
+            f"{fmt.percent(row['ci_low'])}–{fmt.percent(row['ci_high'])}"
+        cells = [row[f"axis:{axis}"] for axis in study.axes]
+        keys: list[Any] = [_axis_sort_key(study, axis, row[f"axis:{axis}"]) for axis in study.axes]
+        cells += [str(rank + 1) if finished else fmt.MISSING, seeds, accuracy, ci,
+                  fmt.percent(row["pass_fraction"], 0), fmt.seconds(row["median_time_s"]),
+                  fmt.integer(row["median_steps"]), fmt.rate(row["images_per_s"]), fmt.si(row["params"])]
+        keys += [rank + 1 if finished else None, row["complete"], row["mean_accuracy"], row["ci_low"],
+                 row["pass_fraction"], row["median_time_s"], row["median_steps"], row["images_per_s"], row["params"]]
+        if measured_train:
+            at = len(study.axes) + 3
+            cells.insert(at, fmt.percent(row["train_accuracy"]))
+            keys.insert(at, row["train_accuracy"])
+        style = "good" if rank == 0 and finished else ("bad" if row["failed"] or row["diverged"] else
+                                                       ("muted" if not finished else ""))
+        table.add(cells, style=style, keys=keys)
+    return table
+
+
+def _axis_sort_key(study: Study, axis: str, label: str) -> Any:
+    """Sort an axis column by the values' order in the study file (numbers by value)."""
+    values = study.axes[axis]
+    if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+        return next(v for v in values if value_label(v) == label)
+    return next((i for i, v in enumerate(values) if value_label(v) == label), label)
+
+
+def failed_table(study: Study, ledger: Ledger) -> ReportTable:
+    table = ReportTable("Failed cells", [*study.axes, "seed", "attempts", "reason", "result file"], anchor="failed",
+                        note="Cells whose every result file is failed or interrupted: the next sweep retries them.")
+    for state in ledger.where("failed"):
+        values = [value_label(v) for _, v in state.cell.point.values]
+        table.add([*values, str(state.cell.seed), str(state.attempts), fmt.text(state.error),
+                   os.path.basename(str(state.result.path)) if state.result else fmt.MISSING], style="bad")
+    return table
+
+
+def pending_table(study: Study, ledger: Ledger) -> ReportTable:
+    table = ReportTable("Cells not run yet", [*study.axes, "seed"], anchor="pending",
+                        note="Planned cells with no result file yet: `bench sweep` runs them.")
+    for state in ledger.where("pending"):
+        table.add([*[value_label(v) for _, v in state.cell.point.values], str(state.cell.seed)], style="muted")
+    return table
+
+
+# ---------------------------------------------------------------- accuracy against sparsity ----
+
+def _smallest_reaching_text(sparse: pd.DataFrame, dense: pd.DataFrame, target: float) -> str:
+    reach = smallest_reaching(sparse, target)
+    lines = [f"{series}: {fmt.percent(row['active_fraction'])} of the parameters active "
+             f"({fmt.integer(row['active_params'])}), {fmt.percent(row['mean_accuracy'])} mean over "
+             f"{int(row['complete'])} seed{'s' if row['complete'] != 1 else ''}"
+             for series, row in reach.items()]
+    missed = [s for s in sparse["sparsity_series"].unique() if s not in reach]
+    text = (f"Smallest active fraction that reaches the base suite's target {fmt.percent(target)} "
+            f"(mean accuracy over the seeds), per method: " + ("; ".join(lines) if lines else "none reaches it")
+            + (f"; never reached by {', '.join(missed)}" if missed and lines else "") + ".")
+    if len(dense):
+        row = dense.iloc[0]
+        text += (f" Dense baseline: {fmt.percent(row['mean_accuracy'])} at {fmt.percent(row['active_fraction'])} "
+                 "active.")
+    return text
+
+
+def sparsity_table(points: pd.DataFrame, front: set[Any], target: float) -> ReportTable:
+    table = ReportTable("Accuracy against sparsity", ["method", "target active", "active fraction", "active params",
+                                                      "mean accuracy ± std", "95% CI", "≥ target", "on the front"],
+                        anchor="sparsity", sortable=True,
+                        note="Active: nonzero parameters of the trained networks (all parameters, biases and norms "
+                             "included; a target counts only conv and linear weights), mean over the seeds. On the "
+                             "front: no other point has at most its active fraction and at least its accuracy.")
+    for i, row in points.sort_values(["sparsity_series", "active_fraction"], kind="stable").iterrows():
+        acc = fmt.percent(row["mean_accuracy"]) + ("" if fmt.missing(row["accuracy_std"])
+                                                   else f" ± {100 * row['accuracy_std']:.2f}")
+        ci = fmt.MISSING if fmt.missing(row["ci_low"]) else f"{fmt.percent(row['ci_low'])}–{fmt.percent(row['ci_high'])}"
+        target_text = fmt.percent(row["sparsity_target"], 1) if not fmt.missing(row["sparsity_target"]) else (
+            f"|w| < {row['sparsity_threshold']:g}" if not fmt.missing(row["sparsity_threshold"]) else fmt.MISSING)
+        table.add([row["sparsity_series"] + ("" if fmt.missing(row["sparsity_l1"]) else f" (l1 {row['sparsity_l1']:g})"),
+                   target_text, fmt.percent(row["active_fraction"]), fmt.integer(row["active_params"]), acc, ci,
+                   "yes" if row["mean_accuracy"] >= target else "no", "yes" if i in front else ""],
+                  style="good" if i in front else "",
+                  keys=[row["sparsity_series"], row["sparsity_target"], row["active_fraction"], row["active_params"],
+                        row["mean_accuracy"], row["ci_low"], row["mean_accuracy"] >= target, i in front])
+    return table
+
+
+def sparsity_parts(study: Study, data: StudyFrames) -> list[Part]:
+    """Accuracy against sparsity: the smallest active fraction reaching the target per method,
+    every finished point with its place on the Pareto front, and the front drawn."""
+    from bench.studies.plots import pareto_plot  # matplotlib: imported when a report is drawn
+
+    points = measured_points(data)
+    if points.empty:
+        return ["Accuracy against sparsity: no point has finished yet."]
+    target = study.base.target
+    dense = points[points["sparsity_method"] == "none"]
+    sparse = points[points["sparsity_method"] != "none"]
+    front = pareto_front(points)
+    return [Headline(_smallest_reaching_text(sparse, dense, target)), sparsity_table(points, front, target),
+            pareto_plot(sparse, dense, front, target)]
