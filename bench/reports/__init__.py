@@ -5,7 +5,8 @@ leaderboard  `bench leaderboard`: PASS entries ranked per suite, the rest listed
 compare      `bench compare`: machines side by side against a baseline, with plots
 check        `bench check`: the regression gate for CI
 study        a study's REPORT.md and report.html (`bench sweep` writes it; study_plots draws it)
-formatting, render, plots, specs: how numbers read, table layouts, charts, spec tables
+render, plots, specs: table layouts, charts, spec tables read through bench.specs.files (numbers read
+             the way bench.formatting writes them)
 
 Each command module has `add_arguments(parser)` and `command(args, console) -> int`
 (the study report is written by `bench sweep`, which knows the study's cells).

@@ -46,7 +46,7 @@ from rich.table import Table
 
 from bench.errors import BenchError
 from bench.progress import RichReporter
-from bench.reports import formatting as fmt
+from bench import formatting as fmt
 from bench.reports.frame import newest_first, read_results
 from bench.results import results_root
 

@@ -31,7 +31,7 @@ from rich.console import Console
 
 from bench.errors import BenchError
 from bench.progress import RichReporter
-from bench.reports import formatting as fmt
+from bench import formatting as fmt
 from bench.reports.frame import ResultFrames, add_results_argument, newest_first, read_results
 from bench.results import results_root
 from bench.reports.render import ReportTable, html_page, png_img_html, table_html, table_markdown, table_rich

@@ -21,7 +21,7 @@ import pandas as pd
 from rich.console import Console
 
 from bench.progress import RichReporter
-from bench.reports import formatting as fmt
+from bench import formatting as fmt
 from bench.reports.frame import ResultFrames, add_results_argument, require_results
 from bench.results import results_root
 from bench.reports.render import ReportTable, html_page, table_html, table_markdown, table_rich

@@ -34,7 +34,7 @@ from typing import Any
 import pandas as pd
 
 from bench.measure import mean_ci95
-from bench.reports import formatting as fmt
+from bench import formatting as fmt
 from bench.reports.frame import frames
 from bench.reports.render import SORT_SCRIPT, ReportTable, html_page, png_img_html, table_html, table_markdown
 from bench.results import staged_file
