@@ -49,8 +49,8 @@ from torch import nn
 from bench.env import fingerprint
 from bench.errors import BenchError
 from bench.measure import Stopwatch, count_params, forward_flops_per_image
-from bench.models import build_model, model_names
-from bench.models.zoo import DEFAULT_INPUT, ZOO, layer_counts
+from bench.models import build_model, model_entry, model_names
+from bench.models.zoo import layer_counts
 from bench.progress import Reporter, RichReporter
 from bench.results import link_new, staged_file
 
@@ -59,18 +59,6 @@ DEFAULT_BATCH = {"cpu": 8, "cuda": 64}
 DEVICE_CHOICES = ("cpu", "cuda", "all")
 DEFAULT_OUT = Path("results/specs")
 BYTES_PER_MB = 2**20  # MB here means MiB, as torch.cuda reports memory
-
-# This project's own small nets: CIFAR-10 / MNIST-scale, 10 classes, their usual input.
-# (`tiny` lives in the zoo module but is one of these.)
-OWN_NETS: dict[str, tuple[int, int, int]] = {
-    "tiny": (3, 32, 32),
-    "lenet5": (1, 32, 32),
-    "mlp": (1, 28, 28),
-    "resnet9": (3, 32, 32),
-    "airbench": (3, 32, 32),
-}
-OWN_NET_CLASSES = 10
-ZOO_CLASSES = 1000  # the zoo's nets are ImageNet classifiers
 
 # Weight of inception_v3's auxiliary-head loss while training, as in torchvision's reference recipe.
 AUX_LOSS_WEIGHT = 0.4
@@ -145,20 +133,14 @@ class CompetingLoad:
 # =============================================================================== choosing what to measure
 
 def default_models() -> list[str]:
-    """The zoo in its own order, then this project's nets, then any other registered model."""
-    names = list(ZOO)
-    names += [n for n in OWN_NETS if n not in names]
-    names += [n for n in model_names() if n not in names]
-    return names
+    """The zoo in its own order, then this project's training nets (the registry's order)."""
+    return model_names("zoo") + model_names("training")
 
 
 def network_defaults(name: str) -> tuple[int, tuple[int, int, int]]:
     """(num_classes, input shape) a network is specified at unless the input is overridden."""
-    if name in OWN_NETS:
-        return OWN_NET_CLASSES, OWN_NETS[name]
-    if name in ZOO:
-        return ZOO_CLASSES, DEFAULT_INPUT[name]
-    return OWN_NET_CLASSES, (3, 32, 32)  # other registered models are this project's CIFAR-scale nets
+    entry = model_entry(name, where="--models")
+    return entry.num_classes, entry.input_shape
 
 
 def check_models(names: list[str]) -> list[str]:
