@@ -88,12 +88,13 @@ def _parser() -> argparse.ArgumentParser:
                          description="Print the environment fingerprint recorded in every result file.")
     env.add_argument("--json", action="store_true", help="print JSON")
 
-    from bench import specs  # imports torch, which every bench command but list needs anyway
+    import bench.specs
+    from bench.specs import command as specs_command  # imports torch, which every bench command but list needs
 
     specs_parser = sub.add_parser("specs", help="network specification table: layers, params, FLOPs, memory, "
-                                  "images/s", description=specs.__doc__,
+                                  "images/s", description=bench.specs.__doc__,
                                   formatter_class=argparse.RawDescriptionHelpFormatter)
-    specs.add_arguments(specs_parser)
+    specs_command.add_arguments(specs_parser)
 
     from bench.reports import check, compare, export, leaderboard  # ~0.25 s (pandas); matplotlib only when plotting
 
@@ -265,7 +266,7 @@ def cmd_env(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_specs(args: argparse.Namespace, console: Console) -> int:
-    from bench.specs import command
+    from bench.specs.command import command
 
     return command(args, console)
 

@@ -6,18 +6,7 @@ from typing import Any
 
 from rich.table import Table
 
-
-def _fmt(value: Any, spec: str = ".4f", none: str = "—") -> str:
-    return none if value is None else format(value, spec)
-
-
-def _si(value: float | None) -> str:
-    if value is None:
-        return "—"
-    for unit, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
-        if abs(value) >= scale:
-            return f"{value / scale:.2f}{unit}"
-    return f"{value:.0f}"
+from bench.formatting import count, fixed, si
 
 
 def runs_table(record: dict[str, Any]) -> Table:
@@ -25,10 +14,10 @@ def runs_table(record: dict[str, Any]) -> Table:
     for column in ("seed", "status", "accuracy", "time s", "epochs", "img/s", "compile s", "mem MB", "energy J"):
         table.add_column(column, justify="right", no_wrap=True)
     for run in record["runs"]:
-        table.add_row(str(run["seed"]), run["status"], _fmt(run["accuracy"]),
-                      _fmt(run["time_to_target_s"], ".2f"), _fmt(run["epochs"], ".2f"),
-                      _fmt(run["train_images_per_s"], ".0f"), _fmt(run["compile_s"], ".2f"),
-                      _fmt(run["peak_memory_mb"], ".0f"), _fmt(run["energy_j"], ".0f"))
+        table.add_row(str(run["seed"]), run["status"], fixed(run["accuracy"], ".4f"),
+                      fixed(run["time_to_target_s"], ".2f"), fixed(run["epochs"], ".2f"),
+                      fixed(run["train_images_per_s"], ".0f"), fixed(run["compile_s"], ".2f"),
+                      fixed(run["peak_memory_mb"], ".0f"), fixed(run["energy_j"], ".0f"))
     return table
 
 
@@ -52,21 +41,21 @@ def aggregate_table(record: dict[str, Any]) -> Table:
     rows = [
         ("verdict", f"[{colour}]{verdict}[/{colour}]  (status {record['status']})"),
         ("target", f"{agg['target']:.4f} top-1, mode {record['suite']['resolved']['mode']}"),
-        ("mean accuracy", _fmt(agg["mean_accuracy"]) + (ci_text if agg["mean_accuracy"] is not None else "")),
-        ("runs at or above target", f"{_fmt(agg['pass_fraction'], '.0%')} of {agg['complete_runs']}"),
-        ("median time to target", f"{_fmt(agg['median_time_s'], '.2f')} s"
+        ("mean accuracy", fixed(agg["mean_accuracy"], ".4f") + (ci_text if agg["mean_accuracy"] is not None else "")),
+        ("runs at or above target", f"{fixed(agg['pass_fraction'], '.0%')} of {agg['complete_runs']}"),
+        ("median time to target", f"{fixed(agg['median_time_s'], '.2f')} s"
                                   + (f"  (IQR {iqr:.2f} s)" if iqr is not None else "")),
-        ("min / max / olympic mean", f"{_fmt(agg['min_time_s'], '.2f')} / {_fmt(agg['max_time_s'], '.2f')} / "
-                                     f"{_fmt(agg['olympic_mean_time_s'], '.2f')} s"),
-        ("training throughput", f"{_fmt(agg['median_train_images_per_s'], '.0f')} img/s (median), MFU "
-                                f"{_fmt(agg.get('median_mfu'), '.1%')} of the measured "
+        ("min / max / olympic mean", f"{fixed(agg['min_time_s'], '.2f')} / {fixed(agg['max_time_s'], '.2f')} / "
+                                     f"{fixed(agg['olympic_mean_time_s'], '.2f')} s"),
+        ("training throughput", f"{fixed(agg['median_train_images_per_s'], '.0f')} img/s (median), MFU "
+                                f"{fixed(agg.get('median_mfu'), '.1%')} of the measured "
                                 f"{record['invocation']['matmul_dtype']} matmul rate "
-                                f"{_si(record['invocation']['matmul_flops_per_s'])}FLOP/s{per_rank}"),
-        ("model", f"{model['name']}: {model['params']:,} params, {_si(model['flops_per_image'])}FLOP/image fwd"
-                  + (f"; trained: {model['active_params']:,} active ({100 * model['active_fraction']:.2f}%), "
-                     f"{_si(model['active_flops_per_image'])}FLOP/image by the active weights"
+                                f"{si(record['invocation']['matmul_flops_per_s'], 'FLOP/s')}{per_rank}"),
+        ("model", f"{model['name']}: {count(model['params'])} params, {si(model['flops_per_image'], 'FLOP')}/image fwd"
+                  + (f"; trained: {count(model['active_params'])} active ({100 * model['active_fraction']:.2f}%), "
+                     f"{si(model['active_flops_per_image'], 'FLOP')}/image by the active weights"
                      if model.get("active_fraction") is not None else "")),
-        ("energy", f"{_fmt(agg['mean_energy_j'], '.0f')} J/run"
+        ("energy", f"{fixed(agg['mean_energy_j'], '.0f')} J/run"
                    + ("" if agg["mean_energy_j"] is not None else
                       f"  ({(record['runs'][0].get('energy_reason') if record['runs'] else None) or 'not measured'})")),
         ("hardware", f"{hardware}, torch {env['torch']}"),

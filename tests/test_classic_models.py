@@ -120,3 +120,42 @@ def test_resnet34_cifar_hand_count() -> None:
     feature_map = model.features(torch.zeros(1, *CIFAR))
     assert feature_map.shape == (1, 512, 4, 4)  # 32 -> 32, 16, 8, 4: no stem downsampling
     assert model(torch.zeros(2, *CIFAR)).shape == (2, 10)
+
+
+# ------------------------------------------------------------------ the registry
+
+def test_registry_errors_name_the_place_and_what_to_do() -> None:
+    from bench.errors import BenchError
+
+    with pytest.raises(BenchError, match=r"^suite.model: unknown model 'resnt9'; did you mean resnet9"):
+        build_model("resnt9", 10, CIFAR, where="suite.model")
+    with pytest.raises(BenchError, match=r"^model.args: model 'lenet5' takes no argument width; "
+                                         r"it takes activation, pool$"):
+        build_model("lenet5", 10, CIFAR, {"width": 3})
+    with pytest.raises(BenchError, match=r"^model.args: model 'resnet18' takes no argument hidden; it takes none$"):
+        build_model("resnet18", 10, CIFAR, {"hidden": 3})
+    with pytest.raises(BenchError, match=r"cannot be built with \{'activation': 'swish'\}"):
+        build_model("resnet9", 10, CIFAR, {"activation": "swish"})
+
+
+def test_registry_takes_one_constructor_signature_only() -> None:
+    from bench.models.registry import model_entry, register_model
+
+    def in_channels_form(*, num_classes: int = 1000, in_channels: int = 3) -> nn.Module:
+        return nn.Linear(in_channels, num_classes)
+
+    with pytest.raises(TypeError, match="takes \\(num_classes, in_shape, \\*\\*named options\\)"):
+        register_model("odd", input_shape=CIFAR, num_classes=10)(in_channels_form)
+    with pytest.raises(ValueError, match="registered twice"):
+        register_model("lenet5", input_shape=CIFAR, num_classes=10)(lambda num_classes, in_shape: None)
+    assert model_entry("lenet5").options == ("activation", "pool")  # the first registration stands
+
+
+def test_training_nets_build_at_their_registered_defaults() -> None:
+    from bench.models import model_entry, model_names
+
+    for name in model_names("training"):
+        entry = model_entry(name)
+        model = build_model(name, entry.num_classes, entry.input_shape).eval()
+        with torch.no_grad():
+            assert model(torch.zeros(2, *entry.input_shape)).shape == (2, entry.num_classes), name

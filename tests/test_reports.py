@@ -26,7 +26,9 @@ from bench.progress import RecordingReporter
 from bench.record.schema import SCHEMA_VERSION
 from bench.reports import check, compare, leaderboard
 from bench.reports.frame import hardware_label, machine_label, read_results, require_results
-from bench.reports.specs import parse_row, read_spec_tables
+from bench.reports.specs import read_spec_tables
+from bench.record.schema import SCHEMA_VERSION
+from bench.specs.files import SpecFormatError, SpecReport, SpecRow
 
 FIXTURES = Path(__file__).parent / "fixtures" / "results"
 H100 = "NVIDIA H100 80GB HBM3 on synthetic-fixture-gpu-1"
@@ -254,7 +256,7 @@ def test_compare_writes_html_and_markdown_with_plots(results, tmp_path):
     assert "http" not in page.replace("http-equiv", "")  # no external asset
     images = [line.split("](")[1].rstrip(")") for line in markdown.splitlines() if line.startswith("![")]
     assert len(images) == 4 and all((out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for name in images)
-    assert "Network specifications" in markdown and "cpu_fps — synthetic-fixture-cpu" in markdown
+    assert "Network specifications" in markdown and "cpu inference — CPU Intel Xeon Platinum 8481C CPU @ 2.70GHz, 2 cores on synthetic-fixture-cpu" in markdown
     assert "Left out (not complete): " in markdown
     speedups = markdown.split("## Median time to target")[1].split("## ")[0]
     assert "3.12 s (1.62×)" in speedups and "950 s (0.0053×)" in speedups
@@ -267,24 +269,42 @@ def test_compare_without_specs_has_no_spec_section(results, tmp_path):
     assert "Network specifications" not in (tmp_path / "cmp" / "COMPARE.md").read_text()
 
 
-def test_spec_rows_are_read_leniently():
-    row = parse_row({"model": "resnet18", "params_m": 11.7, "gmacs": 1.8,
-                     "inference": {"gpu_fps": 2000, "img_size": 224}, "cpu_images_per_s": 90})
-    assert row.name == "resnet18" and row.params == pytest.approx(11.7e6) and row.gflops == pytest.approx(3.6)
-    assert row.throughputs == {"inference gpu_fps": 2000.0, "cpu_images_per_s": 90.0}  # img_size is no throughput
-    # the shape `bench specs` writes
-    row = parse_row({"name": "alexnet", "params": 61100840, "forward_gflops": 1.43, "forward_flops": 1428376960,
-                     "devices": {"cpu": {"batch": 8, "inference": {"images_per_s": 21.6, "median_ms": 370.0},
-                                         "train": {"images_per_s": 7.5}}}})
-    assert row.gflops == pytest.approx(1.43) and row.throughputs == {"cpu inference": 21.6, "cpu train": 7.5}
-    assert parse_row({"params": 3}) is None and parse_row("resnet") is None
+def test_spec_rows_are_read_by_the_type_bench_specs_writes():
+    # the committed table of this repo reads back whole
+    folder = Path(__file__).resolve().parents[1] / "results" / "specs"
+    committed = sorted(folder.glob("specs-*.json"))
+    assert committed and all(t.rows for t in read_spec_tables(folder))
+    raw = json.loads(committed[0].read_text())
+    report = SpecReport.from_json(raw)
+    assert report.to_json() == raw  # the row type keeps every key it reads, in the order written
+    alexnet = report.rows[0]
+    assert alexnet.name == "alexnet" and alexnet.params == 61100840 and alexnet.forward_gflops == pytest.approx(1.428, abs=1e-3)
+    assert set(alexnet.throughputs()) == {"cpu inference"}
+    # a phase not measured (null timing, or a device absent here) gives no throughput, never 0
+    row = SpecRow.from_json({**raw["rows"][0], "devices": {
+        "cpu": {"batch": 8, "inference": {"images_per_s": 21.6}, "train": {"images_per_s": 7.5}},
+        "cuda": {"batch": None, "reason": "CUDA not available", "inference": None}}})
+    assert row.throughputs() == {"cpu inference": 21.6, "cpu train": 7.5}
+    # other shapes are not guessed at: the error names the key
+    with pytest.raises(SpecFormatError, match=r"^rows\[0\]\.params: expected an integer, got nothing$"):
+        SpecReport.from_json({**raw, "rows": [{k: v for k, v in raw["rows"][0].items() if k != "params"}]})
+    with pytest.raises(SpecFormatError, match=r"^rows\[1\]\.forward_gflops: expected a number, got str$"):
+        SpecReport.from_json({**raw, "rows": [raw["rows"][0], {**raw["rows"][1], "forward_gflops": "1.8"}]})
+    with pytest.raises(SpecFormatError, match="^expected an object, got list$"):
+        SpecReport.from_json([{"model": "resnet18", "cpu_fps": 61.0}])
+    with pytest.raises(SpecFormatError, match="not a spec file of schema 1"):
+        SpecReport.from_json({"rows": [{"name": "resnet18", "images_per_s": {"cpu": 61.0}}]})
 
 
 def test_unreadable_spec_tables_are_skipped(tmp_path):
     (tmp_path / "a.json").write_text("{")
-    (tmp_path / "b.json").write_text('{"rows": [{"no_name": 1}]}')
+    (tmp_path / "b.json").write_text('{"rows": [{"name": "resnet18", "cpu_fps": 61.0}]}')  # not what bench specs writes
+    (tmp_path / "c.json").write_text('{"schema_version": 1, "kind": "specs", "created": "2026-11-21T05:34:19Z", '
+                                     '"env": {}, "settings": {}, "rows": []}')
     reporter = RecordingReporter()
-    assert read_spec_tables(tmp_path, reporter) == [] and len(reporter.notices) == 2
+    assert read_spec_tables(tmp_path, reporter) == [] and len(reporter.notices) == 3
+    assert "b.json: not a `bench specs` file (not a spec file of schema 1" in reporter.notices[1]
+    assert reporter.notices[2].endswith("c.json: no rows")
     assert read_spec_tables(tmp_path / "absent") == []
 
 

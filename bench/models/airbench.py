@@ -13,6 +13,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from bench.models.registry import register_model
+
 
 class _BatchNorm(nn.BatchNorm2d):
     def __init__(self, channels: int, keep: float = 0.6, eps: float = 1e-12):
@@ -47,6 +49,7 @@ class _ConvGroup(nn.Module):
         return self.act(self.norm2(self.conv2(x)))
 
 
+@register_model("airbench", input_shape=(3, 32, 32), num_classes=10)
 class AirbenchNet(nn.Module):
     def __init__(self, num_classes: int, in_shape: tuple[int, int, int], widths: tuple[int, ...] = (64, 256, 256),
                  whiten_kernel: int = 2, logit_scale: float = 1 / 9):

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from bench.models.airbench import whitening_filters
+from bench.models.registry import register_model
 
 
 class GhostBatchNorm(nn.BatchNorm2d):
@@ -134,6 +135,7 @@ class WhitenedResNet9(ResNet9):
         self.whiten.weight.copy_(torch.cat([filters, -filters]).to(self.whiten.weight))
 
 
+@register_model("resnet9", input_shape=(3, 32, 32), num_classes=10)
 def resnet9(num_classes: int, in_shape: tuple[int, int, int], widths: tuple[int, ...] = (64, 128, 256, 512),
             logit_scale: float = 0.125, activation: str = "relu", celu_alpha: float = 0.075, ghost_batch: int = 0,
             freeze_bn_scale: bool = False, bn_scale: float = 1.0, whiten: bool = False) -> ResNet9:

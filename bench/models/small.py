@@ -5,21 +5,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-
-def mlp(num_classes: int, in_shape: tuple[int, int, int], hidden: tuple[int, ...] = (512, 512),
-        dropout: float = 0.0) -> nn.Module:
-    """784-512-512-10 with ReLU for 28x28 inputs (the classic MNIST MLP)."""
-    layers: list[nn.Module] = [nn.Flatten()]
-    width = in_shape[0] * in_shape[1] * in_shape[2]
-    for h in hidden:
-        layers += [nn.Linear(width, h), nn.ReLU(inplace=True)]
-        if dropout:
-            layers.append(nn.Dropout(dropout))
-        width = h
-    layers.append(nn.Linear(width, num_classes))
-    return nn.Sequential(*layers)
+from bench.models.registry import register_model
 
 
+@register_model("lenet5", input_shape=(1, 32, 32), num_classes=10)
 class LeNet5(nn.Module):
     """LeCun et al. 1998: two 5x5 conv layers with pooling, then 120-84-classes.
 
@@ -55,3 +44,18 @@ class LeNet5(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.features(x))
+
+
+@register_model("mlp", input_shape=(1, 28, 28), num_classes=10)
+def mlp(num_classes: int, in_shape: tuple[int, int, int], hidden: tuple[int, ...] = (512, 512),
+        dropout: float = 0.0) -> nn.Module:
+    """784-512-512-10 with ReLU for 28x28 inputs (the classic MNIST MLP)."""
+    layers: list[nn.Module] = [nn.Flatten()]
+    width = in_shape[0] * in_shape[1] * in_shape[2]
+    for h in hidden:
+        layers += [nn.Linear(width, h), nn.ReLU(inplace=True)]
+        if dropout:
+            layers.append(nn.Dropout(dropout))
+        width = h
+    layers.append(nn.Linear(width, num_classes))
+    return nn.Sequential(*layers)

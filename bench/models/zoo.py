@@ -1,14 +1,15 @@
 """Classic ImageNet networks, defined here in plain ``torch.nn`` (no torchvision).
 
 The architectures match torchvision's (``torchvision.models``) layer for layer, so
-with ``num_classes=1000, in_channels=3`` the parameter counts are torchvision's
+with 1000 classes and 3 input channels the parameter counts are torchvision's
 published ones exactly (see the table in ``tests/test_zoo.py``). Module names and
 nesting are this project's own, so torchvision state dicts do not load as is.
 
-Every constructor takes ``num_classes: int = 1000`` and ``in_channels: int = 3``
-as keywords and returns a module whose forward gives logits of shape
-``(batch, num_classes)``. The one exception is ``inception_v3`` in *train* mode,
-which (like torchvision) returns the tuple ``(logits, aux_logits)`` while its
+Every constructor is registered (``bench.models.registry``) with its usual input
+(3x224x224; 3x299x299 for inception_v3; 3x32x32 for tiny) and classes (1000; 10 for
+tiny), takes the registry's one signature ``(num_classes, in_shape, **options)`` and
+returns a module whose forward gives logits of shape ``(batch, num_classes)``. The one
+exception is ``inception_v3`` in *train* mode, which (like torchvision) returns the tuple ``(logits, aux_logits)`` while its
 auxiliary head is enabled; in eval mode it returns logits only.
 
 Each model has two attributes for the network specification table:
@@ -33,7 +34,7 @@ Layers are counted by module, mechanically, so one rule serves every network:
   path is counted.
 
 Pooling, normalization, activation and dropout layers are not counted. So
-``layer_counts(resnet18()) == (20, 1)``: the "18" in the name counts the 17
+``layer_counts(resnet18(1000, (3, 224, 224))) == (20, 1)``: the "18" in the name counts the 17
 convolutions on the main path plus the fc layer; the 3 downsample shortcut
 convolutions bring the module count to 20. Likewise resnet34 is (36, 1) and
 resnet50 (53, 1). vgg16 is (13, 3), alexnet (5, 3), tiny (2, 2).
@@ -55,13 +56,15 @@ Notes on fidelity to torchvision
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Callable, Sequence
+from typing import Sequence
 
 import torch
 from torch import nn
 
+from bench.models.registry import register_model
+
 __all__ = [
-    "ZOO", "DEFAULT_INPUT", "layer_counts",
+    "layer_counts",
     "alexnet", "vgg16", "googlenet", "inception_v3", "resnet18", "resnet34", "resnet50",
     "densenet121", "squeezenet1_1", "mobilenet_v2", "tiny",
 ]
@@ -153,9 +156,10 @@ class AlexNet(nn.Module):
         return self.classifier(torch.flatten(self.pool(self.features(x)), 1))
 
 
-def alexnet(*, num_classes: int = 1000, in_channels: int = 3) -> nn.Module:
+@register_model("alexnet", input_shape=(3, 224, 224), num_classes=1000, family="zoo")
+def alexnet(num_classes: int, in_shape: tuple[int, int, int]) -> nn.Module:
     """AlexNet: 5 conv + 3 fc layers, 61,100,840 parameters at 1000 classes."""
-    return AlexNet(num_classes, in_channels)
+    return AlexNet(num_classes, in_shape[0])
 
 
 # ----------------------------------------------------------------------------- VGG
@@ -192,9 +196,10 @@ class VGG(nn.Module):
         return self.classifier(torch.flatten(self.pool(self.features(x)), 1))
 
 
-def vgg16(*, num_classes: int = 1000, in_channels: int = 3) -> nn.Module:
+@register_model("vgg16", input_shape=(3, 224, 224), num_classes=1000, family="zoo")
+def vgg16(num_classes: int, in_shape: tuple[int, int, int]) -> nn.Module:
     """VGG-16 (no batch norm): 13 conv + 3 fc layers, 138,357,544 parameters at 1000 classes."""
-    return VGG(_VGG16_PLAN, num_classes, in_channels)
+    return VGG(_VGG16_PLAN, num_classes, in_shape[0])
 
 
 # ----------------------------------------------------------------------------- GoogLeNet
@@ -254,9 +259,10 @@ class GoogLeNet(nn.Module):
         return self.classifier(torch.flatten(self.pool(self.features(x)), 1))
 
 
-def googlenet(*, num_classes: int = 1000, in_channels: int = 3) -> nn.Module:
+@register_model("googlenet", input_shape=(3, 224, 224), num_classes=1000, family="zoo")
+def googlenet(num_classes: int, in_shape: tuple[int, int, int]) -> nn.Module:
     """GoogLeNet / Inception v1 (batch-norm variant, no aux heads): 6,624,904 parameters at 1000 classes."""
-    return GoogLeNet(num_classes, in_channels)
+    return GoogLeNet(num_classes, in_shape[0])
 
 
 # ----------------------------------------------------------------------------- Inception v3
@@ -405,13 +411,14 @@ class InceptionV3(nn.Module):
         return (logits, aux) if aux is not None else logits
 
 
-def inception_v3(*, num_classes: int = 1000, in_channels: int = 3, aux_logits: bool = True) -> nn.Module:
+@register_model("inception_v3", input_shape=(3, 299, 299), num_classes=1000, family="zoo")
+def inception_v3(num_classes: int, in_shape: tuple[int, int, int], aux_logits: bool = True) -> nn.Module:
     """Inception v3: 27,161,264 parameters at 1000 classes with the aux head (the default).
 
     Eval mode returns logits; train mode returns ``(logits, aux_logits)`` unless
     ``aux_logits=False``. See :class:`InceptionV3` for input sizes.
     """
-    return InceptionV3(num_classes, in_channels, aux_logits=aux_logits)
+    return InceptionV3(num_classes, in_shape[0], aux_logits=aux_logits)
 
 
 # ----------------------------------------------------------------------------- ResNet
@@ -490,24 +497,28 @@ class ResNet(nn.Module):
         return self.classifier(torch.flatten(self.pool(self.features(x)), 1))
 
 
-def resnet18(*, num_classes: int = 1000, in_channels: int = 3) -> nn.Module:
+@register_model("resnet18", input_shape=(3, 224, 224), num_classes=1000, family="zoo")
+def resnet18(num_classes: int, in_shape: tuple[int, int, int]) -> nn.Module:
     """ResNet-18: 11,689,512 parameters at 1000 classes."""
-    return ResNet(_BasicBlock, (2, 2, 2, 2), num_classes, in_channels)
+    return ResNet(_BasicBlock, (2, 2, 2, 2), num_classes, in_shape[0])
 
 
-def resnet34(*, num_classes: int = 1000, in_channels: int = 3) -> nn.Module:
+@register_model("resnet34", input_shape=(3, 224, 224), num_classes=1000, family="zoo")
+def resnet34(num_classes: int, in_shape: tuple[int, int, int]) -> nn.Module:
     """ResNet-34: 21,797,672 parameters at 1000 classes."""
-    return ResNet(_BasicBlock, (3, 4, 6, 3), num_classes, in_channels)
+    return ResNet(_BasicBlock, (3, 4, 6, 3), num_classes, in_shape[0])
 
 
+@register_model("resnet34_cifar", input_shape=(3, 32, 32), num_classes=10)
 def resnet34_cifar(num_classes: int, in_shape: tuple[int, int, int]) -> nn.Module:
     """ResNet-34 for 32x32 inputs (3x3 stem, no max pool): 21,282,122 parameters at 10 classes."""
     return ResNet(_BasicBlock, (3, 4, 6, 3), num_classes, in_shape[0], small_input=True)
 
 
-def resnet50(*, num_classes: int = 1000, in_channels: int = 3) -> nn.Module:
+@register_model("resnet50", input_shape=(3, 224, 224), num_classes=1000, family="zoo")
+def resnet50(num_classes: int, in_shape: tuple[int, int, int]) -> nn.Module:
     """ResNet-50 (v1.5, bottleneck blocks): 25,557,032 parameters at 1000 classes."""
-    return ResNet(_Bottleneck, (3, 4, 6, 3), num_classes, in_channels)
+    return ResNet(_Bottleneck, (3, 4, 6, 3), num_classes, in_shape[0])
 
 
 # ----------------------------------------------------------------------------- DenseNet
@@ -567,9 +578,10 @@ class DenseNet(nn.Module):
         return self.classifier(torch.flatten(self.pool(self.features(x)), 1))
 
 
-def densenet121(*, num_classes: int = 1000, in_channels: int = 3) -> nn.Module:
+@register_model("densenet121", input_shape=(3, 224, 224), num_classes=1000, family="zoo")
+def densenet121(num_classes: int, in_shape: tuple[int, int, int]) -> nn.Module:
     """DenseNet-121 (growth 32, blocks 6-12-24-16): 7,978,856 parameters at 1000 classes."""
-    return DenseNet(32, (6, 12, 24, 16), 64, 4, num_classes, in_channels)
+    return DenseNet(32, (6, 12, 24, 16), 64, 4, num_classes, in_shape[0])
 
 
 # ----------------------------------------------------------------------------- SqueezeNet
@@ -618,9 +630,10 @@ class SqueezeNet(nn.Module):
         return torch.flatten(self.classifier(self.features(x)), 1)
 
 
-def squeezenet1_1(*, num_classes: int = 1000, in_channels: int = 3) -> nn.Module:
+@register_model("squeezenet1_1", input_shape=(3, 224, 224), num_classes=1000, family="zoo")
+def squeezenet1_1(num_classes: int, in_shape: tuple[int, int, int]) -> nn.Module:
     """SqueezeNet 1.1: 1,235,496 parameters at 1000 classes; the decision layer is a 1x1 conv."""
-    return SqueezeNet(num_classes, in_channels)
+    return SqueezeNet(num_classes, in_shape[0])
 
 
 # ----------------------------------------------------------------------------- MobileNetV2
@@ -681,9 +694,10 @@ class MobileNetV2(nn.Module):
         return self.classifier(torch.flatten(self.pool(self.features(x)), 1))
 
 
-def mobilenet_v2(*, num_classes: int = 1000, in_channels: int = 3) -> nn.Module:
+@register_model("mobilenet_v2", input_shape=(3, 224, 224), num_classes=1000, family="zoo")
+def mobilenet_v2(num_classes: int, in_shape: tuple[int, int, int]) -> nn.Module:
     """MobileNetV2 (width 1.0): 3,504,872 parameters at 1000 classes."""
-    return MobileNetV2(num_classes, in_channels)
+    return MobileNetV2(num_classes, in_shape[0])
 
 
 # ----------------------------------------------------------------------------- tiny
@@ -712,33 +726,10 @@ class Tiny(nn.Module):
         return self.classifier(torch.flatten(self.pool(self.features(x)), 1))
 
 
-def tiny(*, num_classes: int = 1000, in_channels: int = 3) -> nn.Module:
+@register_model("tiny", input_shape=(3, 32, 32), num_classes=10, family="zoo")
+def tiny(num_classes: int, in_shape: tuple[int, int, int]) -> nn.Module:
     """The `tiny` net: 2 conv + 2 fc layers, for any input size (usual 3x32x32)."""
-    return Tiny(num_classes, in_channels)
-
-
-# ----------------------------------------------------------------------------- registry
-
-ZOO: dict[str, Callable[..., nn.Module]] = {
-    "alexnet": alexnet,
-    "vgg16": vgg16,
-    "googlenet": googlenet,
-    "inception_v3": inception_v3,
-    "resnet18": resnet18,
-    "resnet34": resnet34,
-    "resnet50": resnet50,
-    "densenet121": densenet121,
-    "squeezenet1_1": squeezenet1_1,
-    "mobilenet_v2": mobilenet_v2,
-    "tiny": tiny,
-}
-
-# usual (channels, height, width) of one input image
-DEFAULT_INPUT: dict[str, tuple[int, int, int]] = {
-    **{name: (3, 224, 224) for name in ZOO},
-    "inception_v3": (3, 299, 299),
-    "tiny": (3, 32, 32),
-}
+    return Tiny(num_classes, in_shape[0])
 
 
 def layer_counts(model: nn.Module) -> tuple[int, int]:

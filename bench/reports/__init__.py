@@ -6,8 +6,8 @@ compare      `bench compare`: machines side by side against a baseline, with plo
 check        `bench check`: the regression gate for CI
 export       `bench export`: the result files as one table (runs, invocations or curves) to a file
 mlperf       a run in MLPerf Training's log format
-formatting, render, pages, plots, specs: how numbers read, table and page layouts, the one page
-             writer (atomic), charts, spec tables
+render, pages, plots, specs: table and page layouts, the one page writer (atomic), charts, spec
+             tables read through bench.specs.files (numbers read the way bench.formatting writes them)
 
 Each command module has `add_arguments(parser)` and `command(args, console) -> int`
 (a study's report belongs to the studies package, which knows the study's cells; it lays out and

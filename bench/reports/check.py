@@ -46,8 +46,8 @@ from rich.table import Table
 
 from bench.errors import EXIT_FAIL, EXIT_OK, BenchError
 from bench.progress import RichReporter
+from bench import formatting as fmt
 from bench.record.files import results_root
-from bench.reports import formatting as fmt
 from bench.reports.frame import newest_first, read_results
 
 OK, REGRESSION, CHANGED, INFO = "ok", "REGRESSION", "changed", "info"

@@ -30,8 +30,8 @@ from rich.console import Console
 
 from bench.errors import BenchError
 from bench.progress import RichReporter
+from bench import formatting as fmt
 from bench.record.files import results_root
-from bench.reports import formatting as fmt
 from bench.reports.frame import ResultFrames, add_results_argument, newest_first, read_results
 from bench.reports.pages import write_report
 from bench.reports.render import Part, Plot, ReportTable, table_rich
@@ -235,7 +235,7 @@ def specs_table(comparison: Comparison) -> ReportTable | None:
         return None
     baseline = next((t for t in comparison.specs if t.machine == comparison.baseline), None)
     base_rows = {r.name: r for r in baseline.rows} if baseline else {}
-    columns = [(t, key) for t in comparison.specs for key in sorted({k for r in t.rows for k in r.throughputs})]
+    columns = [(t, key) for t in comparison.specs for key in sorted({k for r in t.rows for k in r.throughputs()})]
     names = list(dict.fromkeys(r.name for t in comparison.specs for r in t.rows))
     table = ReportTable("Network specifications", ["net", "params", "GFLOPs / image",
                                                    *[f"{key} — {t.machine}" for t, key in columns]],
@@ -247,11 +247,11 @@ def specs_table(comparison: Comparison) -> ReportTable | None:
         cells = []
         for spec, key in columns:
             row = rows[spec.machine]
-            value = row.throughputs.get(key) if row else None
-            base = base_rows.get(name).throughputs.get(key) if name in base_rows else None
+            value = row.throughputs().get(key) if row else None
+            base = base_rows[name].throughputs().get(key) if name in base_rows else None
             ratio = "" if value is None or not base or spec is baseline else f" ({fmt.ratio(value / base)})"
             cells.append(fmt.si(value) + ratio)
-        table.add([name, fmt.si(known.params), fmt.text(None if known.gflops is None else f"{known.gflops:.3g}"),
+        table.add([name, fmt.si(known.params), fmt.si(known.forward_gflops),
                    *cells])
     return table
 

@@ -21,8 +21,8 @@ import pandas as pd
 from rich.console import Console
 
 from bench.progress import RichReporter
+from bench import formatting as fmt
 from bench.record.files import results_root
-from bench.reports import formatting as fmt
 from bench.reports.frame import ResultFrames, add_results_argument, require_results
 from bench.reports.pages import write_report
 from bench.reports.render import Part, ReportTable, table_rich

@@ -15,7 +15,7 @@ from typing import Any
 import pandas as pd
 
 from bench.record.stats import aggregate, mean_ci95, time_summary
-from bench.reports import formatting as fmt
+from bench import formatting as fmt
 from bench.reports.frame import frames
 from bench.studies.ledger import Ledger, record_cell_key
 from bench.studies.study import Study, value_label

@@ -16,7 +16,7 @@ import pandas as pd
 from matplotlib import colormaps
 from matplotlib.figure import Figure
 
-from bench.reports import formatting as fmt
+from bench import formatting as fmt
 from bench.reports.plots import PALETTE, figure_png, wrapped
 from bench.reports.render import Plot
 from bench.studies.figures import BATCH_SIZE, TRAIN_SIZE, StudyFrames

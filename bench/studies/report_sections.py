@@ -8,7 +8,7 @@ from typing import Any
 
 import pandas as pd
 
-from bench.reports import formatting as fmt
+from bench import formatting as fmt
 from bench.reports.render import Headline, Part, ReportTable
 from bench.studies.figures import (StudyFrames, numbers, best_point, measured_points, pareto_front,
                                    smallest_reaching)

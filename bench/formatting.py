@@ -1,6 +1,11 @@
-"""How numbers read in every report: one place, so a leaderboard and a comparison agree.
+"""How numbers read everywhere the harness prints them: reports, `bench run`'s summary and the
+spec table. One place, so a leaderboard, a comparison, a run's summary and a spec table agree.
 
-A missing figure (None, or NaN after pandas) always reads as an em dash, never as 0.
+The one form of a figure is `si`: three significant figures, an SI prefix (k, M, G, T) from a
+thousand up, a space before the prefix and unit ("11.7 M", "1.82 GFLOP/s", "27.7"), and never
+an exponent. Exact integers a reader may want whole (a parameter count in a spec, a run's
+seed) use `count` ("11,689,512"). A missing figure (None, or NaN after pandas) always reads as
+an em dash, never as 0.
 """
 
 from __future__ import annotations
@@ -47,13 +52,38 @@ def accuracy_with_ci(mean: Any, half_width: Any) -> str:
     return percent(mean) + (" (no CI)" if missing(half_width) else f" ± {100 * half_width:.2f}")
 
 
-def si(value: Any, unit: str = "") -> str:
+_PREFIXES = (("T", 1e12), ("G", 1e9), ("M", 1e6), ("k", 1e3), ("", 1.0))
+
+
+def _significant(value: float, digits: int) -> str:
+    """`digits` significant figures in fixed-point notation, trailing zeros dropped (0.000846, 15.5, 120)."""
+    if value == 0:
+        return "0"
+    decimals = max(0, digits - 1 - math.floor(math.log10(abs(value))))
+    text = f"{value:.{decimals}f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+def si(value: Any, unit: str = "", digits: int = 3) -> str:
+    """The one number form: `digits` significant figures with an SI prefix from 1,000 up, no exponent."""
     if missing(value):
         return MISSING
-    for prefix, scale in (("T", 1e12), ("G", 1e9), ("M", 1e6), ("k", 1e3)):
-        if abs(value) >= scale:
-            return f"{value / scale:.3g} {prefix}{unit}".rstrip()
-    return f"{value:.3g} {unit}".rstrip()
+    for prefix, scale in _PREFIXES:
+        # the prefix is chosen after rounding, so 999,960 reads "1 M", not "1000 k"
+        scaled = float(f"{value / scale:.{digits}g}")
+        if abs(scaled) >= 1 or scale == 1.0:
+            return f"{_significant(scaled, digits)} {prefix}{unit}".rstrip()
+    raise AssertionError("unreachable: the last prefix has scale 1")
+
+
+def count(value: Any) -> str:
+    """A whole number in full with thousands separators (11,689,512): for exact counts."""
+    return MISSING if missing(value) else f"{int(value):,}"
+
+
+def fixed(value: Any, spec: str) -> str:
+    """`value` in a format spec (".2f", ".0%"), or the dash when it is missing."""
+    return MISSING if missing(value) else format(value, spec)
 
 
 def energy(joules: Any) -> str:
