@@ -106,6 +106,9 @@ def save_weights(model: nn.Module, folder: Path, name: str) -> Path:
     state = {k: v.detach().to("cpu", memory_format=torch.contiguous_format).clone()
              for k, v in model.state_dict().items()}
     tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(state, tmp)
-    tmp.replace(path)
+    try:
+        torch.save(state, tmp)
+        tmp.replace(path)
+    finally:  # a save cut short (a full disk) leaves no partial file behind
+        tmp.unlink(missing_ok=True)
     return path

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 from rich.console import Console
+from rich.markup import escape
 
 from bench.progress import RichReporter
 from bench.reports import formatting as fmt
@@ -159,5 +160,5 @@ def command(args: argparse.Namespace, console: Console) -> int:
         console.print(table_rich(ranked))
         if apart.rows:
             console.print(table_rich(apart))
-    console.print(f"wrote {markdown} and {page}")
+    console.print(escape(f"wrote {markdown} and {page}"))
     return 0

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from bench.errors import BenchError
@@ -58,14 +59,15 @@ def study_folder(study: Study, results: Path | None) -> Path:
 
 
 def cells_table(study: Study, ledger: Ledger) -> Table:
-    table = Table(title=f"study {study.name}: cells", title_justify="left")
+    table = Table(title=escape(f"study {study.name}: cells"), title_justify="left")
     for axis in study.axes:
-        table.add_column(axis)
+        table.add_column(escape(axis))
     for column in ("seed", "cell", "state"):
         table.add_column(column, no_wrap=True)
     colour = {"done": "green", "failed": "red", "pending": "yellow"}
-    for state in ledger.cells.values():
-        table.add_row(*[value_label(v) for _, v in state.cell.point.values], str(state.cell.seed), state.cell.key,
+    for state in ledger.cells.values():  # axis values are text ("[64, 32]" is a list, not markup)
+        table.add_row(*[escape(value_label(v)) for _, v in state.cell.point.values], str(state.cell.seed),
+                      escape(state.cell.key),
                       f"[{colour[state.state]}]{state.state}[/{colour[state.state]}]")
     return table
 
@@ -148,19 +150,19 @@ def command(args: argparse.Namespace, console: Console) -> int:
     if args.dry_run:
         console.print(cells_table(study, ledger))
         left = len(ledger.where("pending")) + len(ledger.where("failed"))
-        console.print(f"{_counts(ledger)}; {left} run{'s' if left != 1 else ''} to go (each one seed of one point) "
-                      f"into {runs_dir}")
+        console.print(escape(f"{_counts(ledger)}; {left} run{'s' if left != 1 else ''} to go (each one seed of one "
+                             f"point) into {runs_dir}"))
         return 0
     if args.report_only:
         if not ledger.results:
             raise BenchError(f"{runs_dir}: no result of this study yet; run 'bench sweep {args.study}' first")
         page, markdown = write_study_report(study, ledger, folder)
-        console.print(best_line(study, study_frames(study, ledger)))
-        console.print(f"{_counts(ledger)}\nwrote {markdown} and {page}")
+        console.print(escape(best_line(study, study_frames(study, ledger))))
+        console.print(escape(f"{_counts(ledger)}\nwrote {markdown} and {page}"))
         return 0
 
     todo = [state.cell for state in ledger.cells.values() if state.state != "done"]
-    console.print(f"study {study.name}: {_counts(ledger)}; running {len(todo)} into {runs_dir}")
+    console.print(escape(f"study {study.name}: {_counts(ledger)}; running {len(todo)} into {runs_dir}"))
     if todo:
         if not args.address:
             preflight(study, todo, args.device, reporter)
@@ -201,8 +203,8 @@ def command(args: argparse.Namespace, console: Console) -> int:
     page = markdown = None
     if ledger.results:
         page, markdown = write_study_report(study, ledger, folder)
-        console.print(best_line(study, study_frames(study, ledger)))
-    console.print(_counts(ledger) + (f"\nreport: {markdown} and {page}" if page else ""))
+        console.print(escape(best_line(study, study_frames(study, ledger))))
+    console.print(escape(_counts(ledger) + (f"\nreport: {markdown} and {page}" if page else "")))
     if interrupted:
         console.print("[yellow]interrupted[/yellow]: finished cells are kept; rerun the same command to go on")
         return EXIT_INTERRUPTED
