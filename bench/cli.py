@@ -19,7 +19,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from bench import __version__
-from bench.destinations import check_folder
+from bench.destinations import check_file, check_folder
 from bench.errors import BenchError
 from bench.loaders import LOADER_KINDS
 from bench.suites import SCHEMA
@@ -211,6 +211,7 @@ def _mllog_writer(base: Path, suites: list, runs: int | None, console: Console, 
     from bench.reports.frame import load_results
     from bench.reports.mlperf import check_log_paths, log_paths, mlperf_log, write_log
 
+    check_file(base, "--mllog", overwrite=True)  # a folder given as the log, before its numbered names
     paths = log_paths(base, [(s.name, runs if runs is not None else s.resolved["runs"]) for s in suites])
     check_log_paths([p for names in paths for p in names])
 
