@@ -51,8 +51,9 @@ def test_two_concurrent_sweeps_train_each_cell_once(tmp_path):
     env = {**os.environ, "BENCH_DATA": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1",
            "PYTHONPATH": str(Path(__file__).parent.parent)}
     command = [sys.executable, "-m", "bench", "sweep", str(study), "--results", str(results), "--device", "cpu"]
-    sweeps = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-              for _ in range(2)]
+    # one in this process, one through two worker processes (each cell claimed as it is handed out)
+    sweeps = [subprocess.Popen(command + extra, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+              for extra in ([], ["--workers", "2"])]
     outputs = [sweep.communicate(timeout=300) for sweep in sweeps]
     assert [sweep.returncode for sweep in sweeps] == [0, 0], outputs
     runs = results / "studies" / "claims" / "runs"
