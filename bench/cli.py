@@ -1,7 +1,10 @@
 """`bench` command line: a thin face over suites, runner, and reports.
 
 Exit codes: 0 PASS (or a command that succeeded), 1 verdict FAIL, 2 bad input
-(one line, no traceback), 3 diverged or failed run, 130 interrupted.
+(one line, no traceback), 3 diverged or failed run (or its result file could not be written),
+4 the runs are complete and their result files written, but a view asked for (--save-weights,
+--mllog) could not be saved (said in a line each; the verdict in the result file stands),
+130 interrupted.
 """
 
 from __future__ import annotations
@@ -12,10 +15,13 @@ import sys
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from bench import __version__
-from bench.errors import EXIT_BAD_INPUT, EXIT_BROKEN, EXIT_FAIL, EXIT_INTERRUPTED, EXIT_OK, BenchError
+from bench.destinations import check_file, check_folder
+from bench.errors import (EXIT_BAD_INPUT, EXIT_BROKEN, EXIT_FAIL, EXIT_INTERRUPTED, EXIT_OK, EXIT_VIEW_NOT_SAVED,
+                          BenchError)
 from bench.loaders import LOADER_KINDS
 from bench.suites import SCHEMA
 
@@ -25,7 +31,7 @@ class _OneLineParser(argparse.ArgumentParser):
 
     def error(self, message: str) -> None:  # type: ignore[override]
         Console(stderr=True, highlight=False).print(
-            f"[bold red]error:[/bold red] {self.prog}: {message}; see '{self.prog} --help'", soft_wrap=True)
+            f"[bold red]error:[/bold red] {escape(self.prog)}: {escape(message)}; see '{escape(self.prog)} --help'", soft_wrap=True)
         raise SystemExit(EXIT_BAD_INPUT)
 
 
@@ -121,11 +127,11 @@ def cmd_list(args: argparse.Namespace, console: Console) -> int:
         try:
             s = load_suite(str(path))
         except BenchError as exc:
-            table.add_row(name, "[red]invalid[/red]", "", "", "", "", "", str(exc))
+            table.add_row(escape(name), "[red]invalid[/red]", "", "", "", "", "", escape(str(exc)))
             continue
         target = f"{s.target:g}" + ("*" if s.resolved["provisional"] else "")
-        table.add_row(name, s.dataset["name"], s.model["name"], target, s.mode, str(s.resolved["runs"]),
-                      ",".join(s.resolved["devices"]), s.resolved["description"])
+        table.add_row(*map(escape, (name, s.dataset["name"], s.model["name"], target, s.mode, str(s.resolved["runs"]),
+                                    ",".join(s.resolved["devices"]), s.resolved["description"])))
     console.print(table)
     console.print(studies_table())
     return EXIT_OK
@@ -142,11 +148,11 @@ def studies_table() -> Table:
         try:
             study = load_study(str(path))
         except BenchError as exc:
-            table.add_row(name, "[red]invalid[/red]", "", "", "", "", str(exc))
+            table.add_row(escape(name), "[red]invalid[/red]", "", "", "", "", escape(str(exc)))
             continue
         axes = ", ".join(f"{axis} ×{len(values)}" for axis, values in study.axes.items())
-        table.add_row(name, study.base_ref, axes, str(len(study.points)), str(len(study.seeds)),
-                      str(len(study.cells)), study.description)
+        table.add_row(*map(escape, (name, study.base_ref, axes, str(len(study.points)), str(len(study.seeds)),
+                                    str(len(study.cells)), study.description)))
     return table
 
 
@@ -161,8 +167,11 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     overrides = args.overrides + ([f"recipe.compile={args.compile!r}".replace("'", '"')] if args.compile else [])
     # --set and --compile apply to every suite of a race: the same data and settings for all
     suites = [load_suite(ref, overrides) for ref in [args.suite, *args.versus]]
+    if args.save_weights is not None:  # checked before any training, as every destination is
+        check_folder(args.save_weights, "--save-weights")
+    unsaved: list[str] = []  # views asked for (weights, MLPerf logs) that could not be saved
     # the MLPerf log names are checked here (and in the launcher, before any rank starts); rank 0 writes them
-    after_run = _mllog_writer(args.mllog, suites, args.runs, console) \
+    after_run = _mllog_writer(args.mllog, suites, args.runs, console, unsaved) \
         if args.mllog is not None and distributed.main_process_output() else None
     if not distributed.launched() and (args.nproc_per_node is not None or args.nnodes > 1):
         return _launch(args, suites)
@@ -176,28 +185,33 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
         finished = run_race(suites, runs=args.runs, seed=args.seed, device_choice=args.device,
                             results_dir=args.results or default_results_dir(), reporter=reporter,
                             offline=args.offline, command=["bench", *sys.argv[1:]], loader=args.loader,
-                            after_run=after_run, save_weights=args.save_weights, dist=dist)
+                            after_run=after_run, save_weights=args.save_weights, dist=dist, unsaved=unsaved)
     except Interrupted as stop:
         where = f"finished runs kept in {', '.join(map(str, stop.paths))}" if stop.paths else \
             "no run had finished; nothing written"
-        console.print(f"[yellow]interrupted[/yellow]: {where}")
+        console.print(f"[yellow]interrupted[/yellow]: {escape(where)}")
         return EXIT_INTERRUPTED
     distributed.leave(dist)  # on the way out after success; a failing rank just exits
     for record, path in finished:
         console.print(runs_table(record))
         console.print(aggregate_table(record))
-        console.print(f"result: {path}")
+        console.print(f"result: {escape(str(path))}")
     if any(record["status"] != "complete" for record, _ in finished):
         return EXIT_BROKEN
+    if unsaved:  # the verdict stands (it is in the result file); what was asked for and is missing is said
+        for what in unsaved:
+            console.print(f"[yellow]not saved[/yellow]: {escape(what)}; the result file is complete", soft_wrap=True)
+        return EXIT_VIEW_NOT_SAVED
     return EXIT_OK if all(record["aggregate"]["verdict"] == "PASS" for record, _ in finished) else EXIT_FAIL
 
 
-def _mllog_writer(base: Path, suites: list, runs: int | None, console: Console):
+def _mllog_writer(base: Path, suites: list, runs: int | None, console: Console, unsaved: list[str]):
     """Checks the log names before any work, and returns what writes each run's log: a view
     of the result file just saved, read back through the one reader."""
     from bench.record.files import load_results
     from bench.reports.mlperf import check_log_paths, log_paths, mlperf_log, write_log
 
+    check_file(base, "--mllog", overwrite=True)  # a folder given as the log, before its numbered names
     paths = log_paths(base, [(s.name, runs if runs is not None else s.resolved["runs"]) for s in suites])
     check_log_paths([p for names in paths for p in names])
 
@@ -205,10 +219,11 @@ def _mllog_writer(base: Path, suites: list, runs: int | None, console: Console):
         try:
             path = write_log(paths[position][index], mlperf_log(load_results(result)[0].record, index))
         except (BenchError, OSError) as exc:  # the result file holds the run; a view that failed must not mark it
-            Console(stderr=True, highlight=False).print(f"[yellow]MLPerf log not written[/yellow]: {exc}",
-                                                        soft_wrap=True)
+            unsaved.append(f"--mllog {paths[position][index]} ({getattr(exc, 'strerror', None) or exc})")
+            Console(stderr=True, highlight=False).print(f"[yellow]MLPerf log not written[/yellow]: "
+                                                        f"{escape(unsaved[-1])}", soft_wrap=True)
             return
-        console.print(f"MLPerf log: {path}")
+        console.print(f"MLPerf log: {escape(str(path))}")
 
     return write
 
@@ -258,7 +273,7 @@ def cmd_env(args: argparse.Namespace, console: Console) -> int:
             for k, v in value.items():
                 rows(f"{prefix}.{k}" if prefix else k, v)
         else:
-            table.add_row(prefix, "—" if value is None else str(value))
+            table.add_row(escape(prefix), "—" if value is None else escape(str(value)))
 
     rows("", info)
     console.print(table)
@@ -306,13 +321,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return COMMANDS[args.command](args, console)
     except BenchError as exc:
-        errors.print(f"[bold red]error:[/bold red] {exc}", soft_wrap=True)
+        errors.print(f"[bold red]error:[/bold red] {escape(str(exc))}", soft_wrap=True)
         return exc.exit_code
     except KeyboardInterrupt:
         errors.print("[yellow]interrupted[/yellow]")
         return EXIT_INTERRUPTED
     except Terminated as exc:
-        errors.print(f"[bold red]failed:[/bold red] {exc}; finished runs kept", soft_wrap=True)
+        errors.print(f"[bold red]failed:[/bold red] {escape(str(exc))}; finished runs kept", soft_wrap=True)
         return EXIT_BROKEN
     except Exception as exc:
         if not launched():
@@ -320,8 +335,6 @@ def main(argv: list[str] | None = None) -> int:
         # A rank's failure (a peer gone, a collective timed out) is recorded in the result file
         # with its traceback; every rank says it in one line, as the others may not know it.
         import os
-
-        from rich.markup import escape
 
         Console(stderr=True, highlight=False).print(
             f"[bold red]failed:[/bold red] rank {os.environ.get('RANK')}: {type(exc).__name__}: {escape(str(exc))}; "

@@ -14,7 +14,9 @@ switches the model to training, so batch norm uses its running statistics and dr
 
 from __future__ import annotations
 
+import pickle
 import types
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -29,14 +31,30 @@ def _listed(keys: list[str], limit: int = 4) -> str:
     return shown + (f" and {len(keys) - limit} more" if len(keys) > limit else "")
 
 
+def unsafe_pickle_message(path: str, torch_message: str) -> str:
+    """The refusal of a file that pickles more than tensors, said as a refusal for safety. Torch's
+    own text advises re-running with weights_only=False, which would execute whatever the file
+    holds; that advice is left out, and only torch's line naming what was refused is kept."""
+    refused = [line.strip() for line in torch_message.splitlines()
+               if "unsupported" in line.lower() or "global" in line.lower()]
+    what = f": {refused[0][:200]}" if refused else ""
+    return (f"model.init: {path} was refused for safety: it holds pickled objects other than tensors, which "
+            f"loading would execute{what}; give a plain state dict saved by 'bench run --save-weights DIR' "
+            "(or torch.save(model.state_dict()))")
+
+
 def load_init(model: nn.Module, path: str, model_name: str) -> None:
     file = Path(path)
     if not file.is_file():
         raise BenchError(f"model.init: weights file {path} not found; give the path of a state dict saved by "
                          "'bench run --save-weights DIR' (relative paths are taken from the working directory)")
     try:
-        state = torch.load(file, map_location="cpu", weights_only=True)
-    except Exception as exc:  # a torn file, a pickle of objects weights_only refuses, not a torch file at all
+        with warnings.catch_warnings():  # the refusal below is the whole story; torch's warnings are not
+            warnings.simplefilter("ignore")
+            state = torch.load(file, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise BenchError(unsafe_pickle_message(path, str(exc))) from None
+    except Exception as exc:  # a torn file, not a torch file at all
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise BenchError(f"model.init: cannot read {path} as a state dict ({reason[:200]})") from None
     if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
@@ -88,6 +106,9 @@ def save_weights(model: nn.Module, folder: Path, name: str) -> Path:
     state = {k: v.detach().to("cpu", memory_format=torch.contiguous_format).clone()
              for k, v in model.state_dict().items()}
     tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(state, tmp)
-    tmp.replace(path)
+    try:
+        torch.save(state, tmp)
+        tmp.replace(path)
+    finally:  # a save cut short (a full disk) leaves no partial file behind
+        tmp.unlink(missing_ok=True)
     return path

@@ -13,6 +13,7 @@ from typing import Any, Callable, Iterator
 
 from rich.console import Console, Group
 from rich.live import Live
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     DownloadColumn,
@@ -119,11 +120,11 @@ class RichReporter(Reporter):
             yield _PlainTask(self.console, description, total, kind)
             return
         with Progress(*self._columns(kind), console=self.console, transient=False) as progress:
-            task_id = progress.add_task(description, total=total, info="")
+            task_id = progress.add_task(escape(description), total=total, info="")  # markup: names are text
             yield _RichTask(progress, task_id)
 
     def notice(self, message: str) -> None:
-        self.console.print(f"[dim]{message}[/dim]")
+        self.console.print(f"[dim]{escape(message)}[/dim]")
 
 
 class _PlainTask(Task):
@@ -136,10 +137,10 @@ class _PlainTask(Task):
 
     def _line(self, fields: dict[str, Any]) -> None:
         if self._kind == "bytes":
-            self._console.print(f"{self._description}: {self._completed / 1e6:.1f} MB")
+            self._console.print(escape(f"{self._description}: {self._completed / 1e6:.1f} MB"))
             return
         of = f"/{self._total:g}" if self._total is not None else ""
-        self._console.print(f"{self._description} {self._completed:g}{of}  {_format_fields(fields)}".rstrip())
+        self._console.print(escape(f"{self._description} {self._completed:g}{of}  {_format_fields(fields)}".rstrip()))
 
     def advance(self, amount: float = 1, **fields: Any) -> None:
         was_done = self._total is not None and self._completed >= self._total
@@ -210,7 +211,7 @@ class BoardReporter(Reporter):
             self._overall = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                                      TextColumn("{task.fields[info]}"), TimeElapsedColumn(), _EtaColumn(),
                                      console=console)
-            self._overall_id = self._overall.add_task(title, total=total, completed=done, info="", eta_end=None)
+            self._overall_id = self._overall.add_task(escape(title), total=total, completed=done, info="", eta_end=None)
             self._runs = Progress(TextColumn("  {task.description}"), BarColumn(), MofNCompleteColumn(),
                                   TimeElapsedColumn(), TextColumn("{task.fields[info]}"), console=console)
             self._live = Live(Group(self._overall, self._runs), console=console, refresh_per_second=4)
@@ -230,7 +231,7 @@ class BoardReporter(Reporter):
         self.running += 1
         self._started[label] = time.monotonic()
         if not self._live_mode:
-            self.console.print(f"{self.title}: started {label}", soft_wrap=True)
+            self.console.print(escape(f"{self.title}: started {label}"), soft_wrap=True)
         self._refresh()
 
     def job_finished(self, label: str, outcome: str, failed: bool = False) -> None:
@@ -241,7 +242,8 @@ class BoardReporter(Reporter):
         if started is not None:
             self._durations.append(time.monotonic() - started)
         mark = "[red]failed[/red]" if failed else "done"
-        self.console.print(f"{self.title} {self.done}/{self.total}: {mark} {label}: {outcome}", soft_wrap=True)
+        self.console.print(f"{escape(self.title)} {self.done}/{self.total}: {mark} {escape(label)}: {escape(outcome)}",
+                           soft_wrap=True)
         self._refresh()
 
     def _refresh(self) -> None:
@@ -257,7 +259,7 @@ class BoardReporter(Reporter):
 
     # -- the tasks of running jobs
     def open_task(self, description: str, total: float | None = None) -> _BoardTask:
-        task_id = self._runs.add_task(description, total=total, info="") if self._live_mode else None
+        task_id = self._runs.add_task(escape(description), total=total, info="") if self._live_mode else None
         return _BoardTask(self, task_id)
 
     def close_task(self, task: _BoardTask) -> None:
@@ -282,7 +284,7 @@ class BoardReporter(Reporter):
     def notice(self, message: str) -> None:
         if message not in self._seen:  # the same notice from every job is said once
             self._seen.add(message)
-            self.console.print(f"[dim]{message}[/dim]", soft_wrap=True)
+            self.console.print(f"[dim]{escape(message)}[/dim]", soft_wrap=True)
 
     def replay(self, event: tuple, label: str) -> None:
         """Shows an event a QueueReporter sent from another process, under the job's label."""

@@ -26,7 +26,7 @@ from bench.measure import count_params, forward_flops_per_image, matmul_flops_pe
 from bench.models import build_model
 from bench.progress import NullReporter, Reporter
 from bench.record.build import dataset_block, error_block, finish, invocation_head
-from bench.record.files import ResultWriter
+from bench.record.files import ResultNotWritten, ResultWriter
 from bench.sparsity import active_flops_per_image, output_positions
 from bench.suites import Suite
 from bench.train import PreparedData, resolve_device, train_run
@@ -108,10 +108,11 @@ class Invocation:
     def __init__(self, suite: Suite, *, runs: int | None, seed: int, device: torch.device, results_dir: Path,
                  reporter: Reporter, offline: bool, command: list[str] | None, loader: str,
                  after_run: Callable[[Path, int], None] | None = None, save_weights: Path | None = None,
-                 dist: Dist = SINGLE):
+                 dist: Dist = SINGLE, unsaved: list[str] | None = None):
         self.suite, self.device, self.reporter, self.offline, self.loader = suite, device, reporter, offline, loader
         self.after_run = after_run  # told (result file, run index) once each run is saved
         self.weights_dir = save_weights
+        self.unsaved = unsaved if unsaved is not None else []  # views asked for that could not be saved
         self.dist = dist
         dist.rank_batch(suite.resolved["recipe"]["batch_size"])  # an uneven split is refused before any work
         # Only rank 0 writes (the one result file); it refuses an unwritable folder before any work.
@@ -164,12 +165,14 @@ class Invocation:
         """Trains seed number i and saves; a diverged run ends the invocation."""
         seed, count = self.seeds[i], len(self.seeds)
         label = f"{self.suite.name} run {i + 1}/{count} seed {seed}"
-        save = None
+        save, saved = None, {}
         if self.weights_dir is not None and self.writer is not None:  # rank 0 saves the one copy
             name = f"{self.writer.run_id}-seed{seed}.pt"  # the result's unique id: never two runs on one file
-            save = lambda model: finetune.save_weights(model, self.weights_dir, name)  # noqa: E731
+            save = lambda model: self._save_weights(model, name, seed, saved)  # noqa: E731
         run = train_run(self.suite.resolved, self.data, seed, self.device, self.reporter, label=label,
                         loader=self.loader, save_weights=save, dist=self.dist)
+        if save is not None:  # where the weights went, or null when they could not be saved
+            run["weights_file"] = saved.get("path")
         run["mfu"] = mfu(run, self.record["model"]["train_flops_per_image"], self.peak)
         add_active_flops(run, self.record["model"]["flops_per_image"], self.positions)
         self.record["runs"].append(run)
@@ -184,9 +187,23 @@ class Invocation:
         if self.after_run is not None:
             self.after_run(self.path, len(self.record["runs"]) - 1)
 
+    def _save_weights(self, model: torch.nn.Module, name: str, seed: int, saved: dict[str, str]) -> Path | None:
+        """A view of the run: failing to save it (a full disk) must not fail the run it shows."""
+        try:
+            path = finetune.save_weights(model, self.weights_dir, name)
+        except (BenchError, OSError) as exc:
+            reason = str(exc) if isinstance(exc, BenchError) else f"{self.weights_dir / name}: {exc.strerror or exc}"
+            self.unsaved.append(f"--save-weights: the weights of {self.suite.name} seed {seed} ({reason})")
+            self.reporter.notice(f"weights not saved: {self.unsaved[-1]}; the run itself is kept")
+            return None
+        saved["path"] = str(path)
+        return path
+
     def stop(self, exc: BaseException) -> None:
         """Keeps what finished when the invocation is cut short."""
         if self.ended or not self.record or self.record["status"] != "interrupted":
+            return
+        if isinstance(exc, ResultNotWritten):  # the disk refused the file: a second write would fail alike
             return
         if isinstance(exc, KeyboardInterrupt):
             if self.record["runs"]:
@@ -204,21 +221,22 @@ def run_race(suites: list[Suite], *, runs: int | None = None, seed: int = 0, dev
              results_dir: Path, reporter: Reporter | None = None, offline: bool = False,
              command: list[str] | None = None, loader: str = "auto",
              after_run: Callable[[int, Path, int], None] | None = None,
-             save_weights: Path | None = None,
-             dist: Dist = SINGLE) -> list[tuple[dict[str, Any], Path | None]]:
+             save_weights: Path | None = None, dist: Dist = SINGLE,
+             unsaved: list[str] | None = None) -> list[tuple[dict[str, Any], Path | None]]:
     """Several suites in one invocation, their seeds interleaved (A B A B ...), so that what
     the machine does meanwhile (clocks, heat, neighbours) falls on all of them alike.
     Each suite gets its own result file; each names the others in `invocation.race`.
     `after_run(suite position, result file, run index)` is called once each run is saved.
     With several ranks (`dist`, joined by the caller) every rank calls this alike; rank 0 writes
-    the files and alone calls after_run."""
+    the files and alone calls after_run. A view that could not be saved (weights on a full disk)
+    is added to `unsaved` in words; the run and its result file stand."""
     reporter = reporter or NullReporter()
     device = dist.device if dist.device is not None else resolve_device(device_choice)
     choose_loader(loader, 0, device)  # an unknown or uninstalled loader is refused before any work
     entrants = [Invocation(s, runs=runs, seed=seed, device=device, results_dir=results_dir, reporter=reporter,
                            offline=offline, command=command, loader=loader, dist=dist,
                            after_run=None if after_run is None or not dist.is_main else _bound(after_run, position),
-                           save_weights=save_weights)
+                           save_weights=save_weights, unsaved=unsaved)
                 for position, s in enumerate(suites)]
     try:
         peak = None

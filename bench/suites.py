@@ -389,9 +389,10 @@ def _cross_checks(resolved: dict[str, Any], where: str) -> None:
     if bptt["mode"] in ("truncated", "sliding", "shuffled") and bptt["length"] < 1:
         raise BenchError(f"{where}: 'recipe.bptt.length' must be at least 1 for recipe.bptt.mode "
                          f"{bptt['mode']!r} (the window length in sequence steps)")
-    if bptt["mode"] == "sliding" and bptt["step"] > bptt["length"]:
+    # every windowed mode: a step longer than the window never trains on the steps between windows
+    if bptt["mode"] in ("sliding", "shuffled") and bptt["step"] > bptt["length"]:
         raise BenchError(f"{where}: 'recipe.bptt.step' {bptt['step']} is longer than 'recipe.bptt.length' "
-                         f"{bptt['length']}: sliding windows would skip steps; make step <= length")
+                         f"{bptt['length']}: {bptt['mode']} windows would skip steps; make step <= length")
     ghost = resolved["model"]["args"].get("ghost_batch")
     if isinstance(ghost, int) and ghost > 0 and recipe["batch_size"] % ghost:
         raise BenchError(f"{where}: 'recipe.batch_size' {recipe['batch_size']} is not a multiple of "

@@ -4,17 +4,18 @@ from __future__ import annotations
 
 from typing import Any
 
+from rich.markup import escape
 from rich.table import Table
 
 from bench.formatting import count, fixed, si
 
 
 def runs_table(record: dict[str, Any]) -> Table:
-    table = Table(title=f"{record['suite']['name']} — runs", title_justify="left")
+    table = Table(title=f"{escape(record['suite']['name'])} — runs", title_justify="left")
     for column in ("seed", "status", "accuracy", "time s", "epochs", "img/s", "compile s", "mem MB", "energy J"):
         table.add_column(column, justify="right", no_wrap=True)
     for run in record["runs"]:
-        table.add_row(str(run["seed"]), run["status"], fixed(run["accuracy"], ".4f"),
+        table.add_row(str(run["seed"]), escape(run["status"]), fixed(run["accuracy"], ".4f"),
                       fixed(run["time_to_target_s"], ".2f"), fixed(run["epochs"], ".2f"),
                       fixed(run["train_images_per_s"], ".0f"), fixed(run["compile_s"], ".2f"),
                       fixed(run["peak_memory_mb"], ".0f"), fixed(run["energy_j"], ".0f"))
@@ -23,7 +24,7 @@ def runs_table(record: dict[str, Any]) -> Table:
 
 def aggregate_table(record: dict[str, Any]) -> Table:
     agg, model, env = record["aggregate"], record["model"], record["env"]
-    table = Table(title=f"{record['suite']['name']} — summary", title_justify="left", show_header=False)
+    table = Table(title=f"{escape(record['suite']['name'])} — summary", title_justify="left", show_header=False)
     table.add_column("figure", style="bold")
     table.add_column("value")
     verdict = agg["verdict"]
@@ -60,6 +61,6 @@ def aggregate_table(record: dict[str, Any]) -> Table:
                       f"  ({(record['runs'][0].get('energy_reason') if record['runs'] else None) or 'not measured'})")),
         ("hardware", f"{hardware}, torch {env['torch']}"),
     ]
-    for key, value in rows:
-        table.add_row(key, value)
+    for key, value in rows:  # names, paths and reasons are text, not markup; the verdict's colour is ours
+        table.add_row(key, value if key == "verdict" else escape(value))
     return table

@@ -172,3 +172,75 @@ def test_more_ranks_than_gpus_is_one_line(capsys, results, monkeypatch):
     code, _, err = run_cli(capsys, "run", "fashion-mnist-smoke", "--device", "cuda", "--nproc-per-node", "4",
                            "--results", str(results))
     assert_one_line_error(code, err, results, "this node has 2 GPUs")
+
+
+# ---------------------------------------------------------------- destinations, second round (issue 25) ----
+
+@pytest.fixture
+def no_training(monkeypatch):
+    """Every destination is checked before any training: a run that starts fails the test."""
+    def train_run(*args, **kwargs):
+        raise AssertionError("training started before the destinations were checked")
+    monkeypatch.setattr("bench.runner.train_run", train_run)
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["--save-weights", "{tmp}/a-file"], "a-file is a file, not a folder"),
+    (["--save-weights", "{tmp}/a-file/sub"], "has a file on its way"),
+    (["--mllog", "/proc/bench.log"], "--mllog /proc/bench.log: cannot write in /proc"),
+    (["--runs", "2", "--mllog", "/proc/bench.log"], ": cannot write in /proc"),
+    (["--mllog", "{tmp}/a-file/run.log"], "is not a folder"),
+    (["--mllog", "{tmp}"], "is a folder; give a file name"),
+])
+def test_run_destinations_are_refused_before_training(capsys, results, tmp_path, no_training, args, fragment):
+    (tmp_path / "a-file").write_text("mine")
+    argv = [a.format(tmp=tmp_path) for a in args]
+    code, _, err = run_cli(capsys, "run", "fashion-mnist-smoke", "--device", "cpu", "--results", str(results), *argv)
+    assert_one_line_error(code, err, results, fragment)
+    assert (tmp_path / "a-file").read_text() == "mine"
+
+
+def test_results_on_a_place_that_takes_no_files_is_refused_before_training(capsys, results, no_training):
+    # /proc refuses new files whatever the user (tests run as root, where permission bits stop nothing)
+    code, _, err = run_cli(capsys, "run", "fashion-mnist-smoke", "--device", "cpu", "--results", "/proc/bench-results")
+    assert_one_line_error(code, err, results, "results folder /proc/bench-results is not writable")
+
+
+def test_results_on_a_read_only_mount_is_refused_before_training(capsys, results, tmp_path, no_training):
+    read_only = tmp_path / "ro"
+    read_only.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "ro", "tmpfs", str(read_only)], capture_output=True).returncode:
+        pytest.skip("mounting a read-only tmpfs needs privileges this machine does not give")
+    try:
+        code, _, err = run_cli(capsys, "run", "fashion-mnist-smoke", "--device", "cpu", "--results", str(read_only))
+    finally:
+        subprocess.run(["umount", str(read_only)], check=True)
+    assert_one_line_error(code, err, results, "Read-only file system")
+
+
+@pytest.mark.parametrize("out, fragment", [
+    ("results/x.csv", "is inside the result folder"),            # relative: resolved before it is compared
+    ("results/runs/../x.csv", "is inside the result folder"),
+    ("/proc/x.csv", "--out /proc/x.csv: cannot write in /proc"),
+])
+def test_export_destinations_are_refused(capsys, results, tmp_path, monkeypatch, out, fragment):
+    monkeypatch.chdir(tmp_path)
+    (results / "runs").mkdir()
+    code, _, err = run_cli(capsys, "export", "--results", "results", "--format", "csv", "--out", out)
+    assert code == 2 and fragment in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    assert sorted(os.listdir(results)) == ["earlier.json", "runs"] and not os.listdir(results / "runs")
+
+
+def test_bracketed_words_in_messages_and_paths_are_printed_verbatim(capsys, results, tmp_path, suite_path):
+    missing = tmp_path / "runs[1]" / "data[dataset]"
+    text = suite_text().replace('name = "fashion-mnist"', f'name = "fashion-mnist"\npath = "{missing}"')
+    code, _, err = run_cli(capsys, "run", suite_path(text), "--device", "cpu", "--results", str(results))
+    assert_one_line_error(code, err, results, f"dataset path {missing} does not exist")
+    assert "check the path in the suite's [dataset] table" in err and "runs[1]/data[dataset]" in err
+
+
+def test_shuffled_bptt_windows_that_skip_steps_are_refused(capsys, results, suite_path):
+    text = suite_text(model="lstm", model_args="args = { hidden = 16 }").replace(
+        "[recipe]\n", '[recipe]\nbptt = { mode = "shuffled", length = 2, step = 4 }\n')
+    code, _, err = run_cli(capsys, "run", suite_path(text), "--device", "cpu", "--results", str(results))
+    assert_one_line_error(code, err, results, "shuffled windows would skip steps; make step <= length")

@@ -219,3 +219,68 @@ def test_a_cell_that_fails_before_its_data_loads_is_still_a_valid_result(study, 
         record = result.record
         assert record["status"] == "failed" and record["model"] is None and record["dataset"] is None
         assert "disk went away (planted)" in record["error"]["message"] and record["invocation"]["device"] == "cpu"
+
+
+# ---------------------------------------------------------------- claims and faults while writing ----
+
+def claim_file(results, key, pid, host=None):
+    import json
+    import socket
+
+    folder = results / "studies" / "syn" / "runs"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{key}.claim").write_text(json.dumps({"pid": pid, "host": host or socket.gethostname(),
+                                                     "time": "2026-01-01T00:00:00Z"}))
+
+
+def study_cells(study):
+    from bench.studies.study import load_study
+
+    return load_study(str(study)).cells
+
+
+def test_a_cell_claimed_by_a_live_sweep_is_skipped_and_a_stale_claim_taken_over(study, tmp_path, trained):
+    import subprocess
+
+    results = tmp_path / "results"
+    live, stale = study_cells(study)[:2]
+    claim_file(results, live.key, os.getpid())  # this very process: alive
+    gone = subprocess.Popen(["true"])
+    gone.wait()  # a pid that was this host's and is no longer
+    claim_file(results, stale.key, gone.pid)
+    assert sweep(study, results) == 0
+    assert len(trained.seen) == 3  # 4 cells, the live claim's one skipped, the stale one run
+    written = [f for f in files(results) if f.endswith(".json")]
+    assert not any(f.startswith(live.key) for f in written) and any(f.startswith(stale.key) for f in written)
+    # the claim this sweep took over is gone with its cell's file; the other sweep's claim stays
+    assert [f for f in files(results) if f.endswith(".claim")] == [f"{live.key}.claim"]
+
+
+def test_a_full_disk_while_writing_a_cell_keeps_the_earlier_cells(study, tmp_path, trained, monkeypatch, capsys):
+    import errno
+
+    import bench.record.files
+
+    results = tmp_path / "results"
+    real_fsync, calls = os.fsync, []
+
+    def full_on_the_third(fd):  # the third result file's write (claims are written too, and pass)
+        name = os.readlink(f"/proc/self/fd/{fd}")
+        if "/studies/syn/runs/.tmp" in name and name.endswith(".json"):  # not the cells' scratch files
+            calls.append(fd)
+        if len(calls) == 3:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_fsync(fd)
+
+    monkeypatch.setattr(bench.record.files.os, "fsync", full_on_the_third)
+    assert sweep(study, results) == 3
+    err = capsys.readouterr().err
+    assert "No space left on device" in err and "Traceback" not in err
+    names = files(results)
+    # the two cells before the full disk, whole; no temp file, no claim left behind
+    assert len([n for n in names if n.endswith(".json")]) == 2 and all(not n.startswith(".tmp") for n in names)
+    assert not [n for n in names if n.endswith(".claim")]
+    import json
+
+    assert all(json.loads((results / "studies" / "syn" / "runs" / n).read_text())["status"] == "complete"
+               for n in names if n.endswith(".json"))

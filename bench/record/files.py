@@ -74,6 +74,7 @@ class ResultWriter:
         except OSError as exc:
             raise BenchError(f"results folder {self.folder} is not writable ({exc.strerror or exc}); "
                              "fix its permissions or choose another with --results DIR") from None
+        remove_orphaned_temps(self.folder)
 
     def write(self, record: dict[str, Any]) -> Path:
         assert record["status"] in STATUSES, record["status"]
@@ -81,16 +82,28 @@ class ResultWriter:
             record["id"] = self.run_id
             text = json.dumps(_finite(record), indent=1, allow_nan=False, default=_jsonable) + "\n"
             _check_schema(text, self.folder)
-            with staged_file(self.folder, text, ".json") as staged:
-                if self.path is not None:
-                    os.replace(staged, self.path)
-                    return self.path
-                path = self.folder / f"{self.prefix}{self.run_id}.json"
-                if link_new(staged, path):
-                    self.path = path
-                    return path
+            try:
+                with staged_file(self.folder, text, ".json") as staged:
+                    if self.path is not None:
+                        os.replace(staged, self.path)
+                        return self.path
+                    path = self.folder / f"{self.prefix}{self.run_id}.json"
+                    if link_new(staged, path):
+                        self.path = path
+                        return path
+            except OSError as exc:  # a full disk, a folder gone: the temp file is removed, nothing published
+                raise ResultNotWritten(f"result file not written in {self.folder} ({exc.strerror or exc}); the "
+                                       "files already there are untouched; free some space (or fix the folder) "
+                                       "and run again") from None
             self.run_id = new_run_id()  # another invocation has this name: draw again
         raise BenchError(f"could not find a free result name in {self.folder}")
+
+
+class ResultNotWritten(BenchError):
+    """The result file could not be written (a full disk): the runs are lost, which is a failed
+    invocation (exit 3), not bad input."""
+
+    exit_code = 3
 
 
 class InvalidRecord(Exception):
@@ -110,7 +123,8 @@ def _check_schema(text: str, folder: Path) -> None:
 def staged_file(folder: Path, text: str | bytes, suffix: str) -> Iterator[Path]:
     """A temp file in `folder` holding all of `text`, synced to disk; removed on exit, by
     which time it has been linked or moved to its real name (or given up)."""
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=suffix, dir=folder)
+    # the prefix names the writer, so that a later writer can remove what a killed one left
+    fd, tmp = tempfile.mkstemp(prefix=f"{_temp_prefix()}{os.getpid()}-", suffix=suffix, dir=folder)
     try:
         with os.fdopen(fd, "wb" if isinstance(text, bytes) else "w") as f:
             f.write(text)
@@ -120,6 +134,32 @@ def staged_file(folder: Path, text: str | bytes, suffix: str) -> Iterator[Path]:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def _temp_prefix() -> str:
+    return f".tmp-{re.sub(r'[^A-Za-z0-9]+', '-', socket.gethostname()).strip('-')[:32] or 'host'}-"
+
+
+def remove_orphaned_temps(folder: Path) -> None:
+    """Temp files a writer on this machine left when it was killed mid-write (its process is
+    gone): never published, never read (readers skip dot files), so they are only clutter."""
+    for temp in Path(folder).glob(f"{_temp_prefix()}*"):
+        pid = temp.name[len(_temp_prefix()):].split("-", 1)[0]
+        if pid.isdigit() and not process_alive(int(pid)):
+            try:
+                temp.unlink()
+            except OSError:
+                pass  # another writer removed it first
+
+
+def process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
 
 
 def link_new(staged: Path, path: Path) -> bool:

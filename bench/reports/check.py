@@ -42,6 +42,7 @@ from pathlib import Path
 
 import pandas as pd
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from bench.errors import EXIT_FAIL, EXIT_OK, BenchError
@@ -257,12 +258,13 @@ _STYLE = {REGRESSION: "bold red", CHANGED: "yellow", OK: "green", INFO: "dim"}
 
 
 def findings_table(report: PairReport) -> Table:
-    table = Table(title=f"{report.suite}: baseline {report.baseline['id']} → candidate {report.candidate['id']}",
+    table = Table(title=escape(f"{report.suite}: baseline {report.baseline['id']} → candidate {report.candidate['id']}"),
                   title_justify="left")
     for column in ("check", "baseline", "candidate", "change", "allowed", "result"):
         table.add_column(column)
     for f in report.findings:
-        table.add_row(f.check, f.baseline, f.candidate, f.change, f.allowed, f"[{_STYLE[f.result]}]{f.result}[/]")
+        table.add_row(*map(escape, (f.check, f.baseline, f.candidate, f.change, f.allowed)),
+                      f"[{_STYLE[f.result]}]{escape(f.result)}[/]")
     return table
 
 
@@ -272,7 +274,7 @@ def regressions_table(reports: list[PairReport]) -> Table:
         table.add_column(column)
     for report in reports:
         for f in report.regressions:
-            table.add_row(report.suite, f.check, f.baseline, f.candidate, f.change, f.allowed)
+            table.add_row(*map(escape, (report.suite, f.check, f.baseline, f.candidate, f.change, f.allowed)))
     return table
 
 
@@ -313,13 +315,13 @@ def run_check(args: argparse.Namespace, console: Console) -> list[PairReport]:
 
 def command(args: argparse.Namespace, console: Console) -> int:
     reports = run_check(args, console)
-    console.print(f"[dim]rule: {rule_from(args).describe()}[/dim]")
+    console.print(f"[dim]rule: {escape(rule_from(args).describe())}[/dim]")
     for report in reports:
         console.print(findings_table(report))
     failed = [r for r in reports if r.regressions]
     if failed:
         console.print(regressions_table(failed))
-        console.print(f"[bold red]regression[/bold red] in {', '.join(r.suite for r in failed)}")
+        console.print(f"[bold red]regression[/bold red] in {escape(', '.join(r.suite for r in failed))}")
         return EXIT_FAIL
     console.print("[green]no regression[/green]")
     return EXIT_OK

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import pandas as pd
 from rich.console import Console
+from rich.markup import escape
 
 from bench.errors import BenchError
 from bench.progress import RichReporter
@@ -332,5 +333,5 @@ def command(args: argparse.Namespace, console: Console) -> int:
     for part in parts:
         if isinstance(part, ReportTable):
             console.print(table_rich(part))
-    console.print(f"wrote {page} (self-contained) and {markdown} (plots beside it)")
+    console.print(escape(f"wrote {page} (self-contained) and {markdown} (plots beside it)"))
     return 0

@@ -23,7 +23,9 @@ from pathlib import Path
 
 import pandas as pd
 from rich.console import Console
+from rich.markup import escape
 
+from bench.destinations import check_file
 from bench.errors import BenchError
 from bench.progress import RichReporter
 from bench.record.files import result_files, results_root
@@ -134,14 +136,11 @@ def output_format(args: argparse.Namespace) -> str:
 
 
 def check_out(out: Path, source: Path) -> None:
-    """Refuses what would lose or mix up data, before anything is read or written."""
-    if not out.parent.is_dir():
-        raise BenchError(f"--out {out}: the folder {out.parent} does not exist; create it first")
-    if out.is_dir():
-        raise BenchError(f"--out {out} is a folder; give a file name")
-    result_folder = source / "runs" if (source / "runs").is_dir() else source  # as result_files reads it
-    if source.is_dir() and out.resolve().parent == result_folder.resolve():
-        raise BenchError(f"--out {out} is inside the result folder {result_folder}; write the export elsewhere")
+    """Refuses what would lose or mix up data, before anything is read or written: anywhere in
+    the results folder it reads (its runs/ and beside it alike; relative paths resolved first),
+    a folder, a place that cannot be written."""
+    check_file(out, "--out", overwrite=True, refused_inside=source if source.is_dir() else None,
+               refused_what="the result folder")
     if out.exists() and out.resolve() in {p.resolve() for p in result_files(source)}:
         raise BenchError(f"--out {out} is a result file; write the export elsewhere")
 
@@ -159,7 +158,11 @@ def command(args: argparse.Namespace, console: Console) -> int:
         sys.stdout.write(data)
         sys.stdout.flush()
         return 0
-    write_page(args.out, data)
-    Console(stderr=True, highlight=False).print(f"{args.table}: {len(table)} rows, {len(table.columns)} columns "
-                                                f"-> {args.out} ({fmt})")
+    try:
+        write_page(args.out, data)
+    except OSError as exc:  # a disk that filled up since the check: the temp file is gone, --out untouched
+        raise BenchError(f"--out {args.out}: the export was not written ({exc.strerror or exc}); "
+                         "free some space or choose another place") from None
+    Console(stderr=True, highlight=False).print(escape(f"{args.table}: {len(table)} rows, {len(table.columns)} "
+                                                       f"columns -> {args.out} ({fmt})"))
     return 0

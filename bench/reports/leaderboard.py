@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 from rich.console import Console
+from rich.markup import escape
 
 from bench.progress import RichReporter
 from bench import formatting as fmt
@@ -148,5 +149,5 @@ def command(args: argparse.Namespace, console: Console) -> int:
     for part in parts:
         if isinstance(part, ReportTable):
             console.print(table_rich(part))
-    console.print(f"wrote {markdown} and {page}")
+    console.print(escape(f"wrote {markdown} and {page}"))
     return 0

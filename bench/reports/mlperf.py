@@ -28,6 +28,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from bench.destinations import check_file
 from bench.errors import BenchError
 from bench.record.files import link_new, staged_file
 from bench.reports.frame import code_label, machine_label
@@ -144,11 +145,8 @@ def log_paths(base: Path, entrants: list[tuple[str, int]]) -> list[list[Path]]:
 
 def check_log_paths(paths: list[Path]) -> None:
     """Refuses, before any work, a log that could not be written or would replace a file."""
-    for path in paths:
-        if not path.parent.is_dir():
-            raise BenchError(f"--mllog {path}: the folder {path.parent} does not exist; create it first")
-        if path.exists():
-            raise BenchError(f"--mllog {path} already exists; logs are never overwritten: choose another name")
+    for path in paths:  # its folder exists and takes files, no file has the name (bench.destinations)
+        check_file(path, "--mllog", overwrite=False)
     if len(set(paths)) != len(paths):
         raise BenchError(f"--mllog: the suites of this race would share log names ({paths[0].name}); "
                          "give suites with different names")

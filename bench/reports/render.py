@@ -13,6 +13,7 @@ import base64
 import html
 from dataclasses import dataclass, field
 
+from rich.markup import escape
 from rich.table import Table
 
 
@@ -82,11 +83,13 @@ _RICH_STYLE = {"bad": "red", "good": "green", "muted": "dim"}
 
 
 def table_rich(table: ReportTable) -> Table:
-    out = Table(title=table.title, title_justify="left", caption=table.note or None, caption_justify="left")
+    # the cells are text (suite names, hosts, paths), never markup: "[1]" must show as "[1]"
+    out = Table(title=escape(table.title), title_justify="left", caption=escape(table.note) if table.note else None,
+                caption_justify="left")
     for column in table.columns:
-        out.add_column(column)
+        out.add_column(escape(column))
     for row, style in zip(table.rows, table.row_styles):
-        out.add_row(*row, style=_RICH_STYLE.get(style))
+        out.add_row(*(escape(str(cell)) for cell in row), style=_RICH_STYLE.get(style))
     return out
 
 

@@ -29,6 +29,7 @@ from bench.progress import BoardReporter, PrefixReporter, QueueReporter
 from bench.studies.cell import CellJob, failed_record, run_cell
 
 Finished = Callable[[CellJob, dict[str, Any]], None]
+Claim = Callable[[CellJob], bool]  # True: this sweep runs the cell; False: another sweep has it
 POLL_S = 0.25  # how often the driver looks for finished cells and progress events
 
 
@@ -52,8 +53,11 @@ def worker_threads(share: int) -> int:
 
 # ---------------------------------------------------------------- in this process ----
 
-def run_in_process(jobs: list[CellJob], board: BoardReporter, finished: Finished) -> None:
+def run_in_process(jobs: list[CellJob], board: BoardReporter, finished: Finished,
+                   claim: Claim = lambda job: True) -> None:
     for job in jobs:
+        if not claim(job):  # claimed when it is its turn, so two sweeps share what is left
+            continue
         board.job_started(job.label)
         finished(job, run_cell(job, PrefixReporter(board, job.label)))
 
@@ -77,16 +81,18 @@ def _worker_main(worker: int, jobs: Any, events: Any, gpu: int | None, threads: 
         events.put(("result", job.key, record))
 
 
-def run_in_workers(jobs: list[CellJob], board: BoardReporter, finished: Finished, workers: int) -> None:
+def run_in_workers(jobs: list[CellJob], board: BoardReporter, finished: Finished, workers: int,
+                   claim: Claim = lambda job: True) -> None:
     context = multiprocessing.get_context("spawn")  # a fresh interpreter: no inherited CUDA or threads
     gpus = gpu_count()
     threads = worker_threads((os.cpu_count() or 1) // workers)
     job_queue, events = context.Queue(), context.Queue()
-    for job in jobs:
-        job_queue.put(job)
+    pending: dict[str, CellJob] = {}
+    feed = _feeder(jobs, claim, pending, job_queue, workers)
+    for _ in range(workers):  # one cell per worker at a time, each claimed when it is handed out
+        feed()
     processes = []
     for i in range(workers):
-        job_queue.put(None)
         gpu = i % gpus if gpus else None  # more workers than GPUs share them round-robin
         processes.append(context.Process(target=_worker_main, args=(i, job_queue, events, gpu, threads),
                                          daemon=True, name=f"bench-cell-worker-{i}"))
@@ -98,7 +104,6 @@ def run_in_workers(jobs: list[CellJob], board: BoardReporter, finished: Finished
             process.start()
     finally:
         signal.signal(signal.SIGINT, previous)
-    pending = {job.key: job for job in jobs}
     running: dict[int, str] = {}  # worker -> the cell it runs
     try:
         while pending:
@@ -110,6 +115,7 @@ def run_in_workers(jobs: list[CellJob], board: BoardReporter, finished: Finished
                         job = pending.pop(running.pop(worker))
                         finished(job, failed_record(job, f"the worker process running this cell died (exit code "
                                                          f"{process.exitcode})"))
+                        feed()
                 if not any(p.is_alive() for p in processes):
                     break  # no worker left: the cells not started stay pending for the next sweep
                 continue
@@ -120,6 +126,7 @@ def run_in_workers(jobs: list[CellJob], board: BoardReporter, finished: Finished
                 running = {w: k for w, k in running.items() if k != event[1]}
                 board.forget(event[1])
                 finished(pending.pop(event[1]), event[2])
+                feed()
             elif event[1] in pending:
                 board.replay(event, pending[event[1]].label)
     finally:
@@ -128,6 +135,27 @@ def run_in_workers(jobs: list[CellJob], board: BoardReporter, finished: Finished
                 process.terminate()
         for process in processes:
             process.join(timeout=10)
+
+
+def _feeder(jobs: list[CellJob], claim: Claim, pending: dict[str, CellJob], job_queue: Any,
+            workers: int) -> Callable[[], None]:
+    """Hands the workers the next cell this sweep could claim; when none is left, tells every
+    worker to stop (a None each)."""
+    left = iter(jobs)
+    stopped = [False]
+
+    def feed() -> None:
+        for job in left:
+            if claim(job):
+                pending[job.key] = job
+                job_queue.put(job)
+                return
+        if not stopped[0]:
+            stopped[0] = True
+            for _ in range(workers):
+                job_queue.put(None)
+
+    return feed
 
 
 def _drive(pending: dict[Any, CellJob], board: BoardReporter, finished: Finished, drain: Callable[[], list],
@@ -190,7 +218,7 @@ def cell_resources(resources: dict[str, float], nodes: list[dict[str, Any]], wor
 
 
 def run_on_ray(jobs: list[CellJob], board: BoardReporter, finished: Finished, address: str | None,
-               workers: int | None, notice: Callable[[str], None]) -> None:
+               workers: int | None, notice: Callable[[str], None], claim: Claim = lambda job: True) -> None:
     try:
         import ray
         from ray.util.queue import Empty, Queue
@@ -216,7 +244,8 @@ def run_on_ray(jobs: list[CellJob], board: BoardReporter, finished: Finished, ad
         events = Queue(actor_options={"num_cpus": 0})
         task = ray.remote(max_retries=0)(_ray_cell).options(**ask)
         threads = None if ask["num_gpus"] else worker_threads(ask["num_cpus"])
-        pending = {task.remote(job, events, threads): job for job in jobs}
+        # every cell is a task at once: the driver claims them all as it submits them
+        pending = {task.remote(job, events, threads): job for job in jobs if claim(job)}
 
         def drain() -> list[tuple]:
             out = []

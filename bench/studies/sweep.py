@@ -9,6 +9,10 @@ study continues where it stopped. Before any cell runs, the study is validated, 
 sets are loaded and each network is built once, so a bad value fails in one line, not
 halfway through the grid.
 
+Two sweeps of one study into one folder share its cells: each cell is claimed (a
+`<cell>.claim` file beside its results, bench/studies/claims.py) before it runs, and a cell
+another sweep holds is skipped, so every cell is trained once.
+
 Exit codes: 0 every cell has a result, 2 bad input, 3 some cells failed (listed in the
 report), 130 interrupted (finished cells kept).
 """
@@ -18,15 +22,17 @@ from __future__ import annotations
 import argparse
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from bench.errors import EXIT_BROKEN, EXIT_INTERRUPTED, EXIT_OK, BenchError
 from bench.progress import BoardReporter, RichReporter
-from bench.record.files import ResultWriter, results_root
+from bench.record.files import ResultNotWritten, ResultWriter, results_root
 from bench.studies.cell import CellJob
+from bench.studies.claims import Claims, describe
 from bench.studies.ledger import Ledger, read_ledger
 from bench.studies.study import Cell, Study, load_study, value_label
 
@@ -57,14 +63,15 @@ def study_folder(study: Study, results: Path | None) -> Path:
 
 
 def cells_table(study: Study, ledger: Ledger) -> Table:
-    table = Table(title=f"study {study.name}: cells", title_justify="left")
+    table = Table(title=escape(f"study {study.name}: cells"), title_justify="left")
     for axis in study.axes:
-        table.add_column(axis)
+        table.add_column(escape(axis))
     for column in ("seed", "cell", "state"):
         table.add_column(column, no_wrap=True)
     colour = {"done": "green", "failed": "red", "pending": "yellow"}
-    for state in ledger.cells.values():
-        table.add_row(*[value_label(v) for _, v in state.cell.point.values], str(state.cell.seed), state.cell.key,
+    for state in ledger.cells.values():  # axis values are text ("[64, 32]" is a list, not markup)
+        table.add_row(*[escape(value_label(v)) for _, v in state.cell.point.values], str(state.cell.seed),
+                      escape(state.cell.key),
                       f"[{colour[state.state]}]{state.state}[/{colour[state.state]}]")
     return table
 
@@ -111,6 +118,28 @@ def preflight(study: Study, cells: list[Cell], device: str, reporter: RichReport
             built.add(model_key)
 
 
+def claimer(claims: Claims, runs_dir: Path, seen: set[Path],
+            notice: Callable[[str], None]) -> Callable[[CellJob], bool]:
+    """Whether this sweep runs a cell now: it claims it, unless another sweep holds it or has
+    written a result of it since this sweep read the folder (`seen`; then the claim is let go)."""
+    def claim(job: CellJob) -> bool:
+        try:
+            taken = claims.take(job.key)
+        except OSError as exc:  # a full disk refuses the claim as it would the cell's file
+            raise ResultNotWritten(f"cannot claim the cell {job.key} in {runs_dir} ({exc.strerror or exc}); the "
+                                   "files already there are untouched") from None
+        if not taken:
+            notice(f"{job.label}: being run by {describe(claims.holder(job.key))}; skipped here")
+            return False
+        if any(path not in seen for path in runs_dir.glob(f"{job.key}-*.json")):
+            claims.release(job.key)
+            notice(f"{job.label}: run by another sweep meanwhile; skipped here")
+            return False
+        return True
+
+    return claim
+
+
 def job_for(study: Study, cell: Cell, device: str) -> CellJob:
     return CellJob(key=cell.key, label=cell.label, suite=cell.point.suite, seed=cell.seed, device=device,
                    command=study.cell_command(cell), study=study.record_block(cell))
@@ -141,7 +170,7 @@ def write_report(study: Study, ledger: Ledger, folder: Path, console: Console | 
         from bench.studies.figures import study_frames
         from bench.studies.report_sections import best_line
 
-        console.print(best_line(study, study_frames(study, ledger)))
+        console.print(escape(best_line(study, study_frames(study, ledger))))
     return page, markdown
 
 
@@ -154,23 +183,24 @@ def command(args: argparse.Namespace, console: Console) -> int:
     folder = study_folder(study, args.results)
     runs_dir = folder / "runs"
     reporter = RichReporter()  # notices on stderr, tables on stdout
+    seen = set(runs_dir.glob("*.json")) if runs_dir.is_dir() else set()  # before the ledger reads them
     ledger = read_ledger(study, runs_dir, reporter)
 
     if args.dry_run:
         console.print(cells_table(study, ledger))
         left = len(ledger.where("pending")) + len(ledger.where("failed"))
-        console.print(f"{_counts(ledger)}; {left} run{'s' if left != 1 else ''} to go (each one seed of one point) "
-                      f"into {runs_dir}")
+        console.print(escape(f"{_counts(ledger)}; {left} run{'s' if left != 1 else ''} to go (each one seed of one "
+                             f"point) into {runs_dir}"))
         return EXIT_OK
     if args.report_only:
         if not ledger.results:
             raise BenchError(f"{runs_dir}: no result of this study yet; run 'bench sweep {args.study}' first")
         page, markdown = write_report(study, ledger, folder, console)
-        console.print(f"{_counts(ledger)}\nwrote {markdown} and {page}")
+        console.print(escape(f"{_counts(ledger)}\nwrote {markdown} and {page}"))
         return EXIT_OK
 
     todo = [state.cell for state in ledger.cells.values() if state.state != "done"]
-    console.print(f"study {study.name}: {_counts(ledger)}; running {len(todo)} into {runs_dir}")
+    console.print(escape(f"study {study.name}: {_counts(ledger)}; running {len(todo)} into {runs_dir}"))
     if todo:
         if not args.address:
             preflight(study, todo, args.device, reporter)
@@ -178,9 +208,14 @@ def command(args: argparse.Namespace, console: Console) -> int:
     jobs = [job_for(study, cell, args.device) for cell in todo]
 
     last_report = [time.monotonic()]
+    claims = Claims(runs_dir)
+    claim = claimer(claims, runs_dir, seen, lambda message: board.notice(message))
 
     def finished(job: CellJob, record: dict[str, Any]) -> None:
-        path = ResultWriter(runs_dir, prefix=f"{job.key}-").write(record)
+        try:
+            path = ResultWriter(runs_dir, prefix=f"{job.key}-").write(record)
+        finally:  # written, or the disk refused it: either way the cell is no longer being run
+            claims.release(job.key)
         board.job_finished(job.label, f"{outcome_text(record)} ({path.name})", failed=record["status"] == "failed")
         # drawing the report takes a second or two: keep it current, but not after every short cell
         if time.monotonic() - last_report[0] >= REPORT_EVERY_S:
@@ -199,19 +234,21 @@ def command(args: argparse.Namespace, console: Console) -> int:
             if not jobs:
                 pass
             elif args.executor == "ray":
-                executors.run_on_ray(jobs, board, finished, args.address, args.workers, board.notice)
+                executors.run_on_ray(jobs, board, finished, args.address, args.workers, board.notice, claim)
             elif parallel > 1:
-                executors.run_in_workers(jobs, board, finished, parallel)
+                executors.run_in_workers(jobs, board, finished, parallel, claim)
             else:
-                executors.run_in_process(jobs, board, finished)
+                executors.run_in_process(jobs, board, finished, claim)
     except (KeyboardInterrupt, Interrupted):  # Interrupted: the runner's Ctrl-C (finished runs kept)
         interrupted = True
+    finally:
+        claims.release_all()  # cells claimed but not finished (Ctrl-C, an error) are free for the next sweep
 
     ledger = read_ledger(study, runs_dir, reporter)
     page = markdown = None
     if ledger.results:
         page, markdown = write_report(study, ledger, folder, console)
-    console.print(_counts(ledger) + (f"\nreport: {markdown} and {page}" if page else ""))
+    console.print(escape(_counts(ledger) + (f"\nreport: {markdown} and {page}" if page else "")))
     if interrupted:
         console.print("[yellow]interrupted[/yellow]: finished cells are kept; rerun the same command to go on")
         return EXIT_INTERRUPTED
