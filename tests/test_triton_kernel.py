@@ -12,6 +12,8 @@ import torch
 
 triton = pytest.importorskip("triton", reason="Triton is not installed")
 
+pytestmark = pytest.mark.cuda  # the compiled kernel on a GPU (scripts/gpu_check.sh); the interpreter on CPU
+
 ON_GPU = torch.cuda.is_available()
 if not ON_GPU:
     os.environ["TRITON_INTERPRET"] = "1"
