@@ -7,7 +7,8 @@ from concurrent.futures import Future
 from rich.console import Console
 
 from bench.progress import BoardReporter
-from bench.studies.executors import _drive, cell_resources, worker_threads
+from bench.studies.executors import _drive, worker_threads
+from bench.studies.ray_executor import cell_resources
 from bench.studies.study import load_study
 from bench.studies.sweep import job_for
 
