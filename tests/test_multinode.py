@@ -105,3 +105,60 @@ def test_a_node_that_never_arrives_ends_the_run_within_the_rendezvous_timeout(tm
     assert len(lines) == 1 and "did not all meet" in lines[0] and "--rdzv-timeout" in lines[0], alone.stderr
     assert took < 5 + 30  # the timeout, plus starting Python and torch on a busy machine
     assert not list((tmp_path / "results").glob("*.json"))  # no run started, nothing written
+
+
+STUDY = """
+name = "{name}"
+suite = "tiny.toml"
+seeds = [0]
+{extra}
+[axes]
+"recipe.lr" = {lrs}
+"""
+
+
+def write_study(folder: Path, name: str, extra: str = "", lrs: str = "[0.05, 0.01]") -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "tiny.toml").write_text(SUITE)
+    path = folder / f"{name}.toml"
+    path.write_text(STUDY.format(name=name, extra=extra, lrs=lrs))
+    return path
+
+
+def sweep(study: Path, results: Path, cache: Path, *extra: str) -> subprocess.CompletedProcess:
+    return subprocess.run(bench("sweep", str(study), "--results", str(results), "--device", "cpu", *extra,
+                                cache=cache), capture_output=True, text=True, timeout=600, env=env(cache))
+
+
+def test_a_study_runs_as_one_job_array_through_submitit(tmp_path):
+    """submitit's local executor runs the array's tasks as processes here, as SLURM would on its nodes:
+    one array for the study, each task's record written by the driver, a second sweep submits nothing."""
+    pytest.importorskip("submitit", reason="submitit is the [cluster] extra: make test installs it")
+    study, results, cache = write_study(tmp_path, "slurm-tiny"), tmp_path / "results", tmp_path / "cache"
+    done = sweep(study, results, cache, "--executor", "slurm", "--slurm-cluster", "local", "--time", "10")
+    assert done.returncode == 0, done.stderr[-3000:]
+    folder = results / "studies" / "slurm-tiny"
+    found = [json.loads(p.read_text()) for p in sorted((folder / "runs").glob("*.json"))]
+    assert len(found) == 2 and all(r["status"] == "complete" for r in found)
+    placements = [r["study"]["placement"] for r in found]
+    # one submission of the whole study (the local executor gives each task a process, so an id of its own)
+    assert all(p["executor"] == "slurm" for p in placements) and len({p["job_id"] for p in placements}) == 2
+    assert done.stderr.count("tasks submitted") == 1 and "job array (local processes) of 2 tasks" in done.stderr
+    again = sweep(study, results, cache, "--executor", "slurm", "--slurm-cluster", "local")
+    assert again.returncode == 0 and "running 0" in again.stdout and "submitted" not in again.stderr
+
+
+def test_study_cells_that_are_two_rank_torchrun_runs(tmp_path):
+    # one cell (a launcher and two ranks) keeps the test short
+    study = write_study(tmp_path, "ddp-cells", "nproc_per_node = 2", lrs="[0.05]")
+    results, cache = tmp_path / "r", tmp_path / "c"
+    done = sweep(study, results, cache)
+    assert done.returncode == 0, done.stderr[-3000:]
+    found = [json.loads(p.read_text()) for p in sorted((results / "studies" / "ddp-cells" / "runs").glob("*.json"))]
+    assert len(found) == 1 and all(r["status"] == "complete" for r in found)
+    for record in found:
+        scale = record["env"]["distributed"]
+        assert scale["world_size"] == 2 and scale["backend"] == "gloo" and len(record["runs"][0]["ranks"]) == 2
+    # the cells are the study's: a rerun finds both done and trains nothing
+    again = sweep(study, results, cache)
+    assert again.returncode == 0 and "1 done, 0 failed, 0 not run yet; running 0" in again.stdout.replace("\n", " ")

@@ -96,9 +96,9 @@ def run_on_slurm(jobs: list[CellJob], board: BoardReporter, finished: Finished, 
                  name: str) -> None:
     executor = make_executor(folder, args.slurm_cluster, parameters(args, jobs, name))
     submitted = executor.map_array(slurm_cell, jobs)  # one sbatch --array for the study's cells
-    array = submitted[0].job_id.split("_")[0] if submitted else "-"
-    board.notice(f"slurm: job array {array} of {len(jobs)} tasks submitted ({args.slurm_cluster}); submitit's "
-                 f"files in {folder}")
+    # SLURM numbers the array's tasks JOBID_INDEX; the local executor runs each as a process of its own
+    array = submitted[0].job_id.split("_")[0] if args.slurm_cluster == "slurm" else "(local processes)"
+    board.notice(f"slurm: job array {array} of {len(jobs)} tasks submitted; submitit's files in {folder}")
     pending = dict(zip(submitted, jobs))
     try:
         def wait_some(handles: list) -> list:
