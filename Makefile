@@ -38,10 +38,10 @@ browser:
 run: setup data
 	$(BIN)/bench run $(SUITE) $(ARGS)
 
-# The tests also cover the DALI loader and the Ray study executor: their extras are installed
-# once (a 199 MB and an 80 MB wheel).
+# The tests also cover the DALI loader and the Ray and SLURM study executors: their extras are
+# installed once (a 199 MB and an 80 MB wheel; Ray Client's grpcio, submitit).
 test: setup data browser
-	$(BIN)/python -c "import nvidia.dali, ray" 2>/dev/null || $(BIN)/pip install -q -e ".[test,dali,cluster]"
+	$(BIN)/python -c "import nvidia.dali, ray, grpc, submitit" 2>/dev/null || $(BIN)/pip install -q -e ".[test,dali,cluster]"
 	$(BIN)/python -m pytest -q tests
 	$(MAKE) --no-print-directory gate
 

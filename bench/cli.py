@@ -79,6 +79,9 @@ def _parser() -> argparse.ArgumentParser:
     scale.add_argument("--node-rank", type=int, default=0, metavar="R", help="this machine's number, 0..M-1")
     scale.add_argument("--rdzv-endpoint", metavar="HOST:PORT",
                        help="node 0's address and a free port, the same on every node (needed when M > 1)")
+    scale.add_argument("--rdzv-timeout", type=float, metavar="SECONDS",
+                       help="with M > 1: how long the nodes wait for each other at the start; a node that never "
+                            "arrives ends the run after this long (default 900)")
     scale.add_argument("--dist-timeout", type=float, metavar="SECONDS",
                        help="a collective waiting longer ends the run as failed instead of hanging "
                             "(default 1800)")
@@ -239,6 +242,8 @@ def _launch(args: argparse.Namespace, suites: list) -> int:
     nproc = args.nproc_per_node if args.nproc_per_node is not None else 1
     if nproc < 1 or args.nnodes < 1:
         raise BenchError("--nproc-per-node and --nnodes must be at least 1")
+    if args.rdzv_timeout is not None and args.rdzv_timeout <= 0:
+        raise BenchError(f"--rdzv-timeout {args.rdzv_timeout:g}: give a number of seconds above 0")
     device = resolve_device(args.device)
     if device.type == "cuda":
         import torch
@@ -254,7 +259,7 @@ def _launch(args: argparse.Namespace, suites: list) -> int:
     reporter = RichReporter(Console(stderr=True, highlight=False))
     return distributed.launch(sys.argv[1:], nproc_per_node=nproc, nnodes=args.nnodes, node_rank=args.node_rank,
                               rdzv_endpoint=args.rdzv_endpoint, timeout_s=args.dist_timeout,
-                              cpu=device.type == "cpu", notice=reporter.notice)
+                              cpu=device.type == "cpu", notice=reporter.notice, rdzv_timeout_s=args.rdzv_timeout)
 
 
 def cmd_env(args: argparse.Namespace, console: Console) -> int:

@@ -33,7 +33,17 @@ from bench.errors import EXIT_BROKEN, EXIT_INTERRUPTED, EXIT_OK, BenchError
 DEFAULT_TIMEOUT_S = 1800.0
 
 # The launcher flags `bench run` takes; they are the launcher's, so the workers never see them.
-LAUNCH_FLAGS = ("--nproc-per-node", "--nnodes", "--node-rank", "--rdzv-endpoint", "--dist-timeout")
+LAUNCH_FLAGS = ("--nproc-per-node", "--nnodes", "--node-rank", "--rdzv-endpoint", "--dist-timeout", "--rdzv-timeout")
+
+# How long the nodes of a several-node run wait for each other at the start (torch's static
+# rendezvous): a node that never arrives ends the run after this long, in one line.
+DEFAULT_RDZV_TIMEOUT_S = 900
+
+
+class RendezvousFailed(BenchError):
+    """The nodes of a run did not all meet: the run never started (nothing written)."""
+
+    exit_code = 3
 
 
 class Terminated(BaseException):
@@ -162,7 +172,8 @@ def launched() -> bool:
 
 
 def _rank_fingerprint(rank: int, local_rank: int, device: torch.device) -> dict[str, Any]:
-    info: dict[str, Any] = {"rank": rank, "local_rank": local_rank, "hostname": socket.gethostname(),
+    info: dict[str, Any] = {"rank": rank, "local_rank": local_rank,
+                            "node_rank": int(os.environ.get("GROUP_RANK", 0)), "hostname": socket.gethostname(),
                             "device": str(device), "pid": os.getpid(), "gpu": None}
     if device.type == "cuda":
         props = torch.cuda.get_device_properties(device)
@@ -267,12 +278,13 @@ def worker_argv(argv: list[str]) -> list[str]:
 
 def launch(argv: list[str], *, nproc_per_node: int, nnodes: int = 1, node_rank: int = 0,
            rdzv_endpoint: str | None = None, timeout_s: float | None = None, cpu: bool = False,
-           notice=lambda message: None) -> int:
+           notice=lambda message: None, rdzv_timeout_s: float | None = None) -> int:
     """Runs `python -m bench <argv>` on nproc_per_node ranks of this node (one of nnodes) under
     torch.distributed.run and returns the exit code: rank 0's when it ended on its own terms,
     EXIT_BROKEN when a rank died, EXIT_INTERRUPTED when the launcher was interrupted (bench.errors)."""
     from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.elastic.rendezvous import RendezvousError
     from torch.distributed.run import get_args_parser, run
 
     if nproc_per_node < 1 or nnodes < 1:
@@ -287,7 +299,8 @@ def launch(argv: list[str], *, nproc_per_node: int, nnodes: int = 1, node_rank: 
                 "--monitor-interval", "0.5"]
     if rdzv_endpoint:
         # static rendezvous: node 0 hosts the store at HOST:PORT, every node names its rank
-        launcher += ["--node-rank", str(node_rank), "--rdzv-endpoint", rdzv_endpoint]
+        launcher += ["--node-rank", str(node_rank), "--rdzv-endpoint", rdzv_endpoint, "--rdzv-conf",
+                     f"timeout={max(1, round(rdzv_timeout_s or DEFAULT_RDZV_TIMEOUT_S))}"]
     else:
         launcher += ["--standalone"]  # one node: a store on a free local port
     env_updates = {}
@@ -302,6 +315,13 @@ def launch(argv: list[str], *, nproc_per_node: int, nnodes: int = 1, node_rank: 
     try:
         run(args)
         return EXIT_OK
+    except (torch.distributed.DistError, RendezvousError) as exc:
+        if nnodes == 1:
+            raise
+        raise RendezvousFailed(f"node {node_rank}: the {nnodes} nodes did not all meet at {rdzv_endpoint} within "
+                               f"{rdzv_timeout_s or DEFAULT_RDZV_TIMEOUT_S:g} s (--rdzv-timeout): {str(exc).rstrip('.')}; start "
+                               "every node with the same --rdzv-endpoint (node 0's address) and --nnodes, each "
+                               "with its own --node-rank") from None
     except ChildFailedError as failed:
         return _exit_code(failed.failures, notice)
     except SignalException as stop:

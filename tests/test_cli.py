@@ -127,7 +127,7 @@ def test_no_traceback_from_a_real_process(tmp_path):
     (["compare", "--baseline"], "bench compare: argument --baseline: expected one argument"),
     (["nosuch"], "bench: argument COMMAND: invalid choice"),
     (["sweep"], "bench sweep: the following arguments are required: study"),
-    (["sweep", "fmnist-optimizers", "--executor", "slurm"], "bench sweep: argument --executor: invalid choice"),
+    (["sweep", "fmnist-optimizers", "--executor", "dask"], "bench sweep: argument --executor: invalid choice"),
 ])
 def test_wrong_arguments_are_one_line(capsys, results, args, fragment):
     with pytest.raises(SystemExit) as stop:

@@ -7,7 +7,8 @@ from concurrent.futures import Future
 from rich.console import Console
 
 from bench.progress import BoardReporter
-from bench.studies.executors import _drive, cell_resources, worker_threads
+from bench.studies.executors import _drive, worker_threads
+from bench.studies.ray_executor import cell_resources
 from bench.studies.study import load_study
 from bench.studies.sweep import job_for
 
@@ -43,3 +44,70 @@ def test_worker_threads_are_a_share_of_the_cores_unless_omp_num_threads_says(mon
     assert worker_threads(4) == 4 and worker_threads(0) == 1
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     assert worker_threads(4) == 1
+
+
+def test_the_slurm_dry_run_prints_the_job_arrays_sbatch_file(tmp_path, capsys):
+    """What `bench sweep --executor slurm` would give sbatch: one array of the cells left to run,
+    with the partition, GPUs, CPUs and time asked for (the README shows this output)."""
+    import pytest
+
+    pytest.importorskip("submitit", reason="submitit is the [cluster] extra: make test installs it")
+    from bench.cli import main
+
+    assert main(["sweep", "fmnist-optimizers", "--executor", "slurm", "--partition", "gpu", "--gpus-per-node", "1",
+                 "--cpus-per-task", "8", "--time", "30", "--results", str(tmp_path), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    for line in ("#SBATCH --array=0-17%18", "#SBATCH --partition=gpu", "#SBATCH --gpus-per-node=1",
+                 "#SBATCH --cpus-per-task=8", "#SBATCH --time=30", "#SBATCH --job-name=bench-fmnist-optimizers",
+                 "-m submitit.core._submit"):
+        assert line in out, out
+    assert not (tmp_path / "studies" / "fmnist-optimizers" / "slurm").exists()  # a dry run submits nothing
+
+
+def test_slurm_options_are_refused_for_other_executors_and_without_sbatch(tmp_path, capsys, monkeypatch):
+    from bench.cli import main
+
+    assert main(["sweep", "fmnist-optimizers", "--partition", "gpu", "--results", str(tmp_path)]) == 2
+    assert "--partition is for --executor slurm" in capsys.readouterr().err
+    monkeypatch.setenv("PATH", str(tmp_path))  # no sbatch here
+    assert main(["sweep", "fmnist-optimizers", "--executor", "slurm", "--results", str(tmp_path)]) == 2
+    assert "sbatch is not on this machine's PATH" in capsys.readouterr().err
+
+
+def test_a_dead_ray_address_fails_in_one_line_within_the_connect_timeout(tmp_path):
+    """Nothing listens at 127.0.0.1:1 (a typo'd port): exit 2 and one line, in seconds, not after
+    Ray's minutes of retries; an address that accepts connections but is no Ray cluster is bounded
+    by --connect-timeout, Ray's own lines kept in the log file the line names."""
+    import os
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    import pytest
+
+    pytest.importorskip("ray", reason="Ray is the [cluster] extra: make test installs it")
+
+    def sweep(address: str, *extra: str) -> tuple[subprocess.CompletedProcess, float]:
+        started = time.monotonic()
+        done = subprocess.run([sys.executable, "-m", "bench", "sweep", "fmnist-optimizers", "--executor", "ray",
+                               "--address", address, "--results", str(tmp_path), *extra], capture_output=True,
+                              text=True, timeout=120, env={**os.environ, "OMP_NUM_THREADS": "1"})
+        return done, time.monotonic() - started
+
+    dead, took = sweep("127.0.0.1:1")
+    print(f"dead address: exit {dead.returncode} after {took:.1f} s")
+    assert dead.returncode == 2 and took < 30
+    [line] = [text for text in dead.stderr.splitlines() if text.strip()]
+    assert "--address 127.0.0.1:1: nothing answers" in line and "Connection refused" in line
+    with socket.socket() as silent:  # listens, never speaks Ray's protocol
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        port = silent.getsockname()[1]
+        mute, took = sweep(f"127.0.0.1:{port}", "--connect-timeout", "5")
+    print(f"silent address: exit {mute.returncode} after {took:.1f} s")
+    assert mute.returncode == 2 and took < 30
+    [line] = [text for text in mute.stderr.splitlines() if text.strip()]
+    log = tmp_path / "studies" / "fmnist-optimizers" / "ray.log"
+    assert "cannot connect to a Ray cluster" in line or "no Ray cluster answered within 5 s" in line
+    assert str(log) in line and log.stat().st_size > 0

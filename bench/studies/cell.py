@@ -10,6 +10,8 @@ reason, which the study keeps and lists. Ctrl-C is no failure of the cell: it pr
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +34,7 @@ class CellJob:
     device: str               # auto | cpu | cuda, resolved where the cell runs
     command: list[str]        # the `bench run` line that is this cell
     study: dict[str, Any]     # the result's `study` block
+    nproc_per_node: int = 1   # ranks of the cell's one run (the study's nproc_per_node): >1 runs under torchrun
 
 
 def run_cell(job: CellJob, reporter: Reporter | None = None) -> dict[str, Any]:
@@ -41,6 +44,8 @@ def run_cell(job: CellJob, reporter: Reporter | None = None) -> dict[str, Any]:
     started = build.now()
     scratch = Path(tempfile.mkdtemp(prefix="bench-cell-"))
     try:
+        if job.nproc_per_node > 1:
+            return _run_ranks(job, scratch, started)
         try:
             record, _ = run_invocation(job.suite, runs=1, seed=job.seed, device_choice=job.device,
                                        results_dir=scratch, reporter=reporter, command=job.command)
@@ -51,6 +56,35 @@ def run_cell(job: CellJob, reporter: Reporter | None = None) -> dict[str, Any]:
             record = _saved(scratch) or failed_record(job, exc, started)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+    record["study"] = job.study
+    return record
+
+
+def rank_command(job: CellJob, scratch: Path) -> list[str]:
+    """The cell as `bench run` on nproc_per_node ranks of this machine: the suite's file with the
+    point's values as --set, so the ranks resolve the very suite of the cell."""
+    from bench.studies.study import toml_value
+
+    sets = [arg for key, value in job.suite.overrides.items() for arg in ("--set", f"{key}={toml_value(value)}")]
+    return [sys.executable, "-m", "bench", "run", str(Path(job.suite.path).resolve()), "--runs", "1", "--seed",
+            str(job.seed), *sets, "--device", job.device, "--results", str(scratch), "--nproc-per-node",
+            str(job.nproc_per_node)]
+
+
+def _run_ranks(job: CellJob, scratch: Path, started: str) -> dict[str, Any]:
+    """A cell that is itself a torchrun run: the launcher in a child process (its ranks are its
+    children, so Ctrl-C and the end of a worker reach them), rank 0's record read back."""
+    done = subprocess.run(rank_command(job, scratch), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                          stderr=subprocess.PIPE, text=True, errors="replace")
+    if done.returncode == 130:
+        from bench.runner import Interrupted
+
+        raise Interrupted(None)
+    record = _saved(scratch)
+    if record is None:
+        lines = [line for line in done.stderr.splitlines() if line.strip()]
+        record = failed_record(job, f"the {job.nproc_per_node}-rank launcher ended with exit code "
+                                    f"{done.returncode}: {lines[-1] if lines else 'no message'}", started)
     record["study"] = job.study
     return record
 

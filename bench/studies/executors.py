@@ -6,9 +6,8 @@ local, N workers  N worker processes (spawned); with GPUs each is pinned to one 
                   CUDA_VISIBLE_DEVICES, on CPU each gets cores / N torch threads (or
                   OMP_NUM_THREADS when set); Ctrl-C
                   (the driver's) ends them, and a cell whose worker died is failed
-ray               each cell a Ray task asking for one GPU (when the cluster has GPUs) or a
-                  share of a machine's CPUs; a local Ray started for the study (and shut down
-                  after it), or the cluster at --address. The records come back to the driver.
+ray               each cell a Ray task on a local Ray or a cluster (bench.studies.ray_executor)
+slurm             each cell a task of one SLURM job array (bench.studies.slurm_executor)
 
 Workers send their runs' progress to the driver's board as events over a queue. A failure
 of the machinery (a worker process that died, a Ray task lost) becomes the cell's failed
@@ -193,71 +192,3 @@ def _drive(pending: dict[Any, CellJob], board: BoardReporter, finished: Finished
             board.forget(job.key)  # bars its worker could not close (it died) go with it
             finished(job, record)
     show(drain())
-
-
-# ---------------------------------------------------------------- Ray ----
-
-def _ray_cell(job: CellJob, events: Any, threads: int | None) -> dict[str, Any]:
-    """A cell as a Ray task (module level, so Ray ships it by reference to the installed bench)."""
-    if threads:
-        import torch
-
-        torch.set_num_threads(threads)
-    events.put(("start", job.key))
-    return run_cell(job, QueueReporter(events.put, job.key))
-
-
-def cell_resources(resources: dict[str, float], nodes: list[dict[str, Any]], workers: int | None) -> dict[str, Any]:
-    """What one cell asks of Ray: one GPU where the cluster has GPUs, else a share of the
-    smallest machine's CPUs (the whole of it without --workers, half with --workers 2, ...)."""
-    if resources.get("GPU", 0) >= 1:
-        return {"num_gpus": 1, "num_cpus": 1}
-    per_node = [n.get("Resources", {}).get("CPU", 0) for n in nodes if n.get("Alive", True)]
-    smallest = int(min((c for c in per_node if c > 0), default=resources.get("CPU", 1)))
-    return {"num_gpus": 0, "num_cpus": max(1, smallest // (workers or 1))}
-
-
-def run_on_ray(jobs: list[CellJob], board: BoardReporter, finished: Finished, address: str | None,
-               workers: int | None, notice: Callable[[str], None], claim: Claim = lambda job: True) -> None:
-    try:
-        import ray
-        from ray.util.queue import Empty, Queue
-    except ImportError:
-        raise BenchError("--executor ray: Ray is not installed; pip install -e '.[cluster]' (make test installs "
-                         "it)") from None
-    if address:
-        try:
-            ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level="WARNING")
-        except Exception as exc:  # ConnectionError and friends: no cluster there
-            raise BenchError(f"--address {address}: cannot connect to a Ray cluster ({type(exc).__name__}: "
-                             f"{exc})") from None
-    else:
-        cpus = os.cpu_count() or 1
-        # a local Ray of this machine only: no dashboard, no worker log forwarding (cells report
-        # through the board), stopped when the study ends
-        ray.init(num_cpus=cpus, num_gpus=gpu_count(), include_dashboard=False, log_to_driver=False,
-                 logging_level="WARNING")
-    try:
-        ask = cell_resources(ray.cluster_resources(), ray.nodes(), workers)
-        notice(f"ray: {ray.cluster_resources().get('CPU', 0):g} CPUs, {ray.cluster_resources().get('GPU', 0):g} "
-               f"GPUs; each cell asks for {ask['num_gpus']} GPU and {ask['num_cpus']} CPU")
-        events = Queue(actor_options={"num_cpus": 0})
-        task = ray.remote(max_retries=0)(_ray_cell).options(**ask)
-        threads = None if ask["num_gpus"] else worker_threads(ask["num_cpus"])
-        # every cell is a task at once: the driver claims them all as it submits them
-        pending = {task.remote(job, events, threads): job for job in jobs if claim(job)}
-
-        def drain() -> list[tuple]:
-            out = []
-            while True:
-                try:
-                    out.append(events.get_nowait())
-                except Empty:
-                    return out
-
-        def wait_some(refs: list) -> list:
-            return ray.wait(refs, num_returns=1, timeout=POLL_S)[0]
-
-        _drive(pending, board, finished, drain, ray.get, wait_some)
-    finally:
-        ray.shutdown()

@@ -33,8 +33,8 @@ from bench.reports.pages import write_report
 from bench.reports.render import SORT_SCRIPT, Headline, Part, Plot
 from bench.studies.figures import StudyFrames, best_point, is_sparsity_study, study_frames
 from bench.studies.ledger import Ledger
-from bench.studies.report_sections import (best_line, failed_table, pending_table, points_table, sparsity_parts,
-                                           summary_lines)
+from bench.studies.report_sections import (best_line, failed_table, pending_table, points_table, retried_table,
+                                           sparsity_parts, summary_lines)
 from bench.studies.study import Study
 
 
@@ -63,6 +63,8 @@ def report_parts(study: Study, ledger: Ledger) -> list[Part]:
         parts += sparsity_parts(study, data)
     if ledger.where("failed"):
         parts.append(failed_table(study, ledger))
+    if (retried := retried_table(study, ledger)) is not None:
+        parts.append(retried)
     if ledger.where("pending"):
         parts.append(pending_table(study, ledger))
     if ledger.strays:

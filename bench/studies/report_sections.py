@@ -122,6 +122,23 @@ def failed_table(study: Study, ledger: Ledger) -> ReportTable:
     return table
 
 
+def retried_table(study: Study, ledger: Ledger) -> ReportTable | None:
+    """Cells a cluster executor started more than once (a node or worker lost under them)."""
+    table = ReportTable("Retried cells", [*study.axes, "seed", "attempts", "lost on", "ran on", "result file"],
+                        anchor="retried", note="Cells whose node or worker was lost while they ran: the executor "
+                                               "retried them on another node; the result is the last attempt's.")
+    for state in ledger.cells.values():
+        placement = (state.result.record.get("study") or {}).get("placement") if state.result else None
+        if not placement or placement.get("attempts", 1) < 2:
+            continue
+        values = [value_label(v) for _, v in state.cell.point.values]
+        table.add([*values, str(state.cell.seed), str(placement["attempts"]),
+                   ", ".join(node[:12] for node in placement.get("lost", [])) or fmt.MISSING,
+                   (placement.get("node_id") or placement.get("hostname") or "")[:12] or fmt.MISSING,
+                   os.path.basename(str(state.result.path))])
+    return table if table.rows else None
+
+
 def pending_table(study: Study, ledger: Ledger) -> ReportTable:
     table = ReportTable("Cells not run yet", [*study.axes, "seed"], anchor="pending",
                         note="Planned cells with no result file yet: `bench sweep` runs them.")

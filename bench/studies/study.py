@@ -9,6 +9,7 @@ folder):
     seeds = [0, 1]                      # every point runs once per seed
     strategy = "grid"                   # or "random" with samples = N (and sample_seed, default 0)
     rank = "accuracy"                   # or "time"; default: accuracy for budget suites, time for reach
+    nproc_per_node = 2                  # optional: each cell one run on 2 ranks (DDP under torchrun)
 
     [set]                               # fixed overrides for every cell (e.g. fewer epochs)
     "recipe.epochs" = 10
@@ -48,7 +49,7 @@ from bench.errors import BenchError
 from bench.suites import SCHEMA, Key, Suite, available_suites, schema_keys, schema_node, suite_dirs, suite_with
 
 STUDY_KEYS = ("name", "description", "suite", "seeds", "strategy", "samples", "sample_seed", "rank", "set", "axes",
-              "exclude", "include")
+              "exclude", "include", "nproc_per_node")
 STRATEGIES = ("grid", "random")
 RANKS = ("accuracy", "time")
 
@@ -175,6 +176,7 @@ class Study:
     strategy: str
     rank: str
     points: list[Point] = field(default_factory=list)
+    nproc_per_node: int = 1           # ranks of each cell's run: >1 makes every cell a torchrun (DDP) run
 
     @property
     def cells(self) -> list[Cell]:
@@ -184,8 +186,9 @@ class Study:
         """The `bench run` line that is this cell: the base suite, the overrides, one seed."""
         sets = [f"{key}={toml_value(value)}" for key, value in {**self.fixed, **cell.point.axes}.items()]
         ref = self.base_ref if self.base_ref in available_suites() else str(self.base.path)
+        ranks = ["--nproc-per-node", str(self.nproc_per_node)] if self.nproc_per_node > 1 else []
         return ["bench", "run", ref, "--runs", "1", "--seed", str(cell.seed),
-                *[arg for text in sets for arg in ("--set", text)]]
+                *[arg for text in sets for arg in ("--set", text)], *ranks]
 
     def record_block(self, cell: Cell) -> dict[str, Any]:
         """What a cell's result file says about the study it belongs to (reports read it there)."""
@@ -294,6 +297,10 @@ def load_study(ref: str) -> Study:
     fixed = _fixed(raw, where)
     base = suite_with(base_path, fixed, f"{where}: the base suite {base_path} with [set]")
     axes = _axes(raw, fixed, base_path, where)
+    nproc = raw.get("nproc_per_node", 1)
+    if not isinstance(nproc, int) or isinstance(nproc, bool) or nproc < 1:
+        raise BenchError(f"{where}: 'nproc_per_node' is {nproc!r}; give the ranks of each cell's run, an integer "
+                         ">= 1 (one per GPU; on CPU, processes sharing the cores)")
     rank = raw.get("rank", "time" if base.mode == "reach" else "accuracy")
     if rank not in RANKS:
         raise BenchError(f"{where}: 'rank' is {rank!r}; choose accuracy (highest mean accuracy first) or time "
@@ -301,7 +308,8 @@ def load_study(ref: str) -> Study:
     kept = _chosen_combos(raw, axes, strategy, samples, sample_seed, where)
     points = _points(kept, base_path, fixed, where)
     return Study(name=name, path=path, description=description, base_ref=raw["suite"], base=base, fixed=fixed,
-                 seeds=list(seeds), axes=axes, strategy=strategy, rank=rank, points=points)
+                 seeds=list(seeds), axes=axes, strategy=strategy, rank=rank, points=points,
+                 nproc_per_node=nproc)
 
 
 def _read_toml(path: Path, where: str) -> dict[str, Any]:

@@ -34,6 +34,7 @@ from bench.record.files import ResultNotWritten, ResultWriter, results_root
 from bench.studies.cell import CellJob
 from bench.studies.claims import Claims, describe
 from bench.studies.ledger import Ledger, read_ledger
+from bench.studies.ray_executor import DEFAULT_CONNECT_TIMEOUT_S, DEFAULT_RETRIES
 from bench.studies.study import Cell, Study, load_study, value_label
 
 REPORT_EVERY_S = 30.0  # the report is rewritten when a cell finishes this long after the last rewrite, and at the end
@@ -41,13 +42,29 @@ REPORT_EVERY_S = 30.0  # the report is rewritten when a cell finishes this long 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("study", help="a study name from 'bench list', or a path to a study .toml file")
-    parser.add_argument("--executor", choices=("local", "ray"), default="local",
-                        help="local: this machine (default); ray: each cell a Ray task, on a local Ray or --address")
+    parser.add_argument("--executor", choices=("local", "ray", "slurm"), default="local",
+                        help="local: this machine (default); ray: each cell a Ray task, on a local Ray or --address; "
+                             "slurm: one SLURM job array of the cells, through submitit")
     parser.add_argument("--workers", type=int, metavar="N",
                         help="cells at once: local worker processes (default: one per GPU when there are several, "
                              "else 1 = in this process); ray: cells per machine on CPU-only clusters")
     parser.add_argument("--address", metavar="ADDR", help="ray: the cluster to use (e.g. ray://head:10001 or auto); "
                                                           "default: start a local Ray for the study")
+    cluster = parser.add_argument_group("ray")
+    cluster.add_argument("--connect-timeout", type=float, default=DEFAULT_CONNECT_TIMEOUT_S, metavar="SECONDS",
+                         help="give up on --address after this long, in one line (default %(default)g)")
+    cluster.add_argument("--retries", type=int, default=DEFAULT_RETRIES, metavar="N",
+                         help="times a cell whose node or worker was lost is retried on another node (default "
+                              "%(default)s); a cell that failed by itself is not retried")
+    slurm = parser.add_argument_group("slurm (each cell one task of the study's job array)")
+    slurm.add_argument("--partition", metavar="P", help="sbatch --partition")
+    slurm.add_argument("--gpus-per-node", type=int, metavar="G", help="sbatch --gpus-per-node (default 0)")
+    slurm.add_argument("--cpus-per-task", type=int, metavar="C", help="sbatch --cpus-per-task (default: the "
+                                                                      "study's nproc_per_node)")
+    slurm.add_argument("--time", type=int, metavar="MINUTES", help="sbatch --time per task (default 60)")
+    slurm.add_argument("--slurm-cluster", choices=("slurm", "local"), default="slurm",
+                       help="local: run the array's tasks as processes of this machine through submitit's local "
+                            "executor (to try the submission without a cluster)")
     parser.add_argument("--results", type=Path, metavar="DIR",
                         help="results folder; the study goes in its studies/<study>/ (default: results, or "
                              "$BENCH_RESULTS)")
@@ -56,6 +73,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dry-run", action="store_true", help="print the cells and what is left to run; run nothing")
     parser.add_argument("--report-only", action="store_true", help="rewrite the study report from the results; "
                                                                    "run nothing")
+
+
+def check_executor_options(args: argparse.Namespace) -> None:
+    if args.address and args.executor != "ray":
+        raise BenchError("--address is for --executor ray")
+    if args.connect_timeout <= 0 or args.retries < 0:
+        raise BenchError("--connect-timeout must be above 0 seconds and --retries at least 0")
+    given = [flag for flag, value in (("--partition", args.partition), ("--gpus-per-node", args.gpus_per_node),
+                                      ("--cpus-per-task", args.cpus_per_task), ("--time", args.time)) if value]
+    if given and args.executor != "slurm":
+        raise BenchError(f"{given[0]} is for --executor slurm")
+    for flag, value in (("--gpus-per-node", args.gpus_per_node), ("--cpus-per-task", args.cpus_per_task),
+                        ("--time", args.time)):
+        if value is not None and value < (0 if flag == "--gpus-per-node" else 1):
+            raise BenchError(f"{flag} {value}: give a positive number")
 
 
 def study_folder(study: Study, results: Path | None) -> Path:
@@ -142,7 +174,8 @@ def claimer(claims: Claims, runs_dir: Path, seen: set[Path],
 
 def job_for(study: Study, cell: Cell, device: str) -> CellJob:
     return CellJob(key=cell.key, label=cell.label, suite=cell.point.suite, seed=cell.seed, device=device,
-                   command=study.cell_command(cell), study=study.record_block(cell))
+                   command=study.cell_command(cell), study=study.record_block(cell),
+                   nproc_per_node=study.nproc_per_node)
 
 
 def outcome_text(record: dict[str, Any]) -> str:
@@ -177,8 +210,7 @@ def write_report(study: Study, ledger: Ledger, folder: Path, console: Console | 
 def command(args: argparse.Namespace, console: Console) -> int:
     if args.workers is not None and args.workers < 1:
         raise BenchError(f"--workers {args.workers}: give at least 1")
-    if args.address and args.executor != "ray":
-        raise BenchError("--address is for --executor ray")
+    check_executor_options(args)
     study = load_study(args.study)
     folder = study_folder(study, args.results)
     runs_dir = folder / "runs"
@@ -191,6 +223,13 @@ def command(args: argparse.Namespace, console: Console) -> int:
         left = len(ledger.where("pending")) + len(ledger.where("failed"))
         console.print(escape(f"{_counts(ledger)}; {left} run{'s' if left != 1 else ''} to go (each one seed of one "
                              f"point) into {runs_dir}"))
+        if args.executor == "slurm" and left:
+            from bench.studies.slurm_executor import parameters, sbatch_script
+
+            jobs = [job_for(study, s.cell, args.device) for s in ledger.cells.values() if s.state != "done"]
+            console.print("the job array's sbatch file:", markup=False)
+            console.print(sbatch_script(folder / "slurm", left, parameters(args, jobs, study.name)), markup=False,
+                          highlight=False, soft_wrap=True)
         return EXIT_OK
     if args.report_only:
         if not ledger.results:
@@ -202,7 +241,7 @@ def command(args: argparse.Namespace, console: Console) -> int:
     todo = [state.cell for state in ledger.cells.values() if state.state != "done"]
     console.print(escape(f"study {study.name}: {_counts(ledger)}; running {len(todo)} into {runs_dir}"))
     if todo:
-        if not args.address:
+        if not args.address and args.executor != "slurm":
             preflight(study, todo, args.device, reporter)
         ResultWriter(runs_dir)  # an unwritable folder is refused before any cell runs
     jobs = [job_for(study, cell, args.device) for cell in todo]
@@ -226,6 +265,8 @@ def command(args: argparse.Namespace, console: Console) -> int:
     from bench.studies import executors
 
     parallel = args.workers or (executors.gpu_count() if args.executor == "local" else 1) or 1
+    if args.executor == "slurm":
+        parallel = args.workers or len(jobs) or 1
     board = BoardReporter(Console(stderr=True, highlight=False), f"study {study.name}", total=len(ledger.cells),
                           done=len(ledger.cells) - len(todo), parallel=parallel)
     interrupted = False
@@ -234,7 +275,15 @@ def command(args: argparse.Namespace, console: Console) -> int:
             if not jobs:
                 pass
             elif args.executor == "ray":
-                executors.run_on_ray(jobs, board, finished, args.address, args.workers, board.notice, claim)
+                from bench.studies.ray_executor import run_on_ray
+
+                run_on_ray(jobs, board, finished, args.address, args.workers, board.notice, claim=claim,
+                           log_path=folder / "ray.log", connect_timeout_s=args.connect_timeout, retries=args.retries)
+            elif args.executor == "slurm":
+                from bench.studies.slurm_executor import run_on_slurm
+
+                # the whole array is submitted at once: the driver claims every cell first
+                run_on_slurm([job for job in jobs if claim(job)], board, finished, args, folder / "slurm", study.name)
             elif parallel > 1:
                 executors.run_in_workers(jobs, board, finished, parallel, claim)
             else:

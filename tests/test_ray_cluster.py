@@ -1,0 +1,204 @@
+"""A study on a real Ray cluster of three nodes on this machine (ray.cluster_utils.Cluster: a
+head without CPUs, where the driver's Ray Client server and event queue live, and two worker
+nodes of one CPU each), driven by `bench sweep --executor ray --address ...` in a child
+process, on a small real Fashion-MNIST subset:
+
+- through a `ray://` address (Ray Client): the cells land on both worker nodes, each result
+  names its node, one file per cell;
+- the driver killed mid-study: the same command resumes, each cell ends with one file;
+- a worker node killed while its cell trains: the cell is retried on the surviving node, one
+  complete file per cell (no partial file), the retry recorded in the result and the report.
+
+A dead address failing in one line lives in test_executors.py (it needs no cluster).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+ray = pytest.importorskip("ray", reason="Ray is the [cluster] extra: make test installs it")
+from ray.cluster_utils import Cluster  # noqa: E402
+
+FASHION = Path("/usr/share/datasets/fashion-mnist")
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(not FASHION.is_dir(), reason="Debian's dataset-fashion-mnist is not installed "
+                                                              "(make data)")]
+SMALL_STORE = 80 * 1024 * 1024  # bytes of object store per node: records are small
+# a lost node is declared dead after about 3 s instead of Ray's default 15 s or more
+FAST_HEALTH = {"health_check_initial_delay_ms": 0, "health_check_period_ms": 1000,
+               "health_check_failure_threshold": 3}
+
+STUDY = """
+name = "{name}"
+suite = "fashion-mnist-smoke"
+seeds = {seeds}
+[set]
+"dataset.train_size" = 1500
+"dataset.test_size" = 500
+"recipe.epochs" = 3
+"recipe.curve_eval" = false
+"model.args" = {{ hidden = [32] }}
+[axes]
+"recipe.lr" = [0.05, 0.01]
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    cache = tmp_path_factory.mktemp("cache")
+    client_port = free_port()
+    # the nodes' processes (and so the cells) inherit this environment: one torch thread, a shared data cache
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("OMP_NUM_THREADS", "1")
+        patch.setenv("BENCH_DATA", str(cache))
+        nodes = Cluster(initialize_head=True, head_node_args={
+            "num_cpus": 0, "include_dashboard": False, "object_store_memory": SMALL_STORE,
+            "ray_client_server_port": client_port, "_system_config": FAST_HEALTH})
+        workers = [nodes.add_node(num_cpus=1, object_store_memory=SMALL_STORE) for _ in range(2)]
+        nodes.wait_for_nodes()
+    try:
+        yield nodes, workers, client_port, cache
+    finally:
+        nodes.shutdown()
+
+
+def write_study(folder: Path, name: str, seeds: list[int]) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.toml"
+    path.write_text(STUDY.format(name=name, seeds=seeds))
+    return path
+
+
+def sweep_command(study: Path, results: Path, address: str) -> list[str]:
+    return [sys.executable, "-m", "bench", "sweep", str(study), "--results", str(results), "--device", "cpu",
+            "--executor", "ray", "--address", address]
+
+
+def run_sweep(study: Path, results: Path, address: str, cache: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "BENCH_DATA": str(cache), "OMP_NUM_THREADS": "1"}
+    return subprocess.run(sweep_command(study, results, address), capture_output=True, text=True, timeout=600,
+                          env=env)
+
+
+def records(runs: Path) -> list[dict]:
+    return [json.loads(p.read_text()) for p in sorted(runs.glob("*.json"))]
+
+
+def one_complete_file_per_cell(runs: Path, cells: int) -> list[dict]:
+    found = records(runs)
+    assert sorted(p.name for p in runs.iterdir() if p.suffix != ".json") == []  # no temporary or partial file
+    assert len(found) == cells, [r["study"]["cell"] for r in found]
+    assert len({r["study"]["cell"] for r in found}) == cells  # no cell twice
+    assert all(r["status"] == "complete" for r in found)
+    return found
+
+
+def test_cells_land_on_both_worker_nodes_through_a_ray_client_address(cluster, tmp_path):
+    nodes, workers, client_port, cache = cluster
+    study = write_study(tmp_path, "ray-spread", [0, 1])
+    done = run_sweep(study, tmp_path / "results", f"ray://127.0.0.1:{client_port}", cache)
+    assert done.returncode == 0, done.stderr[-3000:]
+    found = one_complete_file_per_cell(tmp_path / "results" / "studies" / "ray-spread" / "runs", 4)
+    per_node = Counter(r["study"]["placement"]["node_id"] for r in found)
+    print(f"cells per node: {dict(per_node)}")
+    assert set(per_node) == {w.node_id for w in workers}  # both worker nodes ran cells, the head (0 CPUs) none
+    assert all(r["study"]["placement"]["attempts"] == 1 and r["study"]["placement"]["lost"] == [] for r in found)
+    assert "ray: 3 nodes" in done.stderr
+    # Ray's own lines stay out of the terminal
+    assert "INFO" not in done.stderr and "WARNING" not in done.stderr
+
+
+def _cell_process() -> tuple[int, int] | None:
+    """(pid, parent pid) of a Ray worker process running a cell: Ray titles it after the task."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            title = (entry / "cmdline").read_bytes().split(b"\0")[0]
+            status = (entry / "status").read_text()
+        except OSError:
+            continue
+        if title.startswith(b"ray::_ray_cell"):
+            ppid = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("PPid:"))
+            return int(entry.name), ppid
+    return None
+
+
+def _start_driver(study: Path, results: Path, address: str, cache: Path) -> subprocess.Popen:
+    env = {**os.environ, "BENCH_DATA": str(cache), "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen(sweep_command(study, results, address), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=env, start_new_session=True)
+
+
+def test_a_killed_driver_is_resumed_by_the_same_command(cluster, tmp_path):
+    nodes, workers, _, cache = cluster
+    study = write_study(tmp_path, "ray-resume", [2, 3])
+    results = tmp_path / "results"
+    runs = results / "studies" / "ray-resume" / "runs"
+    driver = _start_driver(study, results, nodes.address, cache)
+    try:
+        deadline = time.monotonic() + 300
+        while not list(runs.glob("*.json")) and driver.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        os.killpg(driver.pid, signal.SIGKILL)  # the driver's machine is gone: no cleanup of any kind
+    finally:
+        driver.communicate(timeout=60)
+    kept = len(records(runs))
+    assert 1 <= kept < 4
+    again = run_sweep(study, results, nodes.address, cache)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert f"{kept} done, 0 failed, {4 - kept} not run yet; running {4 - kept}" in again.stdout.replace("\n", " ")
+    one_complete_file_per_cell(runs, 4)
+
+
+def test_a_node_lost_mid_cell_is_retried_on_the_surviving_node(cluster, tmp_path):
+    nodes, workers, _, cache = cluster
+    study = write_study(tmp_path, "ray-loss", [4, 5])
+    results = tmp_path / "results"
+    driver = _start_driver(study, results, nodes.address, cache)
+    raylets = {w.all_processes["raylet"][0].process.pid: w for w in workers}
+    try:
+        deadline = time.monotonic() + 300
+        while (cell := _cell_process()) is None and driver.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert cell is not None and cell[1] in raylets, "no cell seen running on a worker node"
+        lost = raylets[cell[1]]
+        nodes.remove_node(lost, allow_graceful=False)  # the node's raylet and object store, killed
+        try:
+            os.kill(cell[0], signal.SIGKILL)  # and the cell's process with it, as a machine loss would
+        except ProcessLookupError:
+            pass
+        out, err = driver.communicate(timeout=600)
+    finally:
+        if driver.poll() is None:
+            os.killpg(driver.pid, signal.SIGKILL)
+    assert driver.returncode == 0, err[-3000:]
+    folder = results / "studies" / "ray-loss"
+    found = one_complete_file_per_cell(folder / "runs", 4)
+    survivor = next(w for w in workers if w is not lost)
+    retried = [r for r in found if r["study"]["placement"]["attempts"] > 1]
+    print(f"node {lost.node_id[:12]} killed; retried cells: "
+          f"{[(r['study']['cell'], r['study']['placement']) for r in retried]}")
+    assert len(retried) == 1
+    assert retried[0]["study"]["placement"]["attempts"] == 2
+    assert retried[0]["study"]["placement"]["lost"] == [lost.node_id]
+    assert retried[0]["study"]["placement"]["node_id"] == survivor.node_id
+    assert "retried on node" in err
+    report = (folder / "REPORT.md").read_text()
+    assert "Retried cells" in report and lost.node_id[:12] in report
