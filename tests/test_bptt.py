@@ -124,7 +124,8 @@ def test_unrolling_costs_memory_measured_per_step():
         optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
         images, labels = torch.randn(16, 1, 8, 8), torch.randint(0, 2, (16,))
         return cpu_training_peak(model, optimizer, lambda: bptt_train_step(
-            model, optimizer, images, labels, StepConfig(smoothing=0.0, autocast=None), bptt={"mode": mode, "length": length, "step": 0}))
+            model, optimizer, images, labels, StepConfig(smoothing=0.0, autocast=None),
+            bptt={"mode": mode, "length": length, "step": 0}))
 
     full, truncated = peak("full", 0), peak("truncated", 8)
     assert full["train_state_memory_mb"] == truncated["train_state_memory_mb"]

@@ -70,9 +70,9 @@ class TimedLoop:
                                    run.policy.autocast_dtype, run.policy.memory_format, dist,
                                    ema.swapped if ema is not None else nullcontext)
         self.pruning = Pruning(run.sparse, run.model)
+        self.curve_evaluation = CurveEvaluation(self.evaluator, self.region)
         self.hooks: list[Hook] = hooks_for(recipe, run.model, self.optimizer, ema, self.pruning,
-                                           CurveEvaluation(self.evaluator, self.region, self.outcome),
-                                           run.steps_per_epoch, self.total_steps)
+                                           self.curve_evaluation, run.steps_per_epoch, self.total_steps)
 
     def run_timed(self, reporter: Reporter, label: str) -> Outcome:
         outcome, region, dist = self.outcome, self.region, self.dist
@@ -104,6 +104,7 @@ class TimedLoop:
             finally:
                 outcome.timed_s = region.stop()  # the monitor's thread and NVML handle go, whatever happened
             # ---------------- end of timed region ----------------
+        outcome.curve_eval_s = self.curve_evaluation.seconds
         outcome.gpu = region.monitor.summary()
         return outcome
 
