@@ -34,7 +34,7 @@ def train_run(suite_resolved: dict, data: PreparedData, seed: int, device: torch
     cpu_memory_figures = cpu_memory(run, models, recipe)
 
     timed = TimedLoop(run, models, recipe, suite_resolved["mode"], suite_resolved["target"], seed, reporter, dist)
-    outcome = timed.run_timed(reporter, label)
+    outcome = timed.run_timed(label)
 
     ranks = _rank_figures(dist, outcome, device)
     peak_memory = _memory_figures(device)  # read before the training-set evaluation, no part of the run

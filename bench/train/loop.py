@@ -47,9 +47,13 @@ class Outcome:
 
 
 class TimedLoop:
+    """One run's timed region: made ready outside the clock (optimizer, scaler, EMA, monitor,
+    hooks), then `run_timed`, then `finish` after the clock."""
+
     def __init__(self, run: RunSetup, models: Compiled, recipe: dict, mode: str, target: float, seed: int,
                  reporter: Reporter, dist: Dist):
         self.run, self.models, self.mode, self.target, self.dist = run, models, mode, target, dist
+        self.reporter = reporter
         device = run.device
         seed_everything(seed + 1)  # the timed region's randomness does not depend on the warm-up
         self.optimizer = build_optimizer(run.model, recipe)
@@ -74,10 +78,10 @@ class TimedLoop:
         self.hooks: list[Hook] = hooks_for(recipe, run.model, self.optimizer, ema, self.pruning,
                                            self.curve_evaluation, run.steps_per_epoch, self.total_steps)
 
-    def run_timed(self, reporter: Reporter, label: str) -> Outcome:
+    def run_timed(self, label: str) -> Outcome:
         outcome, region, dist = self.outcome, self.region, self.dist
         outcome.compiles_before = compile_count()
-        with reporter.task(label, total=self.total_steps) as progress:
+        with self.reporter.task(label, total=self.total_steps) as progress:
             dist.barrier()  # every rank starts the clock together; rank 0's clock is the run's
             region.start()
             outcome.clock_start_unix_s = time.time()
