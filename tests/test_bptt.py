@@ -6,13 +6,13 @@ import pytest
 import torch
 from torch import nn
 
-from bench import bptt
-from bench.bptt import bptt_train_step, windows
+from bench.train import bptt
+from bench.train.bptt import bptt_train_step, windows
 from bench.errors import BenchError
-from bench.memory import cpu_training_peak, state_bytes, step_peak_bytes
+from bench.train.memory import cpu_training_peak, state_bytes, step_peak_bytes
 from bench.models import build_model
 from bench.suites import load_suite
-from bench.train import PreparedData, train_run
+from bench.train import PreparedData, StepConfig, train_run
 from tests.helpers import separable_dataset, suite_text
 
 CPU = torch.device("cpu")
@@ -65,7 +65,7 @@ def step(model, mode, length=0, stride=0, batch=4, seed=0):
     torch.manual_seed(seed)
     images, labels = torch.randn(batch, 1, 8, 8), torch.randint(0, 2, (batch,))
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
-    return bptt_train_step(model, optimizer, None, images, labels, 0.0, None,
+    return bptt_train_step(model, optimizer, images, labels, StepConfig(smoothing=0.0, autocast=None),
                            bptt={"mode": mode, "length": length, "step": stride})
 
 
@@ -124,7 +124,8 @@ def test_unrolling_costs_memory_measured_per_step():
         optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
         images, labels = torch.randn(16, 1, 8, 8), torch.randint(0, 2, (16,))
         return cpu_training_peak(model, optimizer, lambda: bptt_train_step(
-            model, optimizer, None, images, labels, 0.0, None, bptt={"mode": mode, "length": length, "step": 0}))
+            model, optimizer, images, labels, StepConfig(smoothing=0.0, autocast=None),
+            bptt={"mode": mode, "length": length, "step": 0}))
 
     full, truncated = peak("full", 0), peak("truncated", 8)
     assert full["train_state_memory_mb"] == truncated["train_state_memory_mb"]

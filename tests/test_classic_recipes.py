@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from bench.cli import main
-from bench.ema import WeightEMA
+from bench.train.ema import WeightEMA
 from bench.errors import BenchError
 from bench.finetune import load_init, save_weights
 from bench.models import build_model

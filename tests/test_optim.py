@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from bench.optim import Combined, Muon, build_optimizer, newton_schulz_orthogonalize
+from bench.train.optim import Combined, Muon, build_optimizer, newton_schulz_orthogonalize
 from bench.models import build_model
 from bench.suites import load_suite
 from bench.train import PreparedData, train_run
@@ -83,7 +83,7 @@ def test_muon_step_batched_by_shape_equals_the_per_layer_step():
 
 
 def test_lookahead_updates_cached_tensors_without_walking_the_state_dict():
-    from bench.optim import Lookahead
+    from bench.train.optim import Lookahead
 
     model = build_model("airbench", 10, (3, 12, 12), {"widths": [8, 8, 8]})
     lookahead = Lookahead(model, every=2, decay=0.9)

@@ -517,7 +517,7 @@ class Baton:
 def measure_interleaved(folder: Path) -> dict[str, Path]:
     """Result files of BASE, SAME and SLOW, their runs taking turns (see above)."""
     import bench.runner
-    import bench.train
+    import bench.train.step
     from bench.suites import load_suite
     from tests.helpers import separable_dataset, suite_text
 
@@ -530,7 +530,7 @@ def measure_interleaved(folder: Path) -> dict[str, Path]:
     rounds = [list(names) if r % 2 == 0 else list(reversed(names)) for r in range(RUNS_PER_INVOCATION)]
     baton = Baton([*names, *[name for turn in rounds for name in turn]])  # first turns: each one's set-up
     me = threading.local()
-    real_train_run, real_step = bench.runner.train_run, bench.train._train_step
+    real_train_run, real_step = bench.runner.train_run, bench.train.step.train_step
 
     def train_run_in_turn(*args, **kwargs):
         baton.take(me.name)
@@ -543,7 +543,7 @@ def measure_interleaved(folder: Path) -> dict[str, Path]:
             me.steps = getattr(me, "steps", 0) + 1
             if me.steps % WASTE_EVERY == 0:
                 step = step_signature.bind(*args, **kwargs).arguments
-                wasted_pass(step["model"], step["images"], step["labels"], step["autocast"])
+                wasted_pass(step["model"], step["images"], step["labels"], step["config"].autocast)
         return real_step(*args, **kwargs)
 
     paths: dict[str, Path] = {}
@@ -566,7 +566,7 @@ def measure_interleaved(folder: Path) -> dict[str, Path]:
             torch.set_num_threads(1)  # the worker threads inherit it
             patch.setattr(bench.runner, "load_dataset", lambda *a, **k: dataset)
             patch.setattr(bench.runner, "train_run", train_run_in_turn)
-            patch.setattr(bench.train, "_train_step", step_maybe_slowed)
+            patch.setattr(bench.train.step, "train_step", step_maybe_slowed)
             threads = [threading.Thread(target=invocation, args=(name,), name=f"gate-{name}") for name in names]
             for thread in threads:
                 thread.start()

@@ -2,7 +2,7 @@ import math
 
 import pytest
 
-from bench.schedules import lr_multiplier
+from bench.train.schedules import lr_multiplier
 from bench.suites import SCHEMA
 
 

@@ -1,6 +1,8 @@
 """Sparse training (recipe.sparsity): exact targets, masks that hold through retraining, the L1
 penalty, and counts that match a direct count of nonzeros. Synthetic data, seconds."""
 
+from dataclasses import replace
+
 import pandas as pd
 import pytest
 import torch
@@ -9,16 +11,17 @@ from torch import nn
 from bench.errors import BenchError
 from bench.reports.check import CHANGED, OK, GateRule, check_model
 from bench.reports.leaderboard import _model
-from bench.optim import Lookahead, build_optimizer
 from bench.sparsity import (Sparsifier, active_flops_per_image, effective_weight, gradual_active_fractions,
                             layer_nonzeros, output_positions, parameter_counts, prunable_layers)
 from bench.suites import load_suite
-from bench import train as trainer
 from bench.models import build_model
-from bench.train import PreparedData, _train_step, _train_step_for, train_run
+from bench.train import PreparedData, StepConfig, evaluation, train_run, train_step
+from bench.train.optim import Lookahead, build_optimizer
+from bench.train.setup import step_for
 from tests.helpers import separable_dataset, suite_text
 
 CPU = torch.device("cpu")
+PLAIN = StepConfig(smoothing=0.0, autocast=None)  # fp32, no smoothing, no scaler, no penalty
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # small nets; no OpenMP contention on a busy CPU
 
 
@@ -103,14 +106,14 @@ def test_pruned_weights_stay_zero_through_retraining_momentum_and_lookahead(opti
     lookahead = Lookahead(model, every=2, decay=0.5)
     data = batches()
     for images, labels in data:  # dense training: momentum builds up on every weight
-        _train_step(model, opt, None, images, labels, 0.0, None)
+        train_step(model, opt, images, labels, PLAIN)
     held = {m: m.weight_orig for m in prunable_layers(model)}
     sparse.prune(0.1)
     masks = {m: m.weight_mask.clone() for m in prunable_layers(model)}
     # the optimizer and lookahead still hold the tensors the network computes from
     assert all(m.weight_orig is held[m] for m in held)
     for step, (images, labels) in enumerate(data * 2, start=1):
-        _train_step(model, opt, None, images, labels, 0.0, None)
+        train_step(model, opt, images, labels, PLAIN)
         lookahead.maybe_update(model, step, 12)
         for m, mask in masks.items():
             assert torch.all(effective_weight(m)[mask == 0] == 0)
@@ -129,7 +132,7 @@ def test_the_l1_penalty_moves_weights_toward_zero():
         sparse = Sparsifier(model, {**spec(method="l1", l1=l1, prune_epochs=[])})
         opt = build_optimizer(model, recipe(weight_decay=0.0, lr=0.02))
         for images, labels in batches(20):
-            _train_step(model, opt, None, images, labels, 0.0, None, sparse.penalty)
+            train_step(model, opt, images, labels, replace(PLAIN, penalty=sparse.penalty))
         return sum(float(m.weight.detach().abs().sum()) for m in prunable_layers(model))
 
     dense, penalized = trained(0.0), trained(1e-2)
@@ -144,10 +147,10 @@ def test_the_l1_penalty_reaches_the_step_of_every_recipe(mode):
         torch.manual_seed(0)
         model = build_model("lstm", 3, (1, 8, 8), {"hidden": 16}) if mode != "none" else small_net(seed=3)
         sparse = Sparsifier(model, spec(method="l1", l1=l1, prune_epochs=[]))
-        step = _train_step_for({"bptt": {"mode": mode, "length": 4, "step": 2}}, sparse.penalty if l1 else None)
+        step = step_for({"bptt": {"mode": mode, "length": 4, "step": 2}})
         opt = build_optimizer(model, recipe(weight_decay=0.0, lr=0.02))
         for images, labels in batches(20):
-            step(model, opt, None, images, labels, 0.0, None)
+            step(model, opt, images, labels, replace(PLAIN, penalty=sparse.penalty if l1 else None))
         return sum(float(m.weight.detach().abs().sum()) for m in prunable_layers(model))
 
     assert trained(1e-2) < 0.8 * trained(0.0)
@@ -253,13 +256,13 @@ def test_a_pruning_run_is_the_same_with_and_without_the_warm_up(tmp_path, data):
 def test_weight_ema_evaluates_and_keeps_the_pruned_network(tmp_path, data, monkeypatch):
     """With a weight EMA the evaluations use the shadow weights through the live masks (an
     averaged mask would bring pruned weights back), and the shadow is what is counted and kept."""
-    seen, real = [], trainer.evaluate
+    seen, real = [], evaluation.evaluate
 
     def evaluate(model, *args, **kwargs):
         seen.append(parameter_counts(model))
         return real(model, *args, **kwargs)
 
-    monkeypatch.setattr(trainer, "evaluate", evaluate)
+    monkeypatch.setattr(evaluation, "evaluate", evaluate)
     suite = sparse_suite(tmp_path, epochs=3, model_args="args = { hidden = [64] }")
     suite.resolved["recipe"]["ema"] = {"every": 1, "decay": 0.9}
     run = train_run(suite.resolved, data, seed=0, device=CPU)

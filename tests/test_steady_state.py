@@ -9,10 +9,14 @@ import json
 import pytest
 import torch
 
-import bench.train as train
+import bench.train.loop as loop
+import bench.train.setup as setup
+import bench.train.step as steps
+import bench.train.warmup as warmup
+from bench.measure import TimedRegion
 from bench.runner import run_invocation
 from bench.suites import load_suite
-from bench.train import PreparedData, train_run
+from bench.train import PreparedData, evaluate, train_run
 from tests.helpers import separable_dataset, suite_text
 
 CPU = torch.device("cpu")
@@ -43,7 +47,7 @@ class CallLog:
     def __init__(self, monkeypatch):
         self.phase = "before"
         self.seen: dict[str, dict[str, set]] = {}
-        real_start = train.TimedRegion.start
+        real_start = TimedRegion.start
 
         def start(region):
             self.phase = "timed"
@@ -56,9 +60,9 @@ class CallLog:
             finally:
                 self.phase = "between"
 
-        real_warm_up = train._warm_up
-        monkeypatch.setattr(train.TimedRegion, "start", start)
-        monkeypatch.setattr(train, "_warm_up", warm_up)
+        real_warm_up = warmup.warm_up
+        monkeypatch.setattr(TimedRegion, "start", start)
+        monkeypatch.setattr(warmup, "warm_up", warm_up)
 
         import bench.loaders.resident as resident
         real_kernel = resident.crop_flip_normalize
@@ -75,14 +79,13 @@ class CallLog:
             return real_eigh(*args, **kwargs)
         monkeypatch.setattr(torch.linalg, "eigh", eigh)
 
-        import bench.optim as optim
+        import bench.train.optim as optim
         real_update = optim.Lookahead.update
 
         def update(lookahead, model, decay):
             self.note("lookahead", "call")
             return real_update(lookahead, model, decay)
         monkeypatch.setattr(optim.Lookahead, "update", update)
-        monkeypatch.setattr(train.Lookahead, "update", update)
 
     def note(self, kind: str, signature) -> None:
         self.seen.setdefault(self.phase, {}).setdefault(kind, set()).add(signature)
@@ -97,13 +100,13 @@ class CallLog:
 
 def test_every_call_of_the_timed_region_was_made_in_the_warm_up(airbench_suite, rgb_data, monkeypatch):
     log = CallLog(monkeypatch)
-    real_build = train.build_model
+    real_build = setup.build_model
 
     def build(*args, **kwargs):
         model = real_build(*args, **kwargs)
         log.watch_model(model)
         return model
-    monkeypatch.setattr(train, "build_model", build)
+    monkeypatch.setattr(setup, "build_model", build)
     # 100 test images in batches of 32: the last batch is short, and is padded to the same shape
     run = train_run(airbench_suite().resolved, rgb_data, seed=0, device=CPU)
     assert run["status"] == "complete"
@@ -134,7 +137,7 @@ def test_evaluation_pads_the_last_batch_and_stays_exact(rgb_data):
                          std=rgb_data.std)
     shapes = []
     model.register_forward_pre_hook(lambda m, args: shapes.append(tuple(args[0].shape)))
-    accuracy = train.evaluate(model, loader, tta=1, autocast=None)
+    accuracy = evaluate(model, loader, tta=1, autocast=None)
     assert set(shapes) == {(32, 3, 12, 12)}  # 100 images: 3 full batches and one padded from 4 to 32
     images = torch.cat([b for b, _ in loader.epoch()])
     with torch.no_grad():
@@ -184,7 +187,7 @@ class RecordingMonitor:
 
 
 def test_the_monitor_is_paused_out_with_the_curve_evaluations(tmp_path, rgb_data, monkeypatch):
-    monkeypatch.setattr(train, "GpuMonitor", RecordingMonitor)
+    monkeypatch.setattr(loop, "GpuMonitor", RecordingMonitor)
     path = tmp_path / "m.toml"
     path.write_text(suite_text(epochs=3))
     train_run(load_suite(str(path)).resolved, rgb_data, seed=0, device=CPU)
@@ -193,7 +196,7 @@ def test_the_monitor_is_paused_out_with_the_curve_evaluations(tmp_path, rgb_data
 
 
 def test_the_monitor_stops_when_training_raises(tmp_path, rgb_data, monkeypatch):
-    monkeypatch.setattr(train, "GpuMonitor", RecordingMonitor)
+    monkeypatch.setattr(loop, "GpuMonitor", RecordingMonitor)
     calls = []
 
     def broken_step(*args, **kwargs):
@@ -201,7 +204,7 @@ def test_the_monitor_stops_when_training_raises(tmp_path, rgb_data, monkeypatch)
         if len(calls) > 1:  # the warm-up's step passes; the timed region's first one breaks
             raise RuntimeError("CUDA error: an illegal memory access was encountered")
         return torch.zeros(())
-    monkeypatch.setattr(train, "_train_step", broken_step)
+    monkeypatch.setattr(steps, "train_step", broken_step)
     path = tmp_path / "m.toml"
     path.write_text(suite_text(epochs=1))
     with pytest.raises(RuntimeError, match="illegal memory access"):

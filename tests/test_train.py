@@ -8,7 +8,7 @@ import torch
 from bench.errors import BenchError
 from bench.runner import Interrupted, run_invocation
 from bench.suites import load_suite
-from bench.optim import param_groups
+from bench.train.optim import param_groups
 from bench.train import PreparedData, resolve_device, train_run
 from tests.helpers import separable_dataset, suite_text
 

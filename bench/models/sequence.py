@@ -5,7 +5,7 @@
 long sequences. An LSTM (`hidden` units, `layers` deep) carries the state; a linear layer
 maps every step's output to class logits.
 
-The trainer's BPTT modes (bench.bptt) use `sequence(x)` and `run(steps, state)`; plain
+The trainer's BPTT modes (bench.train.bptt) use `sequence(x)` and `run(steps, state)`; plain
 calls (evaluation, the spec table) get the last step's logits, i.e. the prediction after
 the whole image. `features` (the LSTM) and `classifier` (the linear layer) are the
 feature/decision split that `model.freeze` uses.

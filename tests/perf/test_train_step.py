@@ -13,7 +13,8 @@ import torch
 from bench.loaders import Augment, ResidentLoader, channel_stats
 from bench.models import build_model
 from bench.suites import load_suite
-from bench.train import Policy, _train_step, build_optimizer, resolve_policy
+from bench.train import Policy, StepConfig, resolve_policy, train_step
+from bench.train.optim import build_optimizer
 
 BATCH = 256
 CPU = torch.device("cpu")
@@ -48,7 +49,7 @@ def test_airbench_train_step_cpu(benchmark, policy_name):
     def step():
         images, labels = batches[state["i"] % len(batches)]
         state["i"] += 1
-        _train_step(model, optimizer, None, images, labels, 0.2, policy.autocast_dtype)
+        train_step(model, optimizer, images, labels, StepConfig(smoothing=0.2, autocast=policy.autocast_dtype))
 
     step()  # first call builds oneDNN primitives
     benchmark.group = "airbench train step, CPU, batch 256"
@@ -80,7 +81,7 @@ def test_trainer_policy_speedup_ratio(benchmark):
         optimizer = build_optimizer(model, recipe)
         images, labels = _batches(policy.channels_last)[0]
         steps[name] = (lambda m=model, o=optimizer, x=images, y=labels, p=policy:
-                       _train_step(m, o, None, x, y, 0.2, p.autocast_dtype))
+                       train_step(m, o, x, y, StepConfig(smoothing=0.2, autocast=p.autocast_dtype)))
         steps[name]()  # warm-up
     times = {name: [] for name in steps}
 

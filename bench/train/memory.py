@@ -49,7 +49,7 @@ def state_bytes(model: nn.Module, optimizer: torch.optim.Optimizer | Any) -> int
 
 
 def _optimizer_states(optimizer: Any) -> Iterable[dict]:
-    parts = getattr(optimizer, "parts", None) or [optimizer]  # bench.optim.Combined holds several
+    parts = getattr(optimizer, "parts", None) or [optimizer]  # bench.train.optim.Combined holds several
     for part in parts:
         yield from getattr(part, "state", {}).values()
 

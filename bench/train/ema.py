@@ -1,6 +1,6 @@
 """Weight EMA: a shadow copy of the model's floating-point state that evaluations use.
 
-Unlike lookahead (bench.optim.Lookahead), which pulls the training weights toward a slow
+Unlike lookahead (bench.train.optim.Lookahead), which pulls the training weights toward a slow
 average, the EMA never touches what trains: every `every` steps the shadow moves toward the
 current weights and statistics by (1 - decay), and an evaluation swaps the shadow in and
 the training state back out afterwards. Swapping in place keeps one module (and so one

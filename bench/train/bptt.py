@@ -1,7 +1,7 @@
 """Backpropagation through time: how a sequence model's training step feeds its sequences.
 
-The trainer calls `bptt_train_step` instead of its plain step when `recipe.bptt.mode` is not
-"none"; the signature is the plain step's, so the schedule, the warm-up, the timed region
+The trainer calls `bptt_train_step` instead of its plain step (bench.train.step) when
+`recipe.bptt.mode` is not "none"; the signature is the plain step's, so the schedule, the warm-up, the timed region
 and the records are the trainer's own. Every step of every sequence carries the sequence's
 label (cross-entropy at each step); a loader batch of N sequences of T steps becomes:
 
@@ -33,7 +33,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from bench.errors import BenchError
-from bench.optim import minimize
+from bench.train.optim import minimize
+from bench.train.step import StepConfig
 
 MODES = ("full", "truncated", "sliding", "shuffled")
 
@@ -60,14 +61,15 @@ def windows(total: int, length: int, step: int) -> list[tuple[int, int]]:
     return [(s, s + length) for s in starts]
 
 
-def bptt_train_step(model: nn.Module, optimizer, scaler, images: torch.Tensor, labels: torch.Tensor,
-                    smoothing: float, autocast: torch.dtype | None, *, bptt: dict[str, Any],
-                    penalty: Callable[[], torch.Tensor] | None = None) -> torch.Tensor:
+def bptt_train_step(model: nn.Module, optimizer: Any, images: torch.Tensor, labels: torch.Tensor,
+                    config: StepConfig, *, bptt: dict[str, Any]) -> torch.Tensor:
+    """One loader batch of sequences, fed per `bptt` (the modes above); the mean of the updates' losses."""
     net = getattr(model, "_orig_mod", model)  # the module behind torch.compile's wrapper
     if not hasattr(net, "sequence_logits"):
         raise BenchError(f"recipe.bptt.mode {bptt['mode']!r} needs a sequence model (e.g. model.name = "
                          f"\"lstm\"); '{type(net).__name__}' reads whole images")
     device_type = images.device.type
+    autocast, scaler, penalty, smoothing = config.autocast, config.scaler, config.penalty, config.smoothing
 
     def update(compute: Callable[[], torch.Tensor]) -> torch.Tensor:
         with torch.autocast(device_type, dtype=autocast or torch.float32, enabled=autocast is not None):
