@@ -43,10 +43,44 @@ def _parser() -> argparse.ArgumentParser:
 
     sub.add_parser("list", help="list the suites", description="List the suites in suites/ (and $BENCH_SUITES).")
 
-    run = sub.add_parser("run", help="train a suite to its target over several seeds",
-                         description="Train a suite's recipe to its target accuracy over N seeds, report time to "
-                                     "target, throughput, memory, energy, params and FLOPs, and write a result "
-                                     "file to results/runs/.")
+    _add_run_arguments(sub.add_parser("run", help="train a suite to its target over several seeds",
+                                      description="Train a suite's recipe to its target accuracy over N seeds, "
+                                                  "report time to target, throughput, memory, energy, params and "
+                                                  "FLOPs, and write a result file to results/runs/."))
+
+    from bench.studies import sweep
+
+    sweep_parser = sub.add_parser("sweep", help="run a study: a grid of suite variants over seeds, resumable, "
+                                  "with a study report", description=sweep.__doc__,
+                                  formatter_class=argparse.RawDescriptionHelpFormatter)
+    sweep.add_arguments(sweep_parser)
+
+    env = sub.add_parser("env", help="print the environment fingerprint",
+                         description="Print the environment fingerprint recorded in every result file.")
+    env.add_argument("--json", action="store_true", help="print JSON")
+
+    import bench.specs
+    from bench.specs import command as specs_command  # imports torch, which every bench command but list needs
+
+    specs_parser = sub.add_parser("specs", help="network specification table: layers, params, FLOPs, memory, "
+                                  "images/s", description=bench.specs.__doc__,
+                                  formatter_class=argparse.RawDescriptionHelpFormatter)
+    specs_command.add_arguments(specs_parser)
+
+    from bench.reports import check, compare, export, leaderboard  # ~0.25 s (pandas); matplotlib only when plotting
+
+    for name, module, summary in (
+            ("leaderboard", leaderboard, "rank the PASS results of each suite by median time to target"),
+            ("compare", compare, "machines side by side on the same suites: speed-ups, plots, HTML and Markdown"),
+            ("check", check, "regression gate for CI: a candidate result against a baseline (exit 1 on one)"),
+            ("export", export, "the results as one table (a row per run, invocation or epoch): CSV, Parquet, JSON")):
+        report = sub.add_parser(name, help=summary, description=module.__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+        module.add_arguments(report)
+    return parser
+
+
+def _add_run_arguments(run: argparse.ArgumentParser) -> None:
     run.add_argument("suite", help="a suite name from 'bench list', or a path to a .toml file")
     run.add_argument("--runs", type=int, help="number of runs (seeds); default: the suite's")
     run.add_argument("--seed", type=int, default=0, help="first seed; runs use seed, seed+1, ... (default 0)")
@@ -85,37 +119,6 @@ def _parser() -> argparse.ArgumentParser:
     scale.add_argument("--dist-timeout", type=float, metavar="SECONDS",
                        help="a collective waiting longer ends the run as failed instead of hanging "
                             "(default 1800)")
-
-    from bench.studies import sweep
-
-    sweep_parser = sub.add_parser("sweep", help="run a study: a grid of suite variants over seeds, resumable, "
-                                  "with a study report", description=sweep.__doc__,
-                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    sweep.add_arguments(sweep_parser)
-
-    env = sub.add_parser("env", help="print the environment fingerprint",
-                         description="Print the environment fingerprint recorded in every result file.")
-    env.add_argument("--json", action="store_true", help="print JSON")
-
-    import bench.specs
-    from bench.specs import command as specs_command  # imports torch, which every bench command but list needs
-
-    specs_parser = sub.add_parser("specs", help="network specification table: layers, params, FLOPs, memory, "
-                                  "images/s", description=bench.specs.__doc__,
-                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    specs_command.add_arguments(specs_parser)
-
-    from bench.reports import check, compare, export, leaderboard  # ~0.25 s (pandas); matplotlib only when plotting
-
-    for name, module, summary in (
-            ("leaderboard", leaderboard, "rank the PASS results of each suite by median time to target"),
-            ("compare", compare, "machines side by side on the same suites: speed-ups, plots, HTML and Markdown"),
-            ("check", check, "regression gate for CI: a candidate result against a baseline (exit 1 on one)"),
-            ("export", export, "the results as one table (a row per run, invocation or epoch): CSV, Parquet, JSON")):
-        report = sub.add_parser(name, help=summary, description=module.__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-        module.add_arguments(report)
-    return parser
 
 
 def cmd_list(args: argparse.Namespace, console: Console) -> int:

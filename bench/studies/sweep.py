@@ -217,20 +217,8 @@ def command(args: argparse.Namespace, console: Console) -> int:
     reporter = RichReporter()  # notices on stderr, tables on stdout
     seen = set(runs_dir.glob("*.json")) if runs_dir.is_dir() else set()  # before the ledger reads them
     ledger = read_ledger(study, runs_dir, reporter)
-
     if args.dry_run:
-        console.print(cells_table(study, ledger))
-        left = len(ledger.where("pending")) + len(ledger.where("failed"))
-        console.print(escape(f"{_counts(ledger)}; {left} run{'s' if left != 1 else ''} to go (each one seed of one "
-                             f"point) into {runs_dir}"))
-        if args.executor == "slurm" and left:
-            from bench.studies.slurm_executor import parameters, sbatch_script
-
-            jobs = [job_for(study, s.cell, args.device) for s in ledger.cells.values() if s.state != "done"]
-            console.print("the job array's sbatch file:", markup=False)
-            console.print(sbatch_script(folder / "slurm", left, parameters(args, jobs, study.name)), markup=False,
-                          highlight=False, soft_wrap=True)
-        return EXIT_OK
+        return _dry_run(args, study, ledger, folder, console)
     if args.report_only:
         if not ledger.results:
             raise BenchError(f"{runs_dir}: no result of this study yet; run 'bench sweep {args.study}' first")
@@ -244,8 +232,53 @@ def command(args: argparse.Namespace, console: Console) -> int:
         if not args.address and args.executor != "slurm":
             preflight(study, todo, args.device, reporter)
         ResultWriter(runs_dir)  # an unwritable folder is refused before any cell runs
-    jobs = [job_for(study, cell, args.device) for cell in todo]
+    interrupted = _run_cells(args, study, ledger, todo, folder, seen, reporter)
 
+    ledger = read_ledger(study, runs_dir, reporter)
+    page = markdown = None
+    if ledger.results:
+        page, markdown = write_report(study, ledger, folder, console)
+    console.print(escape(_counts(ledger) + (f"\nreport: {markdown} and {page}" if page else "")))
+    if interrupted:
+        console.print("[yellow]interrupted[/yellow]: finished cells are kept; rerun the same command to go on")
+        return EXIT_INTERRUPTED
+    if ledger.where("failed"):
+        console.print(f"[red]{len(ledger.where('failed'))} cells failed[/red] (reasons in the report); a rerun "
+                      "retries them")
+        return EXIT_BROKEN
+    return EXIT_OK
+
+
+def _dry_run(args: argparse.Namespace, study: Study, ledger: Ledger, folder: Path, console: Console) -> int:
+    """The cells and what is left to run (with --executor slurm, the job array's sbatch file)."""
+    console.print(cells_table(study, ledger))
+    left = len(ledger.where("pending")) + len(ledger.where("failed"))
+    console.print(escape(f"{_counts(ledger)}; {left} run{'s' if left != 1 else ''} to go (each one seed of one "
+                         f"point) into {folder / 'runs'}"))
+    if args.executor == "slurm" and left:
+        from bench.studies.slurm_executor import parameters, sbatch_script
+
+        jobs = [job_for(study, s.cell, args.device) for s in ledger.cells.values() if s.state != "done"]
+        console.print("the job array's sbatch file:", markup=False)
+        console.print(sbatch_script(folder / "slurm", left, parameters(args, jobs, study.name)), markup=False,
+                      highlight=False, soft_wrap=True)
+    return EXIT_OK
+
+
+def _run_cells(args: argparse.Namespace, study: Study, ledger: Ledger, todo: list, folder: Path, seen: set[Path],
+               reporter: RichReporter) -> bool:
+    """Runs the cells left on the chosen executor, each claimed first and written as it finishes;
+    returns whether the sweep was interrupted (finished cells are kept either way)."""
+    from bench.runner import Interrupted
+    from bench.studies import executors
+
+    runs_dir = folder / "runs"
+    jobs = [job_for(study, cell, args.device) for cell in todo]
+    parallel = args.workers or (executors.gpu_count() if args.executor == "local" else 1) or 1
+    if args.executor == "slurm":
+        parallel = args.workers or len(jobs) or 1
+    board = BoardReporter(Console(stderr=True, highlight=False), f"study {study.name}", total=len(ledger.cells),
+                          done=len(ledger.cells) - len(todo), parallel=parallel)
     last_report = [time.monotonic()]
     claims = Claims(runs_dir)
     claim = claimer(claims, runs_dir, seen, lambda message: board.notice(message))
@@ -261,15 +294,6 @@ def command(args: argparse.Namespace, console: Console) -> int:
             write_report(study, read_ledger(study, runs_dir, reporter), folder)
             last_report[0] = time.monotonic()
 
-    from bench.runner import Interrupted
-    from bench.studies import executors
-
-    parallel = args.workers or (executors.gpu_count() if args.executor == "local" else 1) or 1
-    if args.executor == "slurm":
-        parallel = args.workers or len(jobs) or 1
-    board = BoardReporter(Console(stderr=True, highlight=False), f"study {study.name}", total=len(ledger.cells),
-                          done=len(ledger.cells) - len(todo), parallel=parallel)
-    interrupted = False
     try:
         with board:
             if not jobs:
@@ -289,20 +313,7 @@ def command(args: argparse.Namespace, console: Console) -> int:
             else:
                 executors.run_in_process(jobs, board, finished, claim)
     except (KeyboardInterrupt, Interrupted):  # Interrupted: the runner's Ctrl-C (finished runs kept)
-        interrupted = True
+        return True
     finally:
         claims.release_all()  # cells claimed but not finished (Ctrl-C, an error) are free for the next sweep
-
-    ledger = read_ledger(study, runs_dir, reporter)
-    page = markdown = None
-    if ledger.results:
-        page, markdown = write_report(study, ledger, folder, console)
-    console.print(escape(_counts(ledger) + (f"\nreport: {markdown} and {page}" if page else "")))
-    if interrupted:
-        console.print("[yellow]interrupted[/yellow]: finished cells are kept; rerun the same command to go on")
-        return EXIT_INTERRUPTED
-    if ledger.where("failed"):
-        console.print(f"[red]{len(ledger.where('failed'))} cells failed[/red] (reasons in the report); a rerun "
-                      "retries them")
-        return EXIT_BROKEN
-    return EXIT_OK
+    return False
