@@ -10,6 +10,7 @@ from __future__ import annotations
 import sys
 import time
 import traceback
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -41,20 +42,46 @@ class Interrupted(Exception):
         self.paths = paths if paths is not None else ([path] if path else [])
 
 
-def subset(dataset: ArrayDataset, train_size: int | None, test_size: int | None) -> ArrayDataset:
-    """A fixed subset (the same for every seed and run): the first N of a seed-0 permutation."""
+def subset(dataset: ArrayDataset, train_size: int | None, test_size: int | None,
+           validation_size: int = 0) -> ArrayDataset:
+    """Fixed subsets, the same for every seed and run, each from one seed-0 permutation of its split.
+
+    The validation split is the last `validation_size` of the training set's permutation; the
+    training images are the first `train_size` of the same permutation (all the rest without a
+    train_size), so the two never share an image, and the validation images are the same whatever
+    the train_size (a data-size study chooses every size's best on the same images). train_size
+    counts the images trained on, after the carve. Without a validation split this is the first N
+    of the permutation, as it always was. The test split is never touched by the carve."""
     def pick(images: np.ndarray, labels: np.ndarray, size: int | None) -> tuple[np.ndarray, np.ndarray]:
         if size is None or size >= len(labels):
             return images, labels
         order = np.sort(np.random.default_rng(0).permutation(len(labels))[:size])
         return images[order], labels[order]
 
-    if train_size is None and test_size is None:
+    if train_size is None and test_size is None and not validation_size:
         return dataset
-    train_x, train_y = pick(dataset.train_images, dataset.train_labels, train_size)
     test_x, test_y = pick(dataset.test_images, dataset.test_labels, test_size)
-    return ArrayDataset(name=dataset.name, train_images=train_x, train_labels=train_y, test_images=test_x,
-                        test_labels=test_y, classes=dataset.classes, source=dataset.source, sha256=dataset.sha256)
+    if not validation_size:
+        train_x, train_y = pick(dataset.train_images, dataset.train_labels, train_size)
+        return replace(dataset, train_images=train_x, train_labels=train_y, test_images=test_x, test_labels=test_y)
+    total = len(dataset.train_labels)
+    rest = total - validation_size
+    if rest < 1:
+        raise BenchError(f"dataset.validation_size {validation_size} leaves no training images ({dataset.name} has "
+                         f"{total}); lower it")
+    if train_size is not None and train_size > rest:
+        raise BenchError(f"dataset.train_size {train_size} with dataset.validation_size {validation_size}: "
+                         f"{dataset.name} has {total} training images, {rest} after the validation split; "
+                         "lower one of them")
+    order = np.random.default_rng(0).permutation(total)
+    trained = np.sort(order[:train_size if train_size is not None else rest])
+    held_out = np.sort(order[rest:])
+    split = {"size": validation_size, "drawn_from": total,
+             "rule": f"the last {validation_size} of numpy.random.default_rng(0).permutation({total}) over the "
+                     f"training set; the training images are the first {len(trained)} of the same permutation"}
+    return replace(dataset, train_images=dataset.train_images[trained], train_labels=dataset.train_labels[trained],
+                   test_images=test_x, test_labels=test_y, validation_images=dataset.train_images[held_out],
+                   validation_labels=dataset.train_labels[held_out], validation_split=split)
 
 
 def model_figures(suite: Suite, data: PreparedData) -> tuple[dict[str, Any], dict[str, int]]:
@@ -133,7 +160,11 @@ class Invocation:
         t0 = time.perf_counter()
         dataset = load_dataset(suite.dataset["name"], path=suite.dataset["path"], reporter=self.reporter,
                                offline=self.offline)
-        dataset = subset(dataset, suite.dataset["train_size"], suite.dataset["test_size"])
+        try:
+            dataset = subset(dataset, suite.dataset["train_size"], suite.dataset["test_size"],
+                             suite.dataset["validation_size"])
+        except BenchError as exc:  # the split sizes do not fit this data set
+            raise BenchError(f"{suite.path}: {exc}") from None
         self.data = PreparedData.from_dataset(dataset)
         data_prep_s = time.perf_counter() - t0
         if peak is None:

@@ -69,6 +69,9 @@ SCHEMA: dict[str, Any] = {
         "path": Key("str"),
         "train_size": Key("int", check=_positive, expect="a positive integer"),
         "test_size": Key("int", check=_positive, expect="a positive integer"),
+        # Training images held out as a validation split (bench.runner.subset: a fixed seed-0 draw,
+        # the same for every run); studies choose their best points on it. 0: no split.
+        "validation_size": Key("int", default=0, check=_non_negative, expect="an integer >= 0 (0 = no split)"),
     },
     "model": {
         "name": Key("str", required=True),

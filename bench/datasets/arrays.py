@@ -30,6 +30,11 @@ class ArrayDataset:
     classes: tuple[str, ...]
     source: str  # where the pixels came from (file path or URL), recorded in result files
     sha256: str | None  # of the source archive/file(s) when known, else None
+    # A validation split carved out of the training set (bench.runner.subset), for choices made
+    # on data the test split never sees; None without one. `validation_split` says how it was drawn.
+    validation_images: np.ndarray | None = None  # uint8 (V, H, W, C)
+    validation_labels: np.ndarray | None = None  # int64 (V,)
+    validation_split: dict | None = None
 
     @classmethod
     def from_splits(cls, name: str, splits: Splits, *, source: str, sha256: str | None) -> "ArrayDataset":

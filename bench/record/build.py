@@ -35,9 +35,13 @@ def suite_block(suite: Suite) -> dict[str, Any]:
 
 
 def dataset_block(dataset: Any, shape: tuple[int, ...]) -> dict[str, Any]:
-    """What was trained on: the data set's name, origin, checksum and split sizes (an ArrayDataset)."""
+    """What was trained on: the data set's name, origin, checksum and split sizes (an ArrayDataset),
+    and the validation split carved out of the training set, with how it was drawn (or none)."""
+    validation = dataset.validation_labels
     return {"name": dataset.name, "source": dataset.source, "sha256": dataset.sha256,
             "train_size": len(dataset.train_labels), "test_size": len(dataset.test_labels),
+            "validation_size": 0 if validation is None else len(validation),
+            "validation_split": dataset.validation_split,
             "classes": list(dataset.classes), "shape": list(shape)}
 
 

@@ -48,6 +48,7 @@ class RunMeasurements:
     sparsity: dict[str, Any]
     curve: list[dict[str, Any]]
     train_eval: dict[str, Any]         # the training-set evaluation's figures, or none
+    validation: dict[str, Any]         # the validation split's accuracy and seconds, or none (no split)
     peak_memory: dict[str, Any]        # the CUDA allocator's peaks, or why there are none
     cpu_memory: dict[str, Any]         # the CPU training-memory figures, or the CUDA figure's method
     ranks: list[dict[str, Any]] | None  # every rank's own figures with several ranks, else None
@@ -61,6 +62,7 @@ def run_record(m: RunMeasurements) -> dict[str, Any]:
         "seed": m.seed,
         "status": m.status,
         "accuracy": m.accuracy,
+        "validation_accuracy": m.validation.get("validation_accuracy"),  # null without a validation split
         "reached_target": m.reached_at_s is not None,
         "time_to_target_s": (m.reached_at_s if m.mode == "reach" else m.timed_s) if complete else None,
         "timed_s": m.timed_s,
@@ -99,6 +101,7 @@ def run_record(m: RunMeasurements) -> dict[str, Any]:
         "curve": m.curve,
     }
     record.update(m.train_eval)
+    record.update(m.validation)  # and validation_eval_s where it was measured
     record.update(m.peak_memory)
     record.update(m.cpu_memory)
     if m.ranks is not None:

@@ -133,10 +133,14 @@ def preflight(study: Study, cells: list[Cell], device: str, reporter: RichReport
         suite = cell.point.suite
         dataset = suite.dataset
         where = f"{study.path}: the point {cell.point.label}"
-        source = (dataset["name"], dataset["path"], dataset["train_size"], dataset["test_size"])
+        source = (dataset["name"], dataset["path"], dataset["train_size"], dataset["test_size"],
+                  dataset["validation_size"])
         if source not in shapes:
-            data = subset(load_dataset(dataset["name"], path=dataset["path"], reporter=reporter),
-                          dataset["train_size"], dataset["test_size"])
+            loaded = load_dataset(dataset["name"], path=dataset["path"], reporter=reporter)
+            try:
+                data = subset(loaded, dataset["train_size"], dataset["test_size"], dataset["validation_size"])
+            except BenchError as exc:  # the split sizes do not fit this data set
+                raise BenchError(f"{where}: {exc}") from None
             _, h, w, c = data.train_images.shape
             shapes[source] = (len(data.classes), (c, h, w), len(data.train_labels))
         classes, shape, train_count = shapes[source]

@@ -12,7 +12,7 @@ from bench.distributed import SINGLE, Dist
 from bench.measure import compile_count, peak_host_rss_mb
 from bench.progress import NullReporter, Reporter
 from bench.record.run import RunMeasurements, run_record
-from bench.train.evaluation import train_accuracy
+from bench.train.evaluation import train_accuracy, validation_accuracy
 from bench.train.loop import Outcome, TimedLoop
 from bench.train.setup import PreparedData, RunSetup, set_up
 from bench.train.warmup import Compiled, compile_and_warm_up, cpu_memory
@@ -47,8 +47,13 @@ def train_run(suite_resolved: dict, data: PreparedData, seed: int, device: torch
     if recipe["train_eval"] and outcome.status == "complete":
         train_eval = train_accuracy(models.step_model, data.dataset, recipe, run.loader_kind, run.loader_options,
                                     run.policy.autocast_dtype, run.policy.memory_format, dist)
+    validation: dict[str, Any] = {}
+    if data.dataset.validation_labels is not None and outcome.status == "complete":
+        validation = validation_accuracy(models.step_model, data.dataset, recipe, run.loader_kind,
+                                         run.loader_options, run.policy.autocast_dtype, run.policy.memory_format, dist)
     return run_record(_measurements(suite_resolved, seed, run, models, outcome, after_clock=dict(
-        weights_file=weights_file, sparsity=sparsity, train_eval=train_eval, peak_memory=peak_memory,
+        weights_file=weights_file, sparsity=sparsity, train_eval=train_eval, validation=validation,
+        peak_memory=peak_memory,
         cpu_memory=cpu_memory_figures, ranks=ranks)))
 
 

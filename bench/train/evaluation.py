@@ -107,6 +107,18 @@ def train_accuracy(model: nn.Module, dataset, recipe: dict, loader_kind: str, lo
     return {"train_accuracy": accuracy, "train_eval_images": count, "train_eval_s": time.perf_counter() - t0}
 
 
+def validation_accuracy(model: nn.Module, dataset, recipe: dict, loader_kind: str, loader_options: dict[str, Any],
+                        autocast: torch.dtype | None, memory_format: torch.memory_format, dist: Dist) -> dict[str, Any]:
+    """Top-1 on the validation split carved out of the training set (bench.runner.subset), with the
+    final weights and the test split's TTA, after the timed region: a measure to choose on, no part
+    of time to target. Sharded and summed over the ranks like the test evaluation."""
+    t0 = time.perf_counter()
+    loader = make_loader(loader_kind, *dist.test_shard(dataset.validation_images, dataset.validation_labels),
+                         batch_size=recipe["eval_batch_size"], **loader_options)
+    accuracy = evaluate(model, loader, recipe["tta"], autocast, memory_format, dist)
+    return {"validation_accuracy": accuracy, "validation_eval_s": time.perf_counter() - t0}
+
+
 @dataclass
 class Evaluator:
     """A test-split evaluation as the timed loop makes it: the model's buffers synced over the

@@ -209,6 +209,9 @@ def _loaders(suite_resolved: dict, data: PreparedData, seed: int, device: torch.
                          **options)
     test_options = dict(batch_size=recipe["eval_batch_size"], **options)
     if kind == "dali" and file_dataset:
+        if arrays.validation_labels is not None:  # the reader would train on the held-out images too
+            raise BenchError("dataset.validation_size: DALI's file reader reads every training image in the folder, "
+                             "the validation split's too; use --loader resident or torch, or drop the split")
         # DALI reads and decodes the image files itself (extracted once into the cache for an archive)
         train_dir, test_dir, classes = imagefolder_files(dataset_spec["path"] or dataset_spec["name"])
         if classes != tuple(arrays.classes):
