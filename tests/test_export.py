@@ -131,3 +131,22 @@ def test_a_missing_results_folder_is_one_line(capsys, tmp_path):
     code = main(["export", "--results", str(tmp_path / "nowhere")])
     err = capsys.readouterr().err
     assert code == 2 and "nowhere: no such file or folder" in err and len(err.strip().splitlines()) == 1
+
+
+def test_run_rows_carry_the_validation_accuracy_beside_the_test_accuracy(capsys, tmp_path):
+    """A file whose runs measured a validation split exports it; files from before the split export null."""
+    folder = tmp_path / "results" / "runs"
+    folder.mkdir(parents=True)
+    record = json.loads(json.dumps(RECORDS[0]))
+    record["id"] = "validated"
+    for i, run in enumerate(record["runs"]):
+        run["validation_accuracy"] = 0.5 + 0.01 * i
+    (folder / "validated.json").write_text(json.dumps(record))
+    shutil.copy(sorted((RESULTS / "runs").glob("*.json"))[1], folder)
+    code = main(["export", "--results", str(tmp_path / "results"), "--out", str(tmp_path / "runs.parquet")])
+    capsys.readouterr()
+    frame = pd.read_parquet(tmp_path / "runs.parquet")
+    assert code == 0 and str(frame["validation_accuracy"].dtype) == "float64"
+    mine = frame[frame["id"] == "validated"]
+    assert list(mine["validation_accuracy"]) == [0.5 + 0.01 * i for i in range(len(record["runs"]))]
+    assert frame[frame["id"] != "validated"]["validation_accuracy"].isna().all()

@@ -1,6 +1,7 @@
 """`bench export`: the result files as one table for pandas, notebooks and dashboards.
 
-    runs         one row per run (seed): suite, hash, machine, GPU, world size, seed, accuracy,
+    runs         one row per run (seed): suite, hash, machine, GPU, world size, seed, accuracy
+                 (test; validation_accuracy beside it, null without a validation split),
                  time to target, images/s, MFU, energy, memory, params / active params, code version
     invocations  one row per result file: status, verdict and the aggregate over its runs
     curves       one row per epoch of a run: time, loss, accuracy
@@ -46,7 +47,7 @@ _INTEGER = ("run", "seed", "steps", "train_images", "epoch", "step", "gpu_count"
             "planned_runs", "timed_runs", "complete_runs", "active_flops_per_image")
 _BOOLEAN = ("reached_target", "channels_last", "git_dirty")
 _TIME = ("started_at", "finished_at")
-_FLOAT = ("accuracy", "train_accuracy", "time_to_target_s", "timed_s", "epochs", "train_time_s", "train_images_per_s", "mfu",
+_FLOAT = ("accuracy", "validation_accuracy", "train_accuracy", "time_to_target_s", "timed_s", "epochs", "train_time_s", "train_images_per_s", "mfu",
           "deciding_eval_s", "curve_eval_s", "init_s", "compile_s", "data_prep_s", "peak_memory_mb",
           "peak_memory_reserved_mb", "nvml_peak_memory_used_mb", "peak_host_rss_mb", "train_peak_memory_mb",
           "energy_j", "mean_power_w",

@@ -210,7 +210,7 @@ def world_size(record: dict[str, Any]) -> int:
     return int(recorded) if recorded else env_world_size(record.get("env") or {})
 
 
-RUN_FIELDS = ("seed", "status", "accuracy", "train_accuracy", "reached_target", "time_to_target_s", "timed_s",
+RUN_FIELDS = ("seed", "status", "accuracy", "validation_accuracy", "train_accuracy", "reached_target", "time_to_target_s", "timed_s",
               "epochs", "steps", "train_images", "train_time_s", "train_images_per_s", "mfu", "deciding_eval_s", "curve_eval_s",
               "init_s", "compile_s", "data_prep_s", "precision", "channels_last", "compile", "loader",
               "peak_memory_mb", "peak_memory_reserved_mb", "nvml_peak_memory_used_mb", "peak_host_rss_mb",
