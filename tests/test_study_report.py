@@ -45,12 +45,12 @@ def test_the_points_table_pools_each_points_seeds_from_the_files(finished):
         accuracies = [r["accuracy"] for r in mine]
         mean, std = statistics.fmean(accuracies), statistics.stdev(accuracies)
         half = 12.706 * std / 2 ** 0.5  # Student t, 1 degree of freedom, n = 2
-        assert row["mean accuracy ± std"] == f"{100 * mean:.2f}% ± {100 * std:.2f}"
-        assert row["95% CI"] == f"{100 * (mean - half):.2f}%–{100 * (mean + half):.2f}%"
+        assert row["test top-1 ± std"] == f"{100 * mean:.2f}% ± {100 * std:.2f}"
+        assert row["test 95% CI"] == f"{100 * (mean - half):.2f}%–{100 * (mean + half):.2f}%"
         assert row["seeds"] == "2/2"
         assert row["runs ≥ target"] == f"{100 * sum(a >= 0.9 for a in accuracies) / 2:.0f}%"
         assert row["train accuracy"] == f"{100 * statistics.fmean(r['train_accuracy'] for r in mine):.2f}%"
-    means = [float(r["mean accuracy ± std"].split("%")[0]) for r in rows]
+    means = [float(r["test top-1 ± std"].split("%")[0]) for r in rows]
     assert means == sorted(means, reverse=True) and [r["rank"] for r in rows] == ["1", "2", "3", "4"]
 
 

@@ -22,8 +22,8 @@ from bench.studies.study import Study, value_label
 
 TRAIN_SIZE, BATCH_SIZE = "dataset.train_size", "recipe.batch_size"
 
-RUN_COLUMNS = ("accuracy", "train_accuracy", "reached_target", "time_to_target_s", "steps", "timed_s",
-               "train_images_per_s", "active_params", "active_fraction")
+RUN_COLUMNS = ("accuracy", "validation_accuracy", "train_accuracy", "reached_target", "time_to_target_s", "steps",
+               "timed_s", "train_images_per_s", "active_params", "active_fraction")
 CELL_COLUMNS = ["key", "point", "seed", "state", "status", "id", "path", "params", "hardware", "code", "started_at",
                 "finished_at", "error", "attempts", *RUN_COLUMNS]
 
@@ -33,6 +33,28 @@ class StudyFrames:
     points: pd.DataFrame    # one row per point, in rank order
     cells: pd.DataFrame     # one row per cell with a standing result: point, seed, state, run figures
     curves: pd.DataFrame    # point, seed, epoch, time_s, accuracy
+    # the points' column every "best" is chosen on: validation_accuracy where the study has a
+    # validation split (choice_column), else mean_accuracy, the test split's
+    chosen_on: str = "mean_accuracy"
+
+    @property
+    def on_validation(self) -> bool:
+        return self.chosen_on == VALIDATION
+
+
+VALIDATION = "validation_accuracy"
+
+
+def validation_size(study: Study) -> int:
+    """The validation split every point of the study holds out (dataset.validation_size; the smallest
+    where it varies), or 0 when some point has none: then the study's choices are made on test."""
+    sizes = {p.suite.dataset["validation_size"] for p in study.points}
+    return 0 if not sizes or 0 in sizes else min(sizes)
+
+
+def choice_column(study: Study) -> str:
+    """Where a study chooses its best points: on validation with a split, else (disclosed) on test."""
+    return VALIDATION if validation_size(study) else "mean_accuracy"
 
 
 def _cell_row(state: Any, inv: pd.DataFrame, runs: pd.DataFrame) -> dict[str, Any]:
@@ -86,6 +108,7 @@ def _pooled(complete: pd.DataFrame, runs: dict[str, dict[str, Any]], target: flo
     ci = verdict["accuracy_ci95"]
     reached = complete[complete["reached_target"] == True]  # noqa: E712 (a column of booleans and None)
     train = numbers(complete["train_accuracy"])
+    validation = numbers(complete["validation_accuracy"])
     return {"mean_accuracy": verdict["mean_accuracy"], "accuracy_std": verdict["accuracy_std"],
             "ci_low": ci[0] if ci else None, "ci_high": ci[1] if ci else None,
             "pass_fraction": verdict["pass_fraction"],
@@ -93,6 +116,8 @@ def _pooled(complete: pd.DataFrame, runs: dict[str, dict[str, Any]], target: flo
             "median_time_s": verdict["median_time_s"],
             "median_steps": _median(numbers(reached["steps"])),
             "median_reach_time_s": time_summary(numbers(reached["time_to_target_s"]))["median_time_s"],
+            "validation_accuracy": mean_ci95(validation)[0],
+            "validation_std": statistics.stdev(validation) if len(validation) > 1 else None,
             "train_accuracy": mean_ci95(train)[0],
             "train_accuracy_std": statistics.stdev(train) if len(train) > 1 else None,
             "images_per_s": verdict["median_train_images_per_s"],
@@ -134,11 +159,13 @@ def _sparsity_of(spec: dict[str, Any]) -> dict[str, Any]:
             "sparsity_threshold": spec["threshold"], "sparsity_l1": spec["l1"] if spec["method"] == "l1" else None}
 
 
-def ranked(points: pd.DataFrame, rank: str) -> pd.DataFrame:
-    """Rank order (see bench.studies.report): points without a finished run last, in study order."""
+def ranked(points: pd.DataFrame, rank: str, on: str = "mean_accuracy") -> pd.DataFrame:
+    """Rank order (see bench.studies.report): points without a finished run last, in study order.
+    `on` is the accuracy the order is chosen on (validation where the study has a split); reaching
+    the target, for `rank = "time"`, is the verdict's own measure (the test split's)."""
     def key(row: pd.Series) -> tuple:
-        has = not fmt.missing(row["mean_accuracy"])
-        accuracy = -row["mean_accuracy"] if has else 0.0
+        has = not fmt.missing(row[on])
+        accuracy = -row[on] if has else 0.0
         if rank == "time" and row["all_reached"] and not fmt.missing(row["median_reach_time_s"]):
             return (0, row["median_reach_time_s"], accuracy, row["order"])
         return (1 if has else 2, accuracy, 0.0, row["order"])
@@ -151,7 +178,8 @@ def ranked(points: pd.DataFrame, rank: str) -> pd.DataFrame:
 def study_frames(study: Study, ledger: Ledger) -> StudyFrames:
     cells, curves = _cells_frame(ledger)
     points = point_rows(study, cells, standing_runs(ledger))
-    return StudyFrames(points=ranked(points, study.rank), cells=cells, curves=curves)
+    on = choice_column(study)
+    return StudyFrames(points=ranked(points, study.rank, on), cells=cells, curves=curves, chosen_on=on)
 
 
 def best_point(data: StudyFrames) -> pd.Series | None:
@@ -174,12 +202,13 @@ def pareto_front(points: pd.DataFrame) -> set[Any]:
             if not any(x2 <= x and y2 >= y and (x2 < x or y2 > y) for j, x2, y2 in rows if j != i)}
 
 
-def smallest_reaching(points: pd.DataFrame, target: float) -> dict[str, pd.Series]:
-    """Per series: the point with the smallest active fraction whose mean accuracy reaches the
-    target (the harness's verdict rule: mean over the seeds at or above it)."""
+def smallest_reaching(points: pd.DataFrame, target: float, on: str = "mean_accuracy") -> dict[str, pd.Series]:
+    """Per series: the point with the smallest active fraction whose mean accuracy on `on` (the
+    validation split's where the study has one) reaches the target (the harness's verdict rule:
+    mean over the seeds at or above it)."""
     out = {}
     for series, group in points.groupby("sparsity_series", sort=False):
-        reaching = group[group["mean_accuracy"] >= target]
+        reaching = group[group[on] >= target]
         if len(reaching):
             out[str(series)] = reaching.sort_values("active_fraction", kind="stable").iloc[0]
     return out

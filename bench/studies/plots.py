@@ -62,7 +62,8 @@ def axis_plot(study: Study, axis: str, data: StudyFrames, best: pd.Series) -> Pl
     if not at_best:
         return None
     fixed = ", ".join(f"{o} = {best[f'axis:{o}']}" for o in others)
-    note = f"others at the best point ({fixed})" if others else "every value"
+    chosen = "chosen on validation" if data.on_validation else "chosen on test"
+    note = f"others at the best point ({fixed}; {chosen})" if others else "every value"
     if outside:
         note += f"; no point in the study for {', '.join(outside)} there"
     if unfinished:
@@ -78,7 +79,7 @@ def axis_plot(study: Study, axis: str, data: StudyFrames, best: pd.Series) -> Pl
                 if line:
                     best_each.append(line)
     slug = re.sub(r"[^A-Za-z0-9_-]+", "-", axis)
-    caption = (f"{axis}: validation accuracy against epochs and seconds, one line per value (mean over seeds, "
+    caption = (f"{axis}: test accuracy against epochs and seconds, one line per value (mean over seeds, "
                f"band ±1 std); {note}" + ("; bottom: each value at its own best point" if others else ""))
     return Plot(f"curves-{slug}.png", caption, axis_curves_png(axis, at_best, note, best_each, study.base.target))
 
@@ -108,7 +109,8 @@ def train_size_plot(study: Study, data: StudyFrames) -> Plot | None:
         return None
     free = [a for a in others if a != group_axis]
     note = ("each size at its best " + ", ".join(free) if free else "every point") + \
-        (f", per {group_axis}" if group_axis else "")
+        (f", per {group_axis}" if group_axis else "") + \
+        (f" (chosen on {'validation' if data.on_validation else 'test'})" if free else "")
     colours = value_colours(list(groups), False)
     caption = (f"Final accuracy against training-set size (test solid, train dashed where measured; mean ± std "
                f"over seeds): {note}")
@@ -153,7 +155,7 @@ def pareto_plot(sparse: pd.DataFrame, dense: pd.DataFrame, front: set[Any], targ
              for s in series}
     baseline = None if dense.empty else (float(dense.iloc[0]["mean_accuracy"]), _opt(dense.iloc[0]["ci_low"]),
                                          _opt(dense.iloc[0]["ci_high"]))
-    caption = ("Accuracy against the fraction of parameters active (log scale): mean final top-1 over the seeds "
+    caption = ("Accuracy against the fraction of parameters active (log scale): mean final test top-1 over the seeds "
                "with its 95% CI, one series per method; the dense baseline as a solid line (its CI shaded), the "
                "target dashed; ringed points are on the Pareto front")
     return Plot("pareto.png", caption, pareto_png(drawn, colours, baseline, target))
@@ -195,13 +197,13 @@ def _draw(axes, lines: list[Line], x: str, target: float | None) -> None:
     if target is not None:
         axes.axhline(100 * target, color="#333", linestyle="--", linewidth=0.8)
     axes.set_xlabel("epoch" if x == "epoch" else "seconds in the timed region (mean over seeds)")
-    axes.set_ylabel("validation top-1 (%)")
+    axes.set_ylabel("test top-1 (%)")
     axes.grid(True, alpha=0.3)
 
 
 def axis_curves_png(axis: str, at_best: list[Line], at_best_note: str, best_each: list[Line] | None,
                     target: float | None) -> bytes:
-    """Validation accuracy against epochs and against seconds, one line per value of `axis`:
+    """Test accuracy against epochs and against seconds, one line per value of `axis`:
     the top row with the other axes at their best values, the bottom row (when the study has
     other axes) each value's own best point. Lines are means over seeds, bands ±1 std."""
     rows = 2 if best_each is not None else 1
@@ -325,7 +327,7 @@ def pareto_png(series: dict[str, list[FrontPoint]], colours: dict[str, str],
         axes.axhline(100 * target, color="#b22", linestyle="--", linewidth=0.9, label=f"target {100 * target:.1f}%")
     axes.set_xscale("log")
     axes.set_xlabel("fraction of parameters active (nonzero after training)")
-    axes.set_ylabel("final top-1 (%)")
+    axes.set_ylabel("final test top-1 (%)")
     axes.set_title("Accuracy against sparsity", fontsize=10)
     axes.grid(True, which="both", alpha=0.3)
     axes.legend(fontsize=7, loc="lower right")

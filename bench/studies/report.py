@@ -15,7 +15,12 @@ Rules:
 - Ranking (the study's `rank`): `accuracy` — highest mean accuracy first; `time` — the
   points whose every finished run reached the target, fastest median time first, then the
   rest by accuracy. The best point is the first; its axis values are the best values.
-- Curves: per axis, validation accuracy against epochs and against seconds, one line per
+- Choices on validation, reports on test: where every point holds out a validation split
+  (dataset.validation_size), the accuracy that ranks the points, picks each training-set
+  size's best and reads off the sparsest point reaching the target is the validation
+  split's; every number shown for a chosen point is the test split's, and each column and
+  label names its split. Without a split the report says the choices were made on test.
+- Curves: per axis, test accuracy against epochs and against seconds, one line per
   value, mean over seeds with a ±1 std band; top row with the other axes at the best
   point's values, bottom row each value's own best point.
 - `dataset.train_size` axis: final accuracy (test, and train where recipe.train_eval

@@ -11,14 +11,33 @@ import pandas as pd
 from bench import formatting as fmt
 from bench.reports.render import Headline, Part, ReportTable
 from bench.studies.figures import (StudyFrames, numbers, best_point, measured_points, pareto_front,
-                                   smallest_reaching)
+                                   smallest_reaching, validation_size)
 from bench.studies.ledger import Ledger
 from bench.studies.study import Study, toml_value, value_label
 
 
-def _rank_words(study: Study) -> str:
-    return ("the highest mean accuracy" if study.rank == "accuracy"
-            else "the fastest median time to target among the points whose every run reached it")
+def _rank_words(study: Study, data: StudyFrames) -> str:
+    split = "validation" if data.on_validation else "test"
+    accuracy = f"the highest mean {split} top-1" + ("" if data.on_validation else " (chosen on test)")
+    return (accuracy if study.rank == "accuracy"
+            else "the fastest median time to target among the points whose every run reached it, then "
+                 + accuracy)
+
+
+def choice_line(study: Study, data: StudyFrames) -> str:
+    """Which split the study's choices are made on, and which split its numbers are on."""
+    if data.on_validation:
+        line = (f"Choices: every best (each axis's value, each training-set size's point, the sparsity read-off) "
+                f"is chosen on the validation split ({fmt.integer(validation_size(study))} training images held "
+                "out by dataset.validation_size, never trained on); every accuracy reported for a chosen point is "
+                "on the test split.")
+        return line + (" Reaching the target (rank = \"time\") is the verdict's measure, on test."
+                       if study.rank == "time" else "")
+    why = ("not every point holds out a validation split" if any(p.suite.dataset["validation_size"]
+                                                                 for p in study.points)
+           else "the base suite has no validation split (dataset.validation_size)")
+    return (f"Choices: chosen on test. {why[0].upper()}{why[1:]}, so every best is picked on the same test split "
+            "it is reported on, and its accuracy is optimistic.")
 
 
 def best_line(study: Study, data: StudyFrames) -> str:
@@ -26,10 +45,12 @@ def best_line(study: Study, data: StudyFrames) -> str:
     if best is None:
         return "Best value of each axis: none yet (no cell has finished)."
     values = " · ".join(f"{axis} = {best[f'axis:{axis}']}" for axis in study.axes)
-    figure = fmt.percent(best["mean_accuracy"])
+    figure = f"{fmt.percent(best['mean_accuracy'])} test top-1"
+    if data.on_validation:
+        figure += f" ({fmt.percent(best['validation_accuracy'])} validation top-1)"
     if study.rank == "time" and best["all_reached"] and not fmt.missing(best["median_reach_time_s"]):
         figure = f"{fmt.seconds(best['median_reach_time_s'])} to {fmt.percent(best['target'], 1)}, {figure}"
-    return (f"Best value of each axis ({_rank_words(study)}): {values} — {figure} "
+    return (f"Best value of each axis ({_rank_words(study, data)}): {values} — {figure} "
             f"(mean over {int(best['complete'])} seed{'s' if best['complete'] != 1 else ''}).")
 
 
@@ -48,6 +69,7 @@ def summary_lines(study: Study, ledger: Ledger, data: StudyFrames) -> list[str]:
         f"Axes: {axes}. Seeds: {', '.join(map(str, study.seeds))}. Strategy: {study.strategy}.",
         f"Cells: {points} points × {seeds} seeds = {points * seeds}; {done} done, {failed} failed, {pending} not run "
         f"yet.",
+        choice_line(study, data),
     ]
     cells = data.cells
     if not cells.empty:
@@ -68,23 +90,25 @@ def summary_lines(study: Study, ledger: Ledger, data: StudyFrames) -> list[str]:
 
 def points_table(study: Study, data: StudyFrames) -> ReportTable:
     measured_train = data.points["train_accuracy"].notna().any() if not data.points.empty else False
-    columns = [*study.axes, "rank", "seeds", "mean accuracy ± std", "95% CI", "runs ≥ target",
+    columns = [*study.axes, "rank", "seeds", "test top-1 ± std", "test 95% CI", "runs ≥ target",
                "median time to target", "median steps to target", "images/s", "params"]
     if measured_train:
         columns.insert(len(study.axes) + 3, "train accuracy")
+    if data.on_validation:  # what the rank was chosen on, before what is reported
+        columns.insert(len(study.axes) + 2, "validation top-1 ± std")
     time_words = ("Time to target: the budget's timed region" if study.base.mode == "budget"
                   else "Time to target: until the first evaluation at the target")
     table = ReportTable("Points", columns, anchor="points", sortable=True,
-                        note=f"One row per point, seeds pooled; ranked by {_rank_words(study)}. Accuracy: final "
-                             f"top-1, mean ± sample std over the seeds, 95% CI of the mean (Student t). {time_words}"
+                        note=f"One row per point, seeds pooled; ranked by {_rank_words(study, data)}. Accuracy: "
+                             "final top-1 on the split its column names, mean ± sample std over the seeds, 95% CI of "
+                             f"the mean (Student t). {time_words}"
                              "; steps: of the runs that reached the target. Click a column head to sort.")
     for rank, row in data.points.iterrows():
         finished = row["complete"] > 0
         seeds = f"{int(row['complete'])}/{int(row['planned'])}"
         extra = [f"{int(row[k])} {k}" for k in ("diverged", "failed") if row[k]]
         seeds += f" ({', '.join(extra)})" if extra else ""
-        accuracy = fmt.MISSING if not finished else fmt.percent(row["mean_accuracy"]) + (
-            "" if fmt.missing(row["accuracy_std"]) else f" ± {100 * row['accuracy_std']:.2f}")
+        accuracy = fmt.MISSING if not finished else _with_std(row["mean_accuracy"], row["accuracy_std"])
         ci = fmt.MISSING if fmt.missing(row["ci_low"]) else \
             f"{fmt.percent(row['ci_low'])}–{fmt.percent(row['ci_high'])}"
         cells = [row[f"axis:{axis}"] for axis in study.axes]
@@ -98,10 +122,18 @@ def points_table(study: Study, data: StudyFrames) -> ReportTable:
             at = len(study.axes) + 3
             cells.insert(at, fmt.percent(row["train_accuracy"]))
             keys.insert(at, row["train_accuracy"])
+        if data.on_validation:
+            at = len(study.axes) + 2
+            cells.insert(at, _with_std(row["validation_accuracy"], row["validation_std"]))
+            keys.insert(at, row["validation_accuracy"])
         style = "good" if rank == 0 and finished else ("bad" if row["failed"] or row["diverged"] else
                                                        ("muted" if not finished else ""))
         table.add(cells, style=style, keys=keys)
     return table
+
+
+def _with_std(mean: Any, std: Any) -> str:
+    return fmt.percent(mean) + ("" if fmt.missing(mean) or fmt.missing(std) else f" ± {100 * std:.2f}")
 
 
 def _axis_sort_key(study: Study, axis: str, label: str) -> Any:
@@ -149,42 +181,52 @@ def pending_table(study: Study, ledger: Ledger) -> ReportTable:
 
 # ---------------------------------------------------------------- accuracy against sparsity ----
 
-def _smallest_reaching_text(sparse: pd.DataFrame, dense: pd.DataFrame, target: float) -> str:
-    reach = smallest_reaching(sparse, target)
+def _smallest_reaching_text(sparse: pd.DataFrame, dense: pd.DataFrame, target: float, on: str) -> str:
+    reach = smallest_reaching(sparse, target, on)
+    validation = on != "mean_accuracy"
     lines = [f"{series}: {fmt.percent(row['active_fraction'])} of the parameters active "
-             f"({fmt.integer(row['active_params'])}), {fmt.percent(row['mean_accuracy'])} mean over "
+             f"({fmt.integer(row['active_params'])}), {fmt.percent(row['mean_accuracy'])} test top-1"
+             + (f" ({fmt.percent(row[on])} validation)" if validation else "") + f" mean over "
              f"{int(row['complete'])} seed{'s' if row['complete'] != 1 else ''}"
              for series, row in reach.items()]
     missed = [s for s in sparse["sparsity_series"].unique() if s not in reach]
+    chosen = "mean validation top-1 over the seeds" if validation else "mean test top-1 over the seeds, chosen on test"
     text = (f"Smallest active fraction that reaches the base suite's target {fmt.percent(target)} "
-            f"(mean accuracy over the seeds), per method: " + ("; ".join(lines) if lines else "none reaches it")
+            f"({chosen}), per method: " + ("; ".join(lines) if lines else "none reaches it")
             + (f"; never reached by {', '.join(missed)}" if missed and lines else "") + ".")
     if len(dense):
         row = dense.iloc[0]
-        text += (f" Dense baseline: {fmt.percent(row['mean_accuracy'])} at {fmt.percent(row['active_fraction'])} "
-                 "active.")
+        text += (f" Dense baseline: {fmt.percent(row['mean_accuracy'])} test top-1 at "
+                 f"{fmt.percent(row['active_fraction'])} active.")
     return text
 
 
-def sparsity_table(points: pd.DataFrame, front: set[Any], target: float) -> ReportTable:
-    table = ReportTable("Accuracy against sparsity", ["method", "target active", "active fraction", "active params",
-                                                      "mean accuracy ± std", "95% CI", "≥ target", "on the front"],
-                        anchor="sparsity", sortable=True,
+def sparsity_table(points: pd.DataFrame, front: set[Any], target: float, on: str) -> ReportTable:
+    split = "test" if on == "mean_accuracy" else "validation"
+    columns = ["method", "target active", "active fraction", "active params", "test top-1 ± std", "test 95% CI",
+               f"{split} ≥ target", "on the front"]
+    if split == "validation":
+        columns.insert(4, "validation top-1 ± std")
+    table = ReportTable("Accuracy against sparsity", columns, anchor="sparsity", sortable=True,
                         note="Active: nonzero parameters of the trained networks (all parameters, biases and norms "
                              "included; a target counts only conv and linear weights), mean over the seeds. On the "
-                             "front: no other point has at most its active fraction and at least its accuracy.")
+                             "front: no other point has at most its active fraction and at least its test top-1. "
+                             f"≥ target: the mean {split} top-1, the measure the read-off above chooses on.")
     for i, row in points.sort_values(["sparsity_series", "active_fraction"], kind="stable").iterrows():
-        acc = fmt.percent(row["mean_accuracy"]) + ("" if fmt.missing(row["accuracy_std"])
-                                                   else f" ± {100 * row['accuracy_std']:.2f}")
+        acc = _with_std(row["mean_accuracy"], row["accuracy_std"])
         ci = fmt.MISSING if fmt.missing(row["ci_low"]) else f"{fmt.percent(row['ci_low'])}–{fmt.percent(row['ci_high'])}"
         target_text = fmt.percent(row["sparsity_target"], 1) if not fmt.missing(row["sparsity_target"]) else (
             f"|w| < {row['sparsity_threshold']:g}" if not fmt.missing(row["sparsity_threshold"]) else fmt.MISSING)
-        table.add([row["sparsity_series"] + ("" if fmt.missing(row["sparsity_l1"]) else f" (l1 {row['sparsity_l1']:g})"),
-                   target_text, fmt.percent(row["active_fraction"]), fmt.integer(row["active_params"]), acc, ci,
-                   "yes" if row["mean_accuracy"] >= target else "no", "yes" if i in front else ""],
-                  style="good" if i in front else "",
-                  keys=[row["sparsity_series"], row["sparsity_target"], row["active_fraction"], row["active_params"],
-                        row["mean_accuracy"], row["ci_low"], row["mean_accuracy"] >= target, i in front])
+        reaches = not fmt.missing(row[on]) and row[on] >= target
+        cells = [row["sparsity_series"] + ("" if fmt.missing(row["sparsity_l1"]) else f" (l1 {row['sparsity_l1']:g})"),
+                 target_text, fmt.percent(row["active_fraction"]), fmt.integer(row["active_params"]), acc, ci,
+                 "yes" if reaches else "no", "yes" if i in front else ""]
+        keys = [row["sparsity_series"], row["sparsity_target"], row["active_fraction"], row["active_params"],
+                row["mean_accuracy"], row["ci_low"], reaches, i in front]
+        if split == "validation":
+            cells.insert(4, _with_std(row[on], row["validation_std"]))
+            keys.insert(4, row[on])
+        table.add(cells, style="good" if i in front else "", keys=keys)
     return table
 
 
@@ -200,5 +242,5 @@ def sparsity_parts(study: Study, data: StudyFrames) -> list[Part]:
     dense = points[points["sparsity_method"] == "none"]
     sparse = points[points["sparsity_method"] != "none"]
     front = pareto_front(points)
-    return [Headline(_smallest_reaching_text(sparse, dense, target)), sparsity_table(points, front, target),
-            pareto_plot(sparse, dense, front, target)]
+    return [Headline(_smallest_reaching_text(sparse, dense, target, data.chosen_on)),
+            sparsity_table(points, front, target, data.chosen_on), pareto_plot(sparse, dense, front, target)]
