@@ -117,3 +117,35 @@ def test_a_split_larger_than_the_set_is_one_line(tmp_path, monkeypatch, capsys):
     err = capsys.readouterr().err
     assert code == 2 and record is None and "Traceback" not in err
     assert "tiny.toml: dataset.train_size 300 with dataset.validation_size 64" in err
+
+
+def test_a_negative_split_is_refused_naming_the_key(tmp_path):
+    from bench.suites import load_suite
+
+    suite = tmp_path / "tiny.toml"
+    suite.write_text(suite_text())
+    with pytest.raises(BenchError, match="dataset.validation_size.*an integer >= 0"):
+        load_suite(str(suite), ["dataset.validation_size=-1"])
+
+
+def test_dalis_file_reader_is_refused_a_split_it_would_train_on(tmp_path, monkeypatch):
+    """DALI's file reader reads the training folder itself: it cannot leave the validation images out."""
+    pytest.importorskip("nvidia.dali")
+    from PIL import Image
+
+    from bench.datasets import load_dataset
+    from bench.suites import load_suite
+    from bench.train import PreparedData, train_run
+
+    monkeypatch.setenv("BENCH_DATA", str(tmp_path / "cache"))
+    for split, count in (("train", 20), ("test", 6)):
+        for cls, level in (("bright", 170), ("dark", 70)):
+            (tmp_path / "set" / split / cls).mkdir(parents=True)
+            for i in range(count):
+                Image.fromarray(np.full((8, 8, 3), level, np.uint8)).save(tmp_path / "set" / split / cls / f"{i}.png")
+    suite = tmp_path / "files.toml"
+    suite.write_text(suite_text().replace('name = "fashion-mnist"', f'name = "imagefolder"\npath = "{tmp_path / "set"}"'))
+    resolved = load_suite(str(suite), ["dataset.validation_size=8", "recipe.batch_size=8"]).resolved
+    data = PreparedData.from_dataset(subset(load_dataset("imagefolder", path=tmp_path / "set"), None, None, 8))
+    with pytest.raises(BenchError, match="DALI's file reader reads every training image"):
+        train_run(resolved, data, seed=0, device=torch.device("cpu"), loader="dali")
