@@ -79,18 +79,23 @@ def _median(values: list[float]) -> float | None:
     return statistics.median(values) if values else None
 
 
-def _pooled(complete: pd.DataFrame, runs: dict[str, dict[str, Any]], target: float) -> dict[str, Any]:
-    """A point's seeds pooled: the verdict statistics of its complete cells' runs, and the
-    figures of the runs that reached the target (time and steps to it), train accuracy."""
-    verdict = aggregate([runs[key] for key in complete["key"]], target)
-    ci = verdict["accuracy_ci95"]
+MIN_SEEDS_FOR_CI = 3  # below this a t interval is too wide to mean anything (t = 12.7 at two seeds)
+
+
+def _pooled(complete: pd.DataFrame, runs: dict[str, dict[str, Any]], target: float, pass_rule: str) -> dict[str, Any]:
+    """A point's seeds pooled: the verdict statistics of its complete cells' runs (no interval
+    below MIN_SEEDS_FOR_CI seeds), and the figures of the runs that reached the target (time
+    and steps to it), train accuracy."""
+    verdict = aggregate([runs[key] for key in complete["key"]], target, pass_rule)
+    ci = verdict["accuracy_ci95"] if len(complete) >= MIN_SEEDS_FOR_CI else None
     reached = complete[complete["reached_target"] == True]  # noqa: E712 (a column of booleans and None)
     train = numbers(complete["train_accuracy"])
     return {"mean_accuracy": verdict["mean_accuracy"], "accuracy_std": verdict["accuracy_std"],
             "ci_low": ci[0] if ci else None, "ci_high": ci[1] if ci else None,
             "pass_fraction": verdict["pass_fraction"],
             "all_reached": len(complete) > 0 and len(reached) == len(complete),
-            "median_time_s": verdict["median_time_s"],
+            "median_time_s": verdict["median_time_s"], "reached": verdict["reached_runs"],
+            "median_timed_s": verdict["median_timed_s"],
             "median_steps": _median(numbers(reached["steps"])),
             "median_reach_time_s": time_summary(numbers(reached["time_to_target_s"]))["median_time_s"],
             "train_accuracy": mean_ci95(train)[0],
@@ -110,7 +115,7 @@ def point_rows(study: Study, cells: pd.DataFrame, runs: dict[str, dict[str, Any]
                **{f"axis:{axis}": value_label(value) for axis, value in point.values},
                "planned": len(study.seeds), "done": len(done), "failed": int((mine["state"] == "failed").sum()),
                "diverged": int((done["status"] == "diverged").sum()), "complete": len(complete),
-               **_pooled(complete, runs, point.suite.target),
+               **_pooled(complete, runs, point.suite.target, point.suite.resolved["pass_rule"]),
                "params": next(iter(numbers(done["params"])), None),
                **_sparsity_of(point.suite.recipe["sparsity"])}
         # the study's other axes (weight decay, say) split a method into series of their own

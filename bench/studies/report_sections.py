@@ -10,7 +10,7 @@ import pandas as pd
 
 from bench import formatting as fmt
 from bench.reports.render import Headline, Part, ReportTable
-from bench.studies.figures import (StudyFrames, numbers, best_point, measured_points, pareto_front,
+from bench.studies.figures import (MIN_SEEDS_FOR_CI, StudyFrames, numbers, best_point, measured_points, pareto_front,
                                    smallest_reaching)
 from bench.studies.ledger import Ledger
 from bench.studies.study import Study, toml_value, value_label
@@ -30,7 +30,24 @@ def best_line(study: Study, data: StudyFrames) -> str:
     if study.rank == "time" and best["all_reached"] and not fmt.missing(best["median_reach_time_s"]):
         figure = f"{fmt.seconds(best['median_reach_time_s'])} to {fmt.percent(best['target'], 1)}, {figure}"
     return (f"Best value of each axis ({_rank_words(study)}): {values} — {figure} "
-            f"(mean over {int(best['complete'])} seed{'s' if best['complete'] != 1 else ''}).")
+            f"(mean over {int(best['complete'])} seed{'s' if best['complete'] != 1 else ''}). "
+            f"{_ties(study, data, best)}").rstrip()
+
+
+def _ties(study: Study, data: StudyFrames, best: pd.Series) -> str:
+    """Every other finished point whose mean accuracy lies within the best one's 95% CI: the data
+    cannot tell them from the best. Only where the ranking is by accuracy."""
+    if study.rank != "accuracy":
+        return ""
+    if fmt.missing(best["ci_low"]):
+        return (f"Ties not judged: the best point has no interval (fewer than {MIN_SEEDS_FOR_CI} seeds).")
+    finished = data.points[(data.points["complete"] > 0) & (data.points["point"] != best["point"])]
+    tied = finished[(finished["mean_accuracy"] >= best["ci_low"]) & (finished["mean_accuracy"] <= best["ci_high"])]
+    if tied.empty:
+        return "No other point's mean lies within its 95% CI."
+    labels = "; ".join(" · ".join(f"{axis} = {row[f'axis:{axis}']}" for axis in study.axes)
+                       + f" ({fmt.percent(row['mean_accuracy'])})" for _, row in tied.iterrows())
+    return f"Tied with it (mean within its 95% CI {fmt.percent(best['ci_low'])}–{fmt.percent(best['ci_high'])}): {labels}."
 
 
 def _fixed_text(study: Study) -> str:
@@ -69,14 +86,18 @@ def summary_lines(study: Study, ledger: Ledger, data: StudyFrames) -> list[str]:
 def points_table(study: Study, data: StudyFrames) -> ReportTable:
     measured_train = data.points["train_accuracy"].notna().any() if not data.points.empty else False
     columns = [*study.axes, "rank", "seeds", "mean accuracy ± std", "95% CI", "runs ≥ target",
-               "median time to target", "median steps to target", "images/s", "params"]
+               "median time to target", "median steps to target", "median timed region", "images/s", "params"]
     if measured_train:
         columns.insert(len(study.axes) + 3, "train accuracy")
-    time_words = ("Time to target: the budget's timed region" if study.base.mode == "budget"
-                  else "Time to target: until the first evaluation at the target")
+    time_words = ("Time to target: the budget's timed region, of the runs whose final accuracy reached the "
+                  "target only (\"3 of 5 reached\" when not all did, — when none did); timed region: every run's"
+                  if study.base.mode == "budget" else
+                  "Time to target: until the first evaluation at the target, of the runs that reached it; timed "
+                  "region: every run's, to its end")
     table = ReportTable("Points", columns, anchor="points", sortable=True,
                         note=f"One row per point, seeds pooled; ranked by {_rank_words(study)}. Accuracy: final "
-                             f"top-1, mean ± sample std over the seeds, 95% CI of the mean (Student t). {time_words}"
+                             f"top-1, mean ± sample std over the seeds, 95% CI of the mean (Student t, clipped to [0, 100%]; "
+                             f"none with fewer than {MIN_SEEDS_FOR_CI} seeds). {time_words}"
                              "; steps: of the runs that reached the target. Click a column head to sort.")
     for rank, row in data.points.iterrows():
         finished = row["complete"] > 0
@@ -90,10 +111,13 @@ def points_table(study: Study, data: StudyFrames) -> ReportTable:
         cells = [row[f"axis:{axis}"] for axis in study.axes]
         keys: list[Any] = [_axis_sort_key(study, axis, row[f"axis:{axis}"]) for axis in study.axes]
         cells += [str(rank + 1) if finished else fmt.MISSING, seeds, accuracy, ci,
-                  fmt.percent(row["pass_fraction"], 0), fmt.seconds(row["median_time_s"]),
-                  fmt.integer(row["median_steps"]), fmt.rate(row["images_per_s"]), fmt.si(row["params"])]
+                  fmt.percent(row["pass_fraction"], 0),
+                  fmt.time_to_target(row["median_time_s"], None, row["reached"], row["complete"]),
+                  fmt.integer(row["median_steps"]), fmt.seconds(row["median_timed_s"]), fmt.rate(row["images_per_s"]),
+                  fmt.si(row["params"])]
         keys += [rank + 1 if finished else None, row["complete"], row["mean_accuracy"], row["ci_low"],
-                 row["pass_fraction"], row["median_time_s"], row["median_steps"], row["images_per_s"], row["params"]]
+                 row["pass_fraction"], row["median_time_s"], row["median_steps"], row["median_timed_s"],
+                 row["images_per_s"], row["params"]]
         if measured_train:
             at = len(study.axes) + 3
             cells.insert(at, fmt.percent(row["train_accuracy"]))
