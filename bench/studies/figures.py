@@ -32,7 +32,7 @@ CELL_COLUMNS = ["key", "point", "seed", "state", "status", "id", "path", "params
 class StudyFrames:
     points: pd.DataFrame    # one row per point, in rank order
     cells: pd.DataFrame     # one row per cell with a standing result: point, seed, state, run figures
-    curves: pd.DataFrame    # point, seed, epoch, time_s, accuracy
+    curves: pd.DataFrame    # point, seed, epoch, time_s, accuracy, loss, active_fraction (NaN where not recorded)
 
 
 def _cell_row(state: Any, inv: pd.DataFrame, runs: pd.DataFrame) -> dict[str, Any]:
@@ -60,9 +60,10 @@ def _cells_frame(ledger: Ledger) -> tuple[pd.DataFrame, pd.DataFrame]:
     curves["point"] = curves["id"].map(lambda i: point_of.get(key_of.get(i)))
     done_ids = {r["id"] for r in cells if r["state"] == "done"}
     curves = curves[curves["id"].isin(done_ids)]
-    curves = curves.assign(accuracy=pd.to_numeric(curves["accuracy"], errors="coerce"),
-                           time_s=pd.to_numeric(curves["time_s"], errors="coerce")).dropna(subset=["accuracy"])
-    return pd.DataFrame(cells, columns=CELL_COLUMNS), curves[["point", "seed", "epoch", "time_s", "accuracy"]]
+    columns = ("accuracy", "time_s", "loss", "active_fraction")
+    curves = curves.assign(**{c: pd.to_numeric(curves[c] if c in curves else None, errors="coerce") for c in columns})
+    curves = curves.dropna(subset=["accuracy", "loss"], how="all")  # an epoch without either draws nothing
+    return pd.DataFrame(cells, columns=CELL_COLUMNS), curves[["point", "seed", "epoch", *columns]]
 
 
 def standing_runs(ledger: Ledger) -> dict[str, dict[str, Any]]:

@@ -191,7 +191,7 @@ def _smallest_reaching_text(sparse: pd.DataFrame, dense: pd.DataFrame, target: f
 
 
 def sparsity_table(points: pd.DataFrame, front: set[Any], target: float) -> ReportTable:
-    table = ReportTable("Accuracy against sparsity", ["method", "target active", "active fraction", "active params",
+    table = ReportTable("Accuracy against sparsity", ["method", "pruned to", "active fraction", "active params",
                                                       "mean accuracy ± std", "95% CI", "≥ target", "on the front"],
                         anchor="sparsity", sortable=True,
                         note="Active: nonzero parameters of the trained networks (all parameters, biases and norms "
@@ -201,8 +201,9 @@ def sparsity_table(points: pd.DataFrame, front: set[Any], target: float) -> Repo
         acc = fmt.percent(row["mean_accuracy"]) + ("" if fmt.missing(row["accuracy_std"])
                                                    else f" ± {100 * row['accuracy_std']:.2f}")
         ci = fmt.MISSING if fmt.missing(row["ci_low"]) else f"{fmt.percent(row['ci_low'])}–{fmt.percent(row['ci_high'])}"
-        target_text = fmt.percent(row["sparsity_target"], 1) if not fmt.missing(row["sparsity_target"]) else (
-            f"|w| < {row['sparsity_threshold']:g}" if not fmt.missing(row["sparsity_threshold"]) else fmt.MISSING)
+        # what the recipe prunes to: a target fraction active, or a magnitude threshold (not a fraction)
+        target_text = f"{fmt.percent(row['sparsity_target'], 1)} active" if not fmt.missing(row["sparsity_target"]) \
+            else (f"|w| < {row['sparsity_threshold']:g}" if not fmt.missing(row["sparsity_threshold"]) else fmt.MISSING)
         table.add([row["sparsity_series"] + ("" if fmt.missing(row["sparsity_l1"]) else f" (l1 {row['sparsity_l1']:g})"),
                    target_text, fmt.percent(row["active_fraction"]), fmt.integer(row["active_params"]), acc, ci,
                    "yes" if row["mean_accuracy"] >= target else "no", "yes" if i in front else ""],
