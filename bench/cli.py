@@ -82,7 +82,14 @@ def _parser() -> argparse.ArgumentParser:
 
 def _add_run_arguments(run: argparse.ArgumentParser) -> None:
     run.add_argument("suite", help="a suite name from 'bench list', or a path to a .toml file")
-    run.add_argument("--runs", type=int, help="number of runs (seeds); default: the suite's")
+    run.add_argument("--runs", type=_runs_argument, metavar="N|auto",
+                     help="number of runs (seeds); default: the suite's. auto: add seeds until the 95%% CI of the "
+                          "mean accuracy is narrow enough (--ci-width) or --max-runs are done (at least 3)")
+    run.add_argument("--ci-width", type=float, default=0.005, metavar="W",
+                     help="with --runs auto: the 95%% CI half-width of the mean accuracy to reach, as a fraction "
+                          "(default 0.005: ±0.5 percentage points)")
+    run.add_argument("--max-runs", type=int, default=10, metavar="M",
+                     help="with --runs auto: the most runs (at least 3; default 10)")
     run.add_argument("--seed", type=int, default=0, help="first seed; runs use seed, seed+1, ... (default 0)")
     run.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
                      help="where to train (default: cuda when available)")
@@ -119,6 +126,26 @@ def _add_run_arguments(run: argparse.ArgumentParser) -> None:
     scale.add_argument("--dist-timeout", type=float, metavar="SECONDS",
                        help="a collective waiting longer ends the run as failed instead of hanging "
                             "(default 1800)")
+
+
+def _runs_argument(text: str) -> int | str:
+    if text == "auto":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a whole number of runs or auto") from None
+
+
+def runs_options(args: argparse.Namespace) -> tuple[int | None, tuple[float, int] | None]:
+    """--runs N, or --runs auto with its --ci-width and --max-runs (checked here, before any work)."""
+    if args.runs != "auto":
+        return args.runs, None
+    if not 0 < args.ci_width < 1:
+        raise BenchError(f"--ci-width {args.ci_width}: give the half-width as a fraction in (0, 1), e.g. 0.005")
+    if args.max_runs < 3:
+        raise BenchError(f"--max-runs {args.max_runs}: --runs auto makes at least 3 runs; give 3 or more")
+    return None, (args.ci_width, args.max_runs)
 
 
 def cmd_list(args: argparse.Namespace, console: Console) -> int:
@@ -170,6 +197,7 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     from bench.suites import load_suite
     from bench.summary import aggregate_table, runs_table
 
+    runs, runs_auto = runs_options(args)
     overrides = args.overrides + ([f"recipe.compile={args.compile!r}".replace("'", '"')] if args.compile else [])
     # --set and --compile apply to every suite of a race: the same data and settings for all
     suites = [load_suite(ref, overrides) for ref in [args.suite, *args.versus]]
@@ -177,7 +205,7 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
         check_folder(args.save_weights, "--save-weights")
     unsaved: list[str] = []  # views asked for (weights, MLPerf logs) that could not be saved
     # the MLPerf log names are checked here (and in the launcher, before any rank starts); rank 0 writes them
-    after_run = _mllog_writer(args.mllog, suites, args.runs, console, unsaved) \
+    after_run = _mllog_writer(args.mllog, suites, runs_auto[1] if runs_auto else runs, console, unsaved) \
         if args.mllog is not None and distributed.main_process_output() else None
     if not distributed.launched() and (args.nproc_per_node is not None or args.nnodes > 1):
         return _launch(args, suites)
@@ -188,7 +216,7 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
         dist = distributed.join(resolve_device(args.device), args.dist_timeout)
     reporter = RichReporter(Console(stderr=True, highlight=False)) if dist.is_main else NullReporter()
     try:
-        finished = run_race(suites, runs=args.runs, seed=args.seed, device_choice=args.device,
+        finished = run_race(suites, runs=runs, runs_auto=runs_auto, seed=args.seed, device_choice=args.device,
                             results_dir=args.results or default_results_dir(), reporter=reporter,
                             offline=args.offline, command=["bench", *sys.argv[1:]], loader=args.loader,
                             after_run=after_run, save_weights=args.save_weights, dist=dist, unsaved=unsaved)

@@ -41,6 +41,31 @@ def time_with_iqr(median: Any, iqr: Any) -> str:
     return seconds(median) + ("" if missing(iqr) else f" (IQR {seconds(iqr)})")
 
 
+def reached_count(reached: Any, complete: Any) -> str:
+    """How many complete runs reached the target: "3 of 5 reached"."""
+    return MISSING if missing(complete) else f"{int(reached or 0)} of {int(complete)} reached"
+
+
+def time_to_target(median: Any, iqr: Any, reached: Any, complete: Any) -> str:
+    """The median time to target over the runs that reached it; when not every complete run did,
+    the count says so ("— (0 of 5 reached)", "3.21 s (3 of 5 reached)"), never a time of runs
+    that did not reach it."""
+    if missing(complete) or int(complete) == 0:
+        return MISSING
+    shown = time_with_iqr(median, iqr) if not missing(reached) and int(reached) > 0 else MISSING
+    return shown if int(reached or 0) == int(complete) else f"{shown} ({reached_count(reached, complete)})"
+
+
+def verdict(verdict: Any, pass_fraction: Any, pass_rule: Any) -> str:
+    """The verdict beside the fraction of runs at or above the target and the rule that judged:
+    "PASS (80% ≥ target, rule mean)"."""
+    if missing(verdict):
+        return MISSING
+    rule = "mean" if missing(pass_rule) else str(pass_rule)
+    shown = MISSING if missing(pass_fraction) else f"{100 * pass_fraction:.0f}%"
+    return f"{verdict} ({shown} ≥ target, rule {rule})"
+
+
 def percent(fraction: Any, digits: int = 2) -> str:
     return MISSING if missing(fraction) else f"{100 * fraction:.{digits}f}%"
 

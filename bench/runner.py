@@ -28,6 +28,7 @@ from bench.models import build_model
 from bench.progress import NullReporter, Reporter
 from bench.record.build import dataset_block, error_block, finish, invocation_head
 from bench.record.files import ResultNotWritten, ResultWriter
+from bench.record.stats import runs_auto_stop
 from bench.sparsity import active_flops_per_image, output_positions
 from bench.suites import Suite
 from bench.train import PreparedData, resolve_device, train_run
@@ -135,7 +136,8 @@ class Invocation:
     def __init__(self, suite: Suite, *, runs: int | None, seed: int, device: torch.device, results_dir: Path,
                  reporter: Reporter, offline: bool, command: list[str] | None, loader: str,
                  after_run: Callable[[Path, int], None] | None = None, save_weights: Path | None = None,
-                 dist: Dist = SINGLE, unsaved: list[str] | None = None):
+                 dist: Dist = SINGLE, unsaved: list[str] | None = None,
+                 runs_auto: tuple[float, int] | None = None):
         self.suite, self.device, self.reporter, self.offline, self.loader = suite, device, reporter, offline, loader
         self.after_run = after_run  # told (result file, run index) once each run is saved
         self.weights_dir = save_weights
@@ -144,7 +146,8 @@ class Invocation:
         dist.rank_batch(suite.resolved["recipe"]["batch_size"])  # an uneven split is refused before any work
         # Only rank 0 writes (the one result file); it refuses an unwritable folder before any work.
         self.writer = ResultWriter(results_dir) if dist.is_main else None
-        count = runs if runs is not None else suite.resolved["runs"]
+        self.runs_auto = runs_auto  # (ci width, max runs): seeds added until the CI is that narrow
+        count = runs_auto[1] if runs_auto else runs if runs is not None else suite.resolved["runs"]
         if count < 1:
             raise BenchError(f"--runs {count}: give at least 1")
         self.seeds = [seed + i for i in range(count)]
@@ -183,6 +186,8 @@ class Invocation:
                         "loader": self.loader, "matmul_flops_per_s": peak[0], "world_size": self.dist.world_size,
                         "matmul_dtype": str(peak[1]).replace("torch.", ""), "command": self.command or sys.argv,
                         "race": None})
+        if self.runs_auto:
+            self.record["invocation"]["runs_auto"] = runs_auto_stop([], *self.runs_auto, runs=0)
         return peak
 
     def save(self, status: str) -> Path | None:
@@ -212,11 +217,27 @@ class Invocation:
             self.reporter.notice(f"{self.suite.name} seed {seed}: the loss became NaN or infinite; "
                                  "the invocation ends as diverged")
             self.ended = True
+            self._auto_stopped("diverged")
             self.save("diverged")
         else:
-            self.save("interrupted" if i + 1 < count else "complete")
+            self.ended = self._auto_stopped(None)
+            self.save("complete" if self.ended or i + 1 >= count else "interrupted")
         if self.after_run is not None:
             self.after_run(self.path, len(self.record["runs"]) - 1)
+
+    def _auto_stopped(self, why: str | None) -> bool:
+        """With --runs auto: records why the seeds stop (or that they go on); the planned seeds
+        become those run. True when no more seeds are wanted."""
+        if not self.runs_auto:
+            return False
+        runs = self.record["runs"]
+        state = runs_auto_stop([r["accuracy"] for r in runs if r["status"] == "complete"], *self.runs_auto,
+                               runs=len(runs))
+        state["stopped"] = why or state["stopped"]
+        self.record["invocation"]["runs_auto"] = state
+        if state["stopped"] is not None:
+            self.seeds = self.record["invocation"]["seeds"] = self.seeds[:len(runs)]
+        return state["stopped"] is not None
 
     def _save_weights(self, model: torch.nn.Module, name: str, seed: int, saved: dict[str, str]) -> Path | None:
         """A view of the run: failing to save it (a full disk) must not fail the run it shows."""
@@ -253,21 +274,24 @@ def run_race(suites: list[Suite], *, runs: int | None = None, seed: int = 0, dev
              command: list[str] | None = None, loader: str = "auto",
              after_run: Callable[[int, Path, int], None] | None = None,
              save_weights: Path | None = None, dist: Dist = SINGLE,
-             unsaved: list[str] | None = None) -> list[tuple[dict[str, Any], Path | None]]:
+             unsaved: list[str] | None = None,
+             runs_auto: tuple[float, int] | None = None) -> list[tuple[dict[str, Any], Path | None]]:
     """Several suites in one invocation, their seeds interleaved (A B A B ...), so that what
     the machine does meanwhile (clocks, heat, neighbours) falls on all of them alike.
     Each suite gets its own result file; each names the others in `invocation.race`.
     `after_run(suite position, result file, run index)` is called once each run is saved.
     With several ranks (`dist`, joined by the caller) every rank calls this alike; rank 0 writes
     the files and alone calls after_run. A view that could not be saved (weights on a full disk)
-    is added to `unsaved` in words; the run and its result file stand."""
+    is added to `unsaved` in words; the run and its result file stand. `runs_auto` = (W, M): each
+    suite adds seeds until the 95% CI half-width of its mean accuracy is <= W (after 3 runs at
+    least) or M runs are done (`bench run --runs auto`)."""
     reporter = reporter or NullReporter()
     device = dist.device if dist.device is not None else resolve_device(device_choice)
     choose_loader(loader, 0, device)  # an unknown or uninstalled loader is refused before any work
     entrants = [Invocation(s, runs=runs, seed=seed, device=device, results_dir=results_dir, reporter=reporter,
                            offline=offline, command=command, loader=loader, dist=dist,
                            after_run=None if after_run is None or not dist.is_main else _bound(after_run, position),
-                           save_weights=save_weights, unsaved=unsaved)
+                           save_weights=save_weights, unsaved=unsaved, runs_auto=runs_auto)
                 for position, s in enumerate(suites)]
     try:
         peak = None

@@ -53,6 +53,29 @@ def _non_negative(v: Any) -> bool:
     return v >= 0
 
 
+def parse_pass_rule(rule: str) -> tuple[str, float | None]:
+    """("mean", None), ("every", None) or ("fraction", P); ValueError names what is wrong."""
+    if rule in ("mean", "every"):
+        return rule, None
+    if rule.startswith("fraction:"):
+        try:
+            fraction = float(rule.split(":", 1)[1])
+        except ValueError:
+            fraction = math.nan
+        if 0 < fraction <= 1:
+            return "fraction", fraction
+        raise ValueError(f"pass rule {rule!r}: P in fraction:P must be a number in (0, 1], e.g. fraction:0.8")
+    raise ValueError(f"pass rule {rule!r}: use mean, every or fraction:P (0 < P <= 1)")
+
+
+def _valid_pass_rule(v: Any) -> bool:
+    try:
+        parse_pass_rule(v)
+    except ValueError:
+        return False
+    return True
+
+
 SCHEMA: dict[str, Any] = {
     "name": Key("str", required=True),
     "description": Key("str", default=""),
@@ -64,6 +87,9 @@ SCHEMA: dict[str, Any] = {
     "provisional": Key("bool", default=False),
     "devices": Key("list", default=["cpu", "cuda"], check=lambda v: all(d in ("cpu", "cuda") for d in v),
                    expect='a list drawn from "cpu", "cuda"'),
+    # how the runs' accuracies decide the verdict: mean (airbench), every (MLPerf) or fraction:P
+    "pass_rule": Key("str", default="mean", check=_valid_pass_rule,
+                     expect="mean, every or fraction:P with 0 < P <= 1 (e.g. fraction:0.8)"),
     "dataset": {
         "name": Key("str", required=True, choices=DATASET_NAMES),
         "path": Key("str"),

@@ -7,16 +7,17 @@ from typing import Any
 from rich.markup import escape
 from rich.table import Table
 
-from bench.formatting import count, fixed, si
+from bench.formatting import count, fixed, seconds, si, time_to_target
 
 
 def runs_table(record: dict[str, Any]) -> Table:
     table = Table(title=f"{escape(record['suite']['name'])} — runs", title_justify="left")
-    for column in ("seed", "status", "accuracy", "time s", "epochs", "img/s", "compile s", "mem MB", "energy J"):
+    for column in ("seed", "status", "accuracy", "to target s", "timed s", "epochs", "img/s", "compile s", "mem MB",
+                   "energy J"):
         table.add_column(column, justify="right", no_wrap=True)
-    for run in record["runs"]:
+    for run in record["runs"]:  # "to target": only a run that reached it has one (— otherwise)
         table.add_row(str(run["seed"]), escape(run["status"]), fixed(run["accuracy"], ".4f"),
-                      fixed(run["time_to_target_s"], ".2f"), fixed(run["epochs"], ".2f"),
+                      fixed(run["time_to_target_s"], ".2f"), fixed(run["timed_s"], ".2f"), fixed(run["epochs"], ".2f"),
                       fixed(run["train_images_per_s"], ".0f"), fixed(run["compile_s"], ".2f"),
                       fixed(run["peak_memory_mb"], ".0f"), fixed(run["energy_j"], ".0f"))
     return table
@@ -43,11 +44,13 @@ def aggregate_table(record: dict[str, Any]) -> Table:
         ("verdict", f"[{colour}]{verdict}[/{colour}]  (status {record['status']})"),
         ("target", f"{agg['target']:.4f} top-1, mode {record['suite']['resolved']['mode']}"),
         ("mean accuracy", fixed(agg["mean_accuracy"], ".4f") + (ci_text if agg["mean_accuracy"] is not None else "")),
-        ("runs at or above target", f"{fixed(agg['pass_fraction'], '.0%')} of {agg['complete_runs']}"),
-        ("median time to target", f"{fixed(agg['median_time_s'], '.2f')} s"
-                                  + (f"  (IQR {iqr:.2f} s)" if iqr is not None else "")),
+        ("runs at or above target", f"{fixed(agg['pass_fraction'], '.0%')} of {agg['complete_runs']}, "
+                                    f"pass rule {agg.get('pass_rule', 'mean')}"),
+        ("median time to target", time_to_target(agg["median_time_s"], iqr, agg.get("reached_runs"),
+                                                 agg["complete_runs"]) + "  (over the runs that reached it)"),
         ("min / max / olympic mean", f"{fixed(agg['min_time_s'], '.2f')} / {fixed(agg['max_time_s'], '.2f')} / "
                                      f"{fixed(agg['olympic_mean_time_s'], '.2f')} s"),
+        ("median timed region", seconds(agg.get("median_timed_s")) + "  (every complete run, reached or not)"),
         ("training throughput", f"{fixed(agg['median_train_images_per_s'], '.0f')} img/s (median), MFU "
                                 f"{fixed(agg.get('median_mfu'), '.1%')} of the measured "
                                 f"{record['invocation']['matmul_dtype']} matmul rate "
@@ -61,6 +64,18 @@ def aggregate_table(record: dict[str, Any]) -> Table:
                       f"  ({(record['runs'][0].get('energy_reason') if record['runs'] else None) or 'not measured'})")),
         ("hardware", f"{hardware}, torch {env['torch']}"),
     ]
+    auto = record["invocation"].get("runs_auto")
+    if auto:
+        rows.insert(3, ("runs auto", runs_auto_text(auto)))
     for key, value in rows:  # names, paths and reasons are text, not markup; the verdict's colour is ours
         table.add_row(key, value if key == "verdict" else escape(value))
     return table
+
+
+def runs_auto_text(auto: dict[str, Any]) -> str:
+    """Why `--runs auto` stopped where it did."""
+    half = "—" if auto["half_width"] is None else f"±{100 * auto['half_width']:.2f} pp"
+    why = {"ci_width": f"95% CI half-width {half} ≤ {100 * auto['ci_width']:.2f} pp",
+           "max_runs": f"--max-runs {auto['max_runs']} reached (half-width {half} > {100 * auto['ci_width']:.2f} pp)",
+           "diverged": "a run diverged"}.get(auto["stopped"], "not finished")
+    return f"{auto['runs']} runs: {why}"

@@ -118,7 +118,7 @@ def test_no_traceback_from_a_real_process(tmp_path):
 
 
 @pytest.mark.parametrize("args, fragment", [
-    (["run", "fashion-mnist-91", "--runs", "x"], "bench run: argument --runs: invalid int value"),
+    (["run", "fashion-mnist-91", "--runs", "x"], "bench run: argument --runs: 'x': give a whole number of runs or auto"),
     (["run", "fashion-mnist-91", "--loader", "fast"], "bench run: argument --loader: invalid choice"),
     (["run", "fashion-mnist-91", "--bogus"], "bench run: unrecognized arguments: --bogus"),
     (["specs", "--bogus"], "bench specs: unrecognized arguments"),

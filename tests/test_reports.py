@@ -23,7 +23,7 @@ from rich.console import Console
 
 from bench.errors import BenchError
 from bench.progress import RecordingReporter
-from bench.record.schema import SCHEMA_VERSION
+from bench.record.schema import SCHEMA_VERSION, migrate
 from bench.reports import check, compare, leaderboard
 from bench.reports.frame import hardware_label, machine_label, read_results, require_results
 from bench.reports.specs import read_spec_tables
@@ -137,7 +137,10 @@ def test_leaderboard_ranks_pass_entries_by_median_time_and_lists_the_rest_apart(
     sections = {part.split(" ", 1)[0]: part for part in markdown.split("\n## ")[1:]}
     ranked, apart = sections["cifar10-94"].split(": not ranked")
     rows = [line for line in ranked.splitlines() if line.startswith("| ") and not line.startswith("| rank")]
-    assert [r.split(" | ")[1] for r in rows] == ["3.12 s (IQR 0.06 s)", "3.52 s (IQR 0.05 s)", "5.05 s (IQR 0.08 s)"]
+    # budget-mode fixtures of schema 1: the runs below the target have no time once read (migration to 3)
+    assert [r.split(" | ")[1] for r in rows] == ["3.09 s (IQR 0.08 s) (3 of 5 reached)",
+                                                 "3.54 s (IQR 0.05 s) (4 of 5 reached)",
+                                                 "5.07 s (IQR 0.08 s) (4 of 5 reached)"]
     assert rows[0].startswith("| 1 |") and H100 in rows[0] and "94.02% ± 0.08" in rows[0] and "1.06 kJ" in rows[0]
     assert A100 in rows[2] and "torch 2.13.0, CUDA 13.0" in rows[2] and "2026-11-19" in rows[2]
     # the interrupted H100 invocation is the fastest-looking one, yet never ranked
@@ -168,9 +171,10 @@ def test_compare_takes_the_newest_complete_invocation_per_machine_and_ratios_to_
     cifar = next(s for s in comparison.suites if s.suite == "cifar10-94")
     entries = cifar.entries.set_index("machine")
     assert list(cifar.entries["machine"])[0] == A100  # baseline first
-    assert entries.loc[H100, "median_time_s"] == pytest.approx(3.12)  # the newer H100 result, not the older
+    # the newer H100 result, not the older; over the runs that reached the target
+    assert entries.loc[H100, "median_time_s"] == pytest.approx(3.09)
     speedup = cifar.speedup(entries.loc[H100].rename(H100))
-    assert speedup == pytest.approx(5.05 / 3.12)
+    assert speedup == pytest.approx(5.075 / 3.09)
     assert set(comparison.left_out["status"]) == {"interrupted", "diverged", "failed"}
     fashion = next(s for s in comparison.suites if s.suite == "fashion-mnist-91")
     assert fashion.baseline is None  # the A100 did not run it: no ratios
@@ -197,7 +201,7 @@ def test_compare_marks_a_different_recipe(results):
 
 def _at_world_size(name: str, world: int, median_time_s: float, nodes: int = 1) -> dict:
     """A fixture result as if it ran on `world` ranks of the same host(s)."""
-    record = fixture(name)
+    record = migrate(fixture(name))  # the current schema: a migration on reading would recompute the median
     record["id"] += f"-w{world}"
     gpu = record["env"]["gpu"]
     ranks = [{"rank": r, "local_rank": r % (world // nodes), "hostname": record["env"]["hostname"],
@@ -223,13 +227,13 @@ def test_world_size_is_in_the_hardware_label_and_scaling_efficiency_is_reported(
     assert {H100, four} <= set(comparison.machines["machine"])
     scaling = comparison.scaling.set_index("world_size")
     assert list(scaling.index) == [4, 8] and set(scaling["suite"]) == {"cifar10-94"}
-    assert scaling.loc[4, "one_rank_time_s"] == pytest.approx(3.12)
-    assert scaling.loc[4, "speedup"] == pytest.approx(3.12) and scaling.loc[4, "efficiency"] == pytest.approx(0.78)
-    assert scaling.loc[8, "efficiency"] == pytest.approx(3.12 / (8 * 0.6))
+    assert scaling.loc[4, "one_rank_time_s"] == pytest.approx(3.09)
+    assert scaling.loc[4, "speedup"] == pytest.approx(3.09) and scaling.loc[4, "efficiency"] == pytest.approx(3.09 / 4)
+    assert scaling.loc[8, "efficiency"] == pytest.approx(3.09 / (8 * 0.6))
     out = tmp_path / "cmp"
     assert compare.command(namespace(compare, ["--results", str(results), "--out", str(out)]), quiet()) == 0
     markdown = (out / "COMPARE.md").read_text()
-    assert "Scaling over world sizes" in markdown and "78%" in markdown and "8 (2 nodes)" in markdown
+    assert "Scaling over world sizes" in markdown and "77%" in markdown and "8 (2 nodes)" in markdown
     board = tmp_path / "board"
     assert leaderboard.command(namespace(leaderboard, ["--results", str(results), "--out", str(board)]), quiet()) == 0
     assert "4× NVIDIA H100 80GB HBM3 (DDP)" in (board / "LEADERBOARD.md").read_text()
@@ -259,7 +263,8 @@ def test_compare_writes_html_and_markdown_with_plots(results, tmp_path):
     assert "Network specifications" in markdown and "cpu inference — CPU Intel Xeon Platinum 8481C CPU @ 2.70GHz, 2 cores on synthetic-fixture-cpu" in markdown
     assert "Left out (not complete): " in markdown
     speedups = markdown.split("## Median time to target")[1].split("## ")[0]
-    assert "3.12 s (1.62×)" in speedups and "950 s (0.0053×)" in speedups
+    # the CPU runs never reached 94%: no time, and the count says so
+    assert "3.09 s (3 of 5 reached) (1.64×)" in speedups and "— (0 of 3 reached) |" in speedups
 
 
 def test_compare_without_specs_has_no_spec_section(results, tmp_path):
@@ -312,8 +317,16 @@ def test_unreadable_spec_tables_are_skipped(tmp_path):
 
 def variant(base: dict, suffix: str, *, times_scale: float = 1.0, iqr: float | None = None,
             accuracy_shift: float = 0.0, ci_half: float | None = None, **top) -> dict:
-    """A copy of a result with its aggregate edited (these tests are about the rule, not about timing)."""
+    """A copy of a result, brought to the current schema, with its aggregate edited (these tests are
+    about the rule, not about timing; a migration on reading would recompute the edited figures)."""
     record = copy.deepcopy(base)
+    for key, value in top.items():
+        section, _, field = key.partition("__")
+        if field:
+            record[section][field] = value
+        else:
+            record[section] = value
+    record = migrate(record)
     record["id"] += suffix
     record["started_at"] = record["started_at"].replace("T04", "T09")
     agg = record["aggregate"]
@@ -325,12 +338,6 @@ def variant(base: dict, suffix: str, *, times_scale: float = 1.0, iqr: float | N
     ci = agg["accuracy_ci95"]
     half = ci_half if ci_half is not None else None if ci is None else (ci[1] - ci[0]) / 2
     agg["accuracy_ci95"] = None if half is None else [agg["mean_accuracy"] - half, agg["mean_accuracy"] + half]
-    for key, value in top.items():
-        section, _, field = key.partition("__")
-        if field:
-            record[section][field] = value
-        else:
-            record[section] = value
     return record
 
 
@@ -358,12 +365,12 @@ def test_slowdown_beyond_the_floor_fails(tmp_path):
 
 def test_a_noisy_measurement_widens_the_time_gate(tmp_path):
     base = fixture("h100-cifar10-94")
-    noisy_base = variant(base, "-noisy", iqr=0.25 * base["aggregate"]["median_time_s"])
+    noisy_base = variant(base, "-noisy", iqr=0.25 * migrate(base)["aggregate"]["median_time_s"])
     candidate = variant(noisy_base, "-slow", times_scale=1.15)
     code, [report] = gate(tmp_path, noisy_base, candidate)
     finding = report.finding("median time to target")
-    # 3 x sqrt(0.25^2/5 + 0.25^2/5) = 47%: a 15% slowdown is within what this spread supports
-    assert code == 0 and finding.limit == pytest.approx(3 * math.sqrt(2 * 0.25 ** 2 / 5))
+    # 3 x sqrt(0.25^2/3 + 0.25^2/3) = 61% (3 of the 5 runs reached the target): a 15% slowdown is within it
+    assert code == 0 and finding.limit == pytest.approx(3 * math.sqrt(2 * 0.25 ** 2 / 3))
     code, _ = gate(tmp_path, noisy_base, candidate, "--time-k", "0.5")
     assert code == 1
 

@@ -62,7 +62,7 @@ def invocation_head(suite: Suite, *, run_id: str | None, status: str, env: dict[
         "dataset": dataset,
         "invocation": invocation,
         "runs": [],
-        "aggregate": aggregate([], suite.target),
+        "aggregate": aggregate([], suite.target, suite.resolved["pass_rule"]),
         "error": None,
     }
 
@@ -82,7 +82,7 @@ def error_block(exc: BaseException | str, trace: str | None = None) -> dict[str,
 def finish(record: dict[str, Any], status: str, target: float) -> None:
     """What saving does: the status, the aggregate over the runs so far, the finish time."""
     record["status"] = status
-    record["aggregate"] = aggregate(record["runs"], target)
+    record["aggregate"] = aggregate(record["runs"], target, record["suite"]["resolved"].get("pass_rule", "mean"))
     if status in PARTIAL_STATUSES:
         record["aggregate"]["verdict"] = "INCOMPLETE"
     record["finished_at"] = now()

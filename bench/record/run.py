@@ -57,14 +57,19 @@ class RunMeasurements:
 def run_record(m: RunMeasurements) -> dict[str, Any]:
     trained_images = m.steps * m.batch_size
     complete = m.status == "complete"
+    reached = complete and m.reached_at_s is not None
     gpu = m.gpu
     record: dict[str, Any] = {
         "seed": m.seed,
         "status": m.status,
         "accuracy": m.accuracy,
         "validation_accuracy": m.validation.get("validation_accuracy"),  # null without a validation split
-        "reached_target": m.reached_at_s is not None,
-        "time_to_target_s": (m.reached_at_s if m.mode == "reach" else m.timed_s) if complete else None,
+        "reached_target": reached,
+        # only a run that reached the target has a time to it: reach mode where it stopped, budget
+        # mode (airbench's rule: a fixed budget) the budget's whole timed region
+        "time_to_target_s": (m.reached_at_s if m.mode == "reach" else m.timed_s) if reached else None,
+        "steps_to_target": m.steps if reached else None,
+        **first_reached(m.curve, m.target, m.sparsity.get("pruned_after_epochs") or []),
         "timed_s": m.timed_s,
         "epochs": round(m.steps / m.steps_per_epoch, 4),
         "steps": m.steps,
@@ -106,9 +111,20 @@ def run_record(m: RunMeasurements) -> dict[str, Any]:
     record.update(m.cpu_memory)
     if m.ranks is not None:
         record.update(summed_over_ranks(m.ranks, m.timed_s))
-    if m.mode == "reach" and complete and m.reached_at_s is None:
+    if complete and m.reached_at_s is None:
         record["note"] = f"did not reach {m.target} within {m.epochs_budget} epochs"
     return record
+
+
+def first_reached(curve: list[dict[str, Any]], target: float, pruned_after_epochs: list[int]) -> dict[str, Any]:
+    """The first evaluated epoch (a curve or a deciding evaluation) at or above the target: its
+    timed clock and step; null when none reached it. A pruning recipe's network counts only
+    from its last pruning on (before it, it is not yet the network the recipe makes)."""
+    from_epoch = max(pruned_after_epochs, default=0)
+    for point in curve:
+        if point["epoch"] >= from_epoch and point["accuracy"] is not None and point["accuracy"] >= target:
+            return {"first_reached_s": point["time_s"], "first_reached_step": point["step"]}
+    return {"first_reached_s": None, "first_reached_step": None}
 
 
 def summed_over_ranks(ranks: list[dict[str, Any]], total_s: float) -> dict[str, Any]:

@@ -145,8 +145,8 @@ def time_threshold(baseline: pd.Series, candidate: pd.Series, rule: GateRule) ->
 
 def check_time(baseline: pd.Series, candidate: pd.Series, rule: GateRule) -> Finding:
     median_b, median_c = _number(baseline["median_time_s"]), _number(candidate["median_time_s"])
-    shown_b = fmt.time_with_iqr(median_b, baseline["iqr_time_s"])
-    shown_c = fmt.time_with_iqr(median_c, candidate["iqr_time_s"])
+    shown_b = fmt.time_to_target(median_b, baseline["iqr_time_s"], baseline["timed_runs"], baseline["complete_runs"])
+    shown_c = fmt.time_to_target(median_c, candidate["iqr_time_s"], candidate["timed_runs"], candidate["complete_runs"])
     if median_b is None:
         return Finding("median time to target", shown_b, shown_c, "", "", INFO)
     if median_c is None:

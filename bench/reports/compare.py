@@ -43,7 +43,8 @@ RULES = ("For each suite and machine: the newest complete invocation. Speed-up =
          "target / this machine's (above 1: faster); throughput ratio = this machine's median training images/s / "
          f"the baseline's. {DIFFERENT_RECIPE} marks a machine that ran the suite with another recipe (suite hash) "
          "than the baseline: its ratio does not compare like with like.")
-SUITE_COLUMNS = ["machine", "verdict", "mean accuracy ± 95% CI (pp)", "median time to target (IQR)", "speed-up",
+SUITE_COLUMNS = ["machine", "verdict", "mean accuracy ± 95% CI (pp)", "median time to target (IQR)",
+                 "median timed region", "speed-up",
                  "training throughput", "throughput ratio", "energy / run", "runs", "model", "software", "code",
                  "date"]
 
@@ -205,7 +206,8 @@ def speedup_table(comparison: Comparison) -> ReportTable:
             row = rows.iloc[0]
             mark = "" if suite.same_recipe(row) else DIFFERENT_RECIPE
             ratio = suite.speedup(row)
-            cells.append(fmt.seconds(row["median_time_s"]) + ("" if ratio is None else f" ({fmt.ratio(ratio)}{mark})"))
+            time = fmt.time_to_target(row["median_time_s"], None, row["timed_runs"], row["complete_runs"])
+            cells.append(time + ("" if ratio is None else f" ({fmt.ratio(ratio)}{mark})"))
         table.add([suite.title, *cells])
     return table
 
@@ -217,10 +219,11 @@ def suite_table(suite: SuiteComparison, baseline: str) -> ReportTable:
     for _, row in suite.entries.iterrows():
         mark = "" if suite.same_recipe(row) else f" {DIFFERENT_RECIPE}"
         speedup, throughput = suite.speedup(row), suite.throughput_ratio(row)
-        table.add([row["machine"], fmt.text(row["verdict"]),
+        table.add([row["machine"], fmt.verdict(row["verdict"], row["pass_fraction"], row["pass_rule"]),
                    fmt.accuracy_with_ci(row["mean_accuracy"], row["ci_half_width"]),
-                   fmt.time_with_iqr(row["median_time_s"], row["iqr_time_s"]),
-                   fmt.ratio(speedup) + (mark if speedup is not None else ""),
+                   fmt.time_to_target(row["median_time_s"], row["iqr_time_s"], row["timed_runs"],
+                                      row["complete_runs"]),
+                   fmt.seconds(row["median_timed_s"]), fmt.ratio(speedup) + (mark if speedup is not None else ""),
                    fmt.rate(row["median_train_images_per_s"]),
                    fmt.ratio(throughput) + (mark if throughput is not None else ""), fmt.energy(row["mean_energy_j"]),
                    fmt.runs_count(row["complete_runs"], row["runs"]),

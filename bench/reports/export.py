@@ -44,10 +44,11 @@ RUN_CONTEXT = ("suite_hash", "mode", "target", "verdict", "model", "dataset", "h
 
 _INTEGER = ("run", "seed", "steps", "train_images", "epoch", "step", "gpu_count", "world_size", "nnodes", "cpu_cores",
             "cudnn", "params", "trainable_params", "active_params", "flops_per_image", "train_flops_per_image", "runs",
-            "planned_runs", "timed_runs", "complete_runs", "active_flops_per_image")
+            "planned_runs", "timed_runs", "complete_runs", "active_flops_per_image", "steps_to_target",
+            "first_reached_step")
 _BOOLEAN = ("reached_target", "channels_last", "git_dirty")
 _TIME = ("started_at", "finished_at")
-_FLOAT = ("accuracy", "validation_accuracy", "train_accuracy", "time_to_target_s", "timed_s", "epochs", "train_time_s", "train_images_per_s", "mfu",
+_FLOAT = ("accuracy", "validation_accuracy", "train_accuracy", "time_to_target_s", "first_reached_s", "median_timed_s", "timed_s", "epochs", "train_time_s", "train_images_per_s", "mfu",
           "deciding_eval_s", "curve_eval_s", "init_s", "compile_s", "data_prep_s", "peak_memory_mb",
           "peak_memory_reserved_mb", "nvml_peak_memory_used_mb", "peak_host_rss_mb", "train_peak_memory_mb",
           "energy_j", "mean_power_w",
@@ -58,7 +59,7 @@ _FLOAT = ("accuracy", "validation_accuracy", "train_accuracy", "time_to_target_s
 _STRING = ("id", "path", "status", "run_status", "invocation_status", "suite", "suite_hash", "overrides", "mode",
            "date", "code", "git_commit", "code_version", "machine", "hardware", "hostname", "device", "gpu_name",
            "gpu_driver", "cpu_model", "software", "loader", "torch", "cuda", "python", "os", "model", "dataset",
-           "verdict", "error", "precision", "compile", "node", "backend", "sparsity_method")
+           "verdict", "error", "precision", "compile", "node", "backend", "sparsity_method", "pass_rule")
 DTYPES: dict[str, str] = {**{c: "Int64" for c in _INTEGER}, **{c: "boolean" for c in _BOOLEAN},
                           **{c: "float64" for c in _FLOAT}, **{c: "string" for c in _STRING},
                           **{c: "datetime64[us, UTC]" for c in _TIME}}

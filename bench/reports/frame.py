@@ -192,7 +192,9 @@ def invocation_row(loaded: LoadedResult) -> dict[str, Any]:
         "ci_half_width": _ci_half_width(ci),
         "accuracy_std": agg.get("accuracy_std"),
         "pass_fraction": agg.get("pass_fraction"),
+        "pass_rule": agg.get("pass_rule", "mean"),
         "median_time_s": agg.get("median_time_s"),
+        "median_timed_s": agg.get("median_timed_s"),
         "min_time_s": agg.get("min_time_s"),
         "max_time_s": agg.get("max_time_s"),
         "iqr_time_s": agg.get("iqr_time_s"),
@@ -210,7 +212,8 @@ def world_size(record: dict[str, Any]) -> int:
     return int(recorded) if recorded else env_world_size(record.get("env") or {})
 
 
-RUN_FIELDS = ("seed", "status", "accuracy", "validation_accuracy", "train_accuracy", "reached_target", "time_to_target_s", "timed_s",
+RUN_FIELDS = ("seed", "status", "accuracy", "validation_accuracy", "train_accuracy", "reached_target", "time_to_target_s",
+              "steps_to_target", "first_reached_s", "first_reached_step", "timed_s",
               "epochs", "steps", "train_images", "train_time_s", "train_images_per_s", "mfu", "deciding_eval_s", "curve_eval_s",
               "init_s", "compile_s", "data_prep_s", "precision", "channels_last", "compile", "loader",
               "peak_memory_mb", "peak_memory_reserved_mb", "nvml_peak_memory_used_mb", "peak_host_rss_mb",

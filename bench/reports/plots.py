@@ -53,7 +53,7 @@ def accuracy_curves_png(curves: pd.DataFrame, title: str, target: float | None,
         subset=["time_s", "accuracy"])
     if points.empty:
         return None
-    figure = Figure(figsize=(7.5, 4.2))
+    figure = Figure(figsize=(10, 4.2))
     axes = figure.add_subplot()
     labelled: set[str] = set()
     for (invocation, run), line in points.groupby(["id", "run"], sort=False):
@@ -71,13 +71,14 @@ def accuracy_curves_png(curves: pd.DataFrame, title: str, target: float | None,
     axes.set_ylabel("top-1 accuracy (%)")
     axes.set_title(title)
     axes.grid(True, alpha=0.3)
-    axes.legend(fontsize=7, loc="lower right")
+    axes.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0)
     return figure_png(figure)
 
 
 def machine_bars_png(entries: pd.DataFrame, runs: pd.DataFrame, title: str, colours: dict[str, str]) -> bytes:
     """Per machine: median time to target (bars) with every run's time (dots), energy per run,
-    and training throughput. A figure a machine did not measure is written as such, not drawn as 0."""
+    and training throughput. A figure a machine did not measure is written as such, not drawn as 0;
+    the times are of the runs that reached the target."""
     machines = list(entries["machine"])
     y = np.arange(len(machines))
     figure = Figure(figsize=(11, 1.2 + 0.55 * len(machines)))
@@ -93,9 +94,9 @@ def machine_bars_png(entries: pd.DataFrame, runs: pd.DataFrame, title: str, colo
             axes.set_xscale("log")
         axes.barh(y, values if log else np.nan_to_num(values), color=colour, alpha=0.85)
         for i, value in enumerate(values):
-            if np.isnan(value):
-                axes.text(0.02, i, "not measured", va="center", fontsize=7, color="#666",
-                          transform=axes.get_yaxis_transform())
+            if np.isnan(value):  # a time to target is missing because no run reached it, not unmeasured
+                axes.text(0.02, i, "no run reached the target" if column == "median_time_s" else "not measured",
+                          va="center", fontsize=7, color="#666", transform=axes.get_yaxis_transform())
             else:
                 axes.text(value, i, " " + shown(value), va="center", fontsize=7)
         if len(measured):

@@ -32,7 +32,7 @@ CELL_COLUMNS = ["key", "point", "seed", "state", "status", "id", "path", "params
 class StudyFrames:
     points: pd.DataFrame    # one row per point, in rank order
     cells: pd.DataFrame     # one row per cell with a standing result: point, seed, state, run figures
-    curves: pd.DataFrame    # point, seed, epoch, time_s, accuracy
+    curves: pd.DataFrame    # point, seed, epoch, time_s, accuracy, loss, active_fraction (NaN where not recorded)
     # the points' column every "best" is chosen on: validation_accuracy where the study has a
     # validation split (choice_column), else mean_accuracy, the test split's
     chosen_on: str = "mean_accuracy"
@@ -82,9 +82,10 @@ def _cells_frame(ledger: Ledger) -> tuple[pd.DataFrame, pd.DataFrame]:
     curves["point"] = curves["id"].map(lambda i: point_of.get(key_of.get(i)))
     done_ids = {r["id"] for r in cells if r["state"] == "done"}
     curves = curves[curves["id"].isin(done_ids)]
-    curves = curves.assign(accuracy=pd.to_numeric(curves["accuracy"], errors="coerce"),
-                           time_s=pd.to_numeric(curves["time_s"], errors="coerce")).dropna(subset=["accuracy"])
-    return pd.DataFrame(cells, columns=CELL_COLUMNS), curves[["point", "seed", "epoch", "time_s", "accuracy"]]
+    columns = ("accuracy", "time_s", "loss", "active_fraction")
+    curves = curves.assign(**{c: pd.to_numeric(curves[c] if c in curves else None, errors="coerce") for c in columns})
+    curves = curves.dropna(subset=["accuracy", "loss"], how="all")  # an epoch without either draws nothing
+    return pd.DataFrame(cells, columns=CELL_COLUMNS), curves[["point", "seed", "epoch", *columns]]
 
 
 def standing_runs(ledger: Ledger) -> dict[str, dict[str, Any]]:
@@ -101,11 +102,15 @@ def _median(values: list[float]) -> float | None:
     return statistics.median(values) if values else None
 
 
-def _pooled(complete: pd.DataFrame, runs: dict[str, dict[str, Any]], target: float) -> dict[str, Any]:
-    """A point's seeds pooled: the verdict statistics of its complete cells' runs, and the
-    figures of the runs that reached the target (time and steps to it), train accuracy."""
-    verdict = aggregate([runs[key] for key in complete["key"]], target)
-    ci = verdict["accuracy_ci95"]
+MIN_SEEDS_FOR_CI = 3  # below this a t interval is too wide to mean anything (t = 12.7 at two seeds)
+
+
+def _pooled(complete: pd.DataFrame, runs: dict[str, dict[str, Any]], target: float, pass_rule: str) -> dict[str, Any]:
+    """A point's seeds pooled: the verdict statistics of its complete cells' runs (no interval
+    below MIN_SEEDS_FOR_CI seeds), and the figures of the runs that reached the target (time
+    and steps to it), train accuracy."""
+    verdict = aggregate([runs[key] for key in complete["key"]], target, pass_rule)
+    ci = verdict["accuracy_ci95"] if len(complete) >= MIN_SEEDS_FOR_CI else None
     reached = complete[complete["reached_target"] == True]  # noqa: E712 (a column of booleans and None)
     train = numbers(complete["train_accuracy"])
     validation = numbers(complete["validation_accuracy"])
@@ -113,16 +118,26 @@ def _pooled(complete: pd.DataFrame, runs: dict[str, dict[str, Any]], target: flo
             "ci_low": ci[0] if ci else None, "ci_high": ci[1] if ci else None,
             "pass_fraction": verdict["pass_fraction"],
             "all_reached": len(complete) > 0 and len(reached) == len(complete),
-            "median_time_s": verdict["median_time_s"],
+            "median_time_s": verdict["median_time_s"], "reached": verdict["reached_runs"],
+            "median_timed_s": verdict["median_timed_s"],
             "median_steps": _median(numbers(reached["steps"])),
             "median_reach_time_s": time_summary(numbers(reached["time_to_target_s"]))["median_time_s"],
             "validation_accuracy": mean_ci95(validation)[0],
             "validation_std": statistics.stdev(validation) if len(validation) > 1 else None,
+            **_validation_interval(validation),
             "train_accuracy": mean_ci95(train)[0],
             "train_accuracy_std": statistics.stdev(train) if len(train) > 1 else None,
             "images_per_s": verdict["median_train_images_per_s"],
             # the trained networks' nonzero parameters (bench.sparsity), mean over the seeds
             "active_params": verdict["mean_active_params"], "active_fraction": verdict["mean_active_fraction"]}
+
+
+def _validation_interval(values: list[float]) -> dict[str, float | None]:
+    """The 95% CI of the mean validation accuracy (clipped like the test one; none below
+    MIN_SEEDS_FOR_CI seeds): what ties are judged on where the study chooses on validation."""
+    ci = mean_ci95(values)[1] if len(values) >= MIN_SEEDS_FOR_CI else None
+    low, high = (max(0.0, ci[0]), min(1.0, ci[1])) if ci else (None, None)
+    return {"validation_ci_low": low, "validation_ci_high": high}
 
 
 def point_rows(study: Study, cells: pd.DataFrame, runs: dict[str, dict[str, Any]]) -> pd.DataFrame:
@@ -135,7 +150,7 @@ def point_rows(study: Study, cells: pd.DataFrame, runs: dict[str, dict[str, Any]
                **{f"axis:{axis}": value_label(value) for axis, value in point.values},
                "planned": len(study.seeds), "done": len(done), "failed": int((mine["state"] == "failed").sum()),
                "diverged": int((done["status"] == "diverged").sum()), "complete": len(complete),
-               **_pooled(complete, runs, point.suite.target),
+               **_pooled(complete, runs, point.suite.target, point.suite.resolved["pass_rule"]),
                "params": next(iter(numbers(done["params"])), None),
                **_sparsity_of(point.suite.recipe["sparsity"])}
         # the study's other axes (weight decay, say) split a method into series of their own

@@ -19,17 +19,42 @@ from matplotlib.figure import Figure
 from bench import formatting as fmt
 from bench.reports.plots import PALETTE, figure_png, wrapped
 from bench.reports.render import Plot
-from bench.studies.figures import BATCH_SIZE, TRAIN_SIZE, StudyFrames
+from bench.record.stats import accuracy_ci95
+from bench.studies.figures import BATCH_SIZE, MIN_SEEDS_FOR_CI, TRAIN_SIZE, StudyFrames
 from bench.studies.study import Study, value_label
 
 
 # ---------------------------------------------------------------- what each chart shows ----
 
 def mean_curve(curves: pd.DataFrame) -> pd.DataFrame:
-    """Per epoch: mean accuracy over seeds, its sample std (NaN for one seed), mean seconds."""
-    grouped = curves.groupby("epoch")
-    return pd.DataFrame({"mean": grouped["accuracy"].mean(), "std": grouped["accuracy"].std(),
-                         "time_s": grouped["time_s"].mean()}).reset_index()
+    """Per epoch: mean accuracy over seeds with its 95% CI (the tables' interval: Student t, clipped
+    to [0, 1]; none below MIN_SEEDS_FOR_CI seeds), mean seconds, mean training loss and mean
+    active fraction (NaN where not recorded)."""
+    rows = []
+    for epoch, group in curves.groupby("epoch"):
+        accuracies = [float(a) for a in group["accuracy"].dropna()]
+        mean, ci = accuracy_ci95(accuracies)
+        ci = ci if len(accuracies) >= MIN_SEEDS_FOR_CI else None
+        rows.append({"epoch": epoch, "mean": np.nan if mean is None else mean,
+                     "ci_low": ci[0] if ci else np.nan, "ci_high": ci[1] if ci else np.nan,
+                     "time_s": group["time_s"].mean(), "loss": group["loss"].mean(),
+                     "active_fraction": group["active_fraction"].mean()})
+    return pd.DataFrame(rows, columns=["epoch", "mean", "ci_low", "ci_high", "time_s", "loss", "active_fraction"])
+
+
+def short_label(value: Any) -> str:
+    """A legend's name for an axis value: a sparsity recipe as its method and what it prunes to
+    ("magnitude 5%", "l1 3e-04, 5%", "dense"); anything else as the study file spells it."""
+    if isinstance(value, dict) and "method" in value:
+        if value["method"] == "none":
+            return "dense"
+        name = value["method"] + (f" {value['l1']:g}," if value["method"] == "l1" and value.get("l1") else "")
+        if value.get("target") is not None:
+            return f"{name} {100 * value['target']:g}%"
+        if value.get("threshold") is not None:
+            return f"{name} |w| < {value['threshold']:g}"
+        return name.rstrip(",")
+    return value_label(value)
 
 
 def _line_for(point: pd.Series, label: str, colour: str, data: StudyFrames) -> Line | None:
@@ -45,6 +70,7 @@ def _numeric(values: list[Any]) -> bool:
 
 def axis_plot(study: Study, axis: str, data: StudyFrames, best: pd.Series) -> Plot | None:
     labels = [value_label(v) for v in study.axes[axis]]
+    short = {value_label(v): short_label(v) for v in study.axes[axis]}
     colours = value_colours(labels, _numeric(study.axes[axis]))
     others = [a for a in study.axes if a != axis]
     points = data.points[data.points["complete"] > 0]
@@ -54,11 +80,11 @@ def axis_plot(study: Study, axis: str, data: StudyFrames, best: pd.Series) -> Pl
         for other in others:
             planned = planned[planned[f"axis:{other}"] == best[f"axis:{other}"]]
         mine = planned[planned["complete"] > 0]
-        line = _line_for(mine.iloc[0], label, colours[label], data) if len(mine) else None
+        line = _line_for(mine.iloc[0], short[label], colours[label], data) if len(mine) else None
         if line:
             at_best.append(line)
         else:  # excluded from the grid at these values, or not finished yet
-            (unfinished if len(planned) else outside).append(label)
+            (unfinished if len(planned) else outside).append(short[label])
     if not at_best:
         return None
     fixed = ", ".join(f"{o} = {best[f'axis:{o}']}" for o in others)
@@ -75,12 +101,14 @@ def axis_plot(study: Study, axis: str, data: StudyFrames, best: pd.Series) -> Pl
             mine = points[points[f"axis:{axis}"] == label]  # already in rank order
             if len(mine):
                 rest = ", ".join(f"{o}={mine.iloc[0][f'axis:{o}']}" for o in others)
-                line = _line_for(mine.iloc[0], f"{label} ({rest})", colours[label], data)
+                line = _line_for(mine.iloc[0], f"{short[label]} ({rest})", colours[label], data)
                 if line:
                     best_each.append(line)
     slug = re.sub(r"[^A-Za-z0-9_-]+", "-", axis)
-    caption = (f"{axis}: test accuracy against epochs and seconds, one line per value (mean over seeds, "
-               f"band ±1 std); {note}" + ("; bottom: each value at its own best point" if others else ""))
+    traces = "training loss" + (" and active fraction" if _has_active(at_best) else "")
+    caption = (f"{axis}: test top-1 against epochs and seconds, and the {traces} per epoch, one line per value "
+               f"(mean over seeds; band: the 95% CI of the mean, drawn from {MIN_SEEDS_FOR_CI} seeds on); the "
+               f"target dashed; {note}" + ("; bottom: each value at its own best point" if others else ""))
     return Plot(f"curves-{slug}.png", caption, axis_curves_png(axis, at_best, note, best_each, study.base.target))
 
 
@@ -99,10 +127,8 @@ def train_size_plot(study: Study, data: StudyFrames) -> Plot | None:
             at = mine[mine[f"axis:{TRAIN_SIZE}"] == value_label(size)]
             if len(at):
                 best = at.iloc[0]  # rank order: the best of the other axes for this size (and group)
-                entries.append(SizePoint(float(size), best["mean_accuracy"], _nan(best["accuracy_std"]),
-                                         None if fmt.missing(best["train_accuracy"]) else best["train_accuracy"],
-                                         None if fmt.missing(best["train_accuracy_std"]) else
-                                         best["train_accuracy_std"]))
+                entries.append(SizePoint(float(size), best["mean_accuracy"], _opt(best["ci_low"]),
+                                         _opt(best["ci_high"]), _opt(best["train_accuracy"])))
         if entries:
             groups[group if group_axis is None else f"{group_axis}={group}"] = entries
     if not groups:
@@ -112,13 +138,9 @@ def train_size_plot(study: Study, data: StudyFrames) -> Plot | None:
         (f", per {group_axis}" if group_axis else "") + \
         (f" (chosen on {'validation' if data.on_validation else 'test'})" if free else "")
     colours = value_colours(list(groups), False)
-    caption = (f"Final accuracy against training-set size (test solid, train dashed where measured; mean ± std "
-               f"over seeds): {note}")
+    caption = (f"Final accuracy against training-set size (test solid with the 95% CI of its mean, none below "
+               f"{MIN_SEEDS_FOR_CI} seeds; train dashed where measured, its mean): {note}")
     return Plot("train-size.png", caption, train_size_png(groups, colours, note))
-
-
-def _nan(value: Any) -> float:
-    return float("nan") if fmt.missing(value) else float(value)
 
 
 def batch_size_plot(study: Study, data: StudyFrames) -> Plot | None:
@@ -155,8 +177,10 @@ def pareto_plot(sparse: pd.DataFrame, dense: pd.DataFrame, front: set[Any], targ
              for s in series}
     baseline = None if dense.empty else (float(dense.iloc[0]["mean_accuracy"]), _opt(dense.iloc[0]["ci_low"]),
                                          _opt(dense.iloc[0]["ci_high"]))
+    dense_words = ("the dense baseline as a solid line (its CI shaded)" if baseline is not None
+                   else "no dense point in this study, so no baseline line")
     caption = ("Accuracy against the fraction of parameters active (log scale): mean final test top-1 over the seeds "
-               "with its 95% CI, one series per method; the dense baseline as a solid line (its CI shaded), the "
+               f"with its 95% CI (none below {MIN_SEEDS_FOR_CI} seeds), one series per method; {dense_words}; the "
                "target dashed; ringed points are on the Pareto front")
     return Plot("pareto.png", caption, pareto_png(drawn, colours, baseline, target))
 
@@ -167,16 +191,26 @@ def pareto_plot(sparse: pd.DataFrame, dense: pd.DataFrame, front: set[Any], targ
 class Line:
     label: str
     colour: str
-    curve: pd.DataFrame   # epoch, time_s, mean, std (accuracy as a fraction; std NaN with one seed)
+    curve: pd.DataFrame   # mean_curve's: epoch, mean, ci_low, ci_high, time_s, loss, active_fraction
     seeds: int
 
 
 def value_colours(labels: list[str], numeric: bool) -> dict[str, str]:
-    """Ordered values (numbers) along a sequential map, so neighbours look alike; others apart."""
+    """Ordered values (numbers) along a sequential map, so neighbours look alike; others apart,
+    never one colour twice in a figure (the palette, then tab20, then an even spread of turbo)."""
     if numeric and len(labels) > 1:
         cmap = colormaps["viridis"]
         return {label: _hex(cmap(0.9 * i / (len(labels) - 1))) for i, label in enumerate(labels)}
-    return {label: PALETTE[i % len(PALETTE)] for i, label in enumerate(labels)}
+    if len(labels) <= len(PALETTE):
+        return {label: PALETTE[i] for i, label in enumerate(labels)}
+    if len(labels) <= 20:
+        return {label: _hex(colormaps["tab20"](i)) for i, label in enumerate(labels)}
+    return {label: _hex(colormaps["turbo"](0.05 + 0.9 * i / (len(labels) - 1))) for i, label in enumerate(labels)}
+
+
+def _has_active(lines: list[Line]) -> bool:
+    """Whether any line's networks were pruned (a dense trace is 100% throughout: not worth a panel)."""
+    return any((line.curve["active_fraction"].dropna() < 1).any() for line in lines)
 
 
 def _hex(rgba: tuple[float, ...]) -> str:
@@ -189,34 +223,57 @@ def _draw(axes, lines: list[Line], x: str, target: float | None) -> None:
         mean = 100 * curve["mean"].to_numpy(dtype=float)
         xs = curve[x].to_numpy(dtype=float)
         axes.plot(xs, mean, marker="o", markersize=3, linewidth=1.4, color=line.colour,
-                  label=wrapped(f"{line.label} ({line.seeds} seed{'s' if line.seeds != 1 else ''})", 44))
-        std = 100 * curve["std"].to_numpy(dtype=float)
-        if np.isfinite(std).any():
-            axes.fill_between(xs, mean - np.nan_to_num(std), mean + np.nan_to_num(std), color=line.colour,
-                              alpha=0.18, linewidth=0)
+                  label=wrapped(f"{line.label} ({line.seeds} seed{'s' if line.seeds != 1 else ''})", 30))
+        low, high = (100 * curve[c].to_numpy(dtype=float) for c in ("ci_low", "ci_high"))
+        if np.isfinite(low).any():  # the 95% CI of the mean, as the tables print it
+            axes.fill_between(xs, low, high, color=line.colour, alpha=0.15, linewidth=0)
     if target is not None:
-        axes.axhline(100 * target, color="#333", linestyle="--", linewidth=0.8)
+        axes.axhline(100 * target, color="#333", linestyle="--", linewidth=0.8, label=f"target {100 * target:.1f}%")
     axes.set_xlabel("epoch" if x == "epoch" else "seconds in the timed region (mean over seeds)")
     axes.set_ylabel("test top-1 (%)")
+    axes.grid(True, alpha=0.3)
+
+
+def _trace(axes, lines: list[Line], column: str, ylabel: str) -> None:
+    """A per-epoch trace (training loss, active fraction): means over the seeds."""
+    for line in lines:
+        curve = line.curve.sort_values("epoch")
+        values = curve[column].to_numpy(dtype=float) * (100 if column == "active_fraction" else 1)
+        axes.plot(curve["epoch"].to_numpy(dtype=float), values, marker="o", markersize=3, linewidth=1.2,
+                  color=line.colour)
+    axes.set_xlabel("epoch")
+    axes.set_ylabel(ylabel)
+    shown = [v for line in lines for v in line.curve[column].dropna()]
+    if column == "active_fraction" and shown and min(shown) < 0.1:  # log only where it spans decades
+        axes.set_yscale("log")
     axes.grid(True, alpha=0.3)
 
 
 def axis_curves_png(axis: str, at_best: list[Line], at_best_note: str, best_each: list[Line] | None,
                     target: float | None) -> bytes:
     """Test accuracy against epochs and against seconds, one line per value of `axis`:
-    the top row with the other axes at their best values, the bottom row (when the study has
-    other axes) each value's own best point. Lines are means over seeds, bands ±1 std."""
-    rows = 2 if best_each is not None else 1
-    figure = Figure(figsize=(12, 4.3 * rows))
-    panels = np.atleast_2d(figure.subplots(rows, 2))
+    the top row with the other axes at their best values, beside its training loss and (for pruned
+    networks) active fraction per epoch; the bottom row (when the study has other axes) each
+    value's own best point. Lines are means over seeds, bands the 95% CI of the mean. The legend
+    sits outside the axes, right of each row."""
+    traces = [("loss", "training loss")] + ([("active_fraction", "active fraction (%)")]
+                                            if _has_active(at_best) else [])
     sets = [(at_best, f"{axis}: {at_best_note}")]
     if best_each is not None:
         sets.append((best_each, f"{axis}: each value's best point"))
-    for (lines, title), row in zip(sets, panels):
-        for panel, x in zip(row, ("epoch", "time_s")):
+    rows = len(sets) + 1  # the traces of the top row's lines below the accuracy rows
+    figure = Figure(figsize=(13.5, 4 * rows))
+    for r, (lines, title) in enumerate(sets):
+        panels = [figure.add_subplot(rows, 2, 2 * r + c + 1) for c in range(2)]
+        for panel, x in zip(panels, ("epoch", "time_s")):
             _draw(panel, lines, x, target)
-            panel.set_title(wrapped(title, 70), fontsize=9)
-        row[0].legend(fontsize=7, loc="lower right")
+        panels[0].set_title(wrapped(title, 60), fontsize=9, loc="left")
+        panels[1].legend(*panels[0].get_legend_handles_labels(), fontsize=8, loc="upper left",
+                         bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0)
+    for c, (column, ylabel) in enumerate(traces):
+        panel = figure.add_subplot(rows, 2, 2 * len(sets) + c + 1)
+        _trace(panel, at_best, column, ylabel)
+        panel.set_title(wrapped(f"{ylabel} per epoch; {at_best_note}", 60), fontsize=9, loc="left")
     return figure_png(figure)
 
 
@@ -224,34 +281,33 @@ def axis_curves_png(axis: str, at_best: list[Line], at_best_note: str, best_each
 class SizePoint:
     size: float
     test_mean: float
-    test_std: float
+    ci_low: float | None   # the 95% CI of the test mean, as the points table prints it
+    ci_high: float | None
     train_mean: float | None
-    train_std: float | None
 
 
 def train_size_png(groups: dict[str, list[SizePoint]], colours: dict[str, str], note: str) -> bytes:
     """Final accuracy against training-set size (log axis): test solid, train dashed, per group."""
-    figure = Figure(figsize=(8, 4.8))
+    figure = Figure(figsize=(10, 4.8))
     axes = figure.add_subplot()
     for label, points in groups.items():
         points = sorted(points, key=lambda p: p.size)
         sizes = [p.size for p in points]
         colour = colours.get(label, "#444")
-        axes.errorbar(sizes, [100 * p.test_mean for p in points],
-                      yerr=[100 * np.nan_to_num(p.test_std) for p in points], color=colour, marker="o", markersize=4,
-                      capsize=3, linewidth=1.4, label=wrapped(f"{label} test", 40))
-        train = [(p.size, p.train_mean, p.train_std) for p in points if p.train_mean is not None]
+        low = [100 * (p.test_mean - p.ci_low) if p.ci_low is not None else 0.0 for p in points]
+        high = [100 * (p.ci_high - p.test_mean) if p.ci_high is not None else 0.0 for p in points]
+        axes.errorbar(sizes, [100 * p.test_mean for p in points], yerr=[low, high], color=colour, marker="o",
+                      markersize=4, capsize=3, linewidth=1.4, label=wrapped(f"{label} test", 30))
+        train = [(p.size, p.train_mean) for p in points if p.train_mean is not None]
         if train:
-            axes.errorbar([t[0] for t in train], [100 * t[1] for t in train],
-                          yerr=[100 * np.nan_to_num(t[2] if t[2] is not None else np.nan) for t in train],
-                          color=colour, marker="s", markersize=3, capsize=3, linewidth=1, linestyle="--",
-                          label=wrapped(f"{label} train", 40))
+            axes.plot([t[0] for t in train], [100 * t[1] for t in train], color=colour, marker="s", markersize=3,
+                      linewidth=1, linestyle="--", label=wrapped(f"{label} train", 30))
     axes.set_xscale("log")
     axes.set_xlabel("training-set size (images)")
     axes.set_ylabel("final top-1 (%)")
-    axes.set_title(wrapped(f"Final accuracy against training-set size: {note}", 90), fontsize=9)
+    axes.set_title(wrapped(f"Final accuracy against training-set size: {note}", 70), fontsize=9)
     axes.grid(True, which="both", alpha=0.3)
-    axes.legend(fontsize=7)
+    axes.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0)
     return figure_png(figure)
 
 
@@ -304,7 +360,7 @@ def pareto_png(series: dict[str, list[FrontPoint]], colours: dict[str, str],
     """Mean accuracy (with its 95% CI) against the active fraction on a log axis, one line per
     method in order of sparsity; the dense baseline as a line with its CI band; the target dashed;
     points on the Pareto front ringed."""
-    figure = Figure(figsize=(8.5, 5))
+    figure = Figure(figsize=(10.5, 5))
     axes = figure.add_subplot()
     for label, points in series.items():
         points = sorted(points, key=lambda p: p.active_fraction)
@@ -330,5 +386,5 @@ def pareto_png(series: dict[str, list[FrontPoint]], colours: dict[str, str],
     axes.set_ylabel("final test top-1 (%)")
     axes.set_title("Accuracy against sparsity", fontsize=10)
     axes.grid(True, which="both", alpha=0.3)
-    axes.legend(fontsize=7, loc="lower right")
+    axes.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0)
     return figure_png(figure)

@@ -10,8 +10,8 @@ import pandas as pd
 
 from bench import formatting as fmt
 from bench.reports.render import Headline, Part, ReportTable
-from bench.studies.figures import (StudyFrames, numbers, best_point, measured_points, pareto_front,
-                                   smallest_reaching, validation_size)
+from bench.studies.figures import (MIN_SEEDS_FOR_CI, StudyFrames, best_point, measured_points, numbers,
+                                   pareto_front, smallest_reaching, validation_size)
 from bench.studies.ledger import Ledger
 from bench.studies.study import Study, toml_value, value_label
 
@@ -51,7 +51,30 @@ def best_line(study: Study, data: StudyFrames) -> str:
     if study.rank == "time" and best["all_reached"] and not fmt.missing(best["median_reach_time_s"]):
         figure = f"{fmt.seconds(best['median_reach_time_s'])} to {fmt.percent(best['target'], 1)}, {figure}"
     return (f"Best value of each axis ({_rank_words(study, data)}): {values} — {figure} "
-            f"(mean over {int(best['complete'])} seed{'s' if best['complete'] != 1 else ''}).")
+            f"(mean over {int(best['complete'])} seed{'s' if best['complete'] != 1 else ''}). "
+            f"{_ties(study, data, best)}").rstrip()
+
+
+def _ties(study: Study, data: StudyFrames, best: pd.Series) -> str:
+    """Every other finished point whose mean accuracy lies within the best one's 95% CI, on the split
+    the choice is made on: the data cannot tell them from the best. Only where the ranking is by
+    accuracy."""
+    if study.rank != "accuracy":
+        return ""
+    on = data.chosen_on
+    low, high = ((best["validation_ci_low"], best["validation_ci_high"]) if data.on_validation
+                 else (best["ci_low"], best["ci_high"]))
+    split = "validation" if data.on_validation else "test"
+    if fmt.missing(low):
+        return (f"Ties not judged: the best point has no interval (fewer than {MIN_SEEDS_FOR_CI} seeds).")
+    finished = data.points[(data.points["complete"] > 0) & (data.points["point"] != best["point"])]
+    tied = finished[(finished[on] >= low) & (finished[on] <= high)]
+    if tied.empty:
+        return f"No other point's mean {split} top-1 lies within its 95% CI."
+    labels = "; ".join(" · ".join(f"{axis} = {row[f'axis:{axis}']}" for axis in study.axes)
+                       + f" ({fmt.percent(row[on])})" for _, row in tied.iterrows())
+    return (f"Tied with it (mean {split} top-1 within its 95% CI {fmt.percent(low)}–{fmt.percent(high)}): "
+            f"{labels}.")
 
 
 def _fixed_text(study: Study) -> str:
@@ -91,17 +114,21 @@ def summary_lines(study: Study, ledger: Ledger, data: StudyFrames) -> list[str]:
 def points_table(study: Study, data: StudyFrames) -> ReportTable:
     measured_train = data.points["train_accuracy"].notna().any() if not data.points.empty else False
     columns = [*study.axes, "rank", "seeds", "test top-1 ± std", "test 95% CI", "runs ≥ target",
-               "median time to target", "median steps to target", "images/s", "params"]
+               "median time to target", "median steps to target", "median timed region", "images/s", "params"]
     if measured_train:
         columns.insert(len(study.axes) + 3, "train accuracy")
     if data.on_validation:  # what the rank was chosen on, before what is reported
         columns.insert(len(study.axes) + 2, "validation top-1 ± std")
-    time_words = ("Time to target: the budget's timed region" if study.base.mode == "budget"
-                  else "Time to target: until the first evaluation at the target")
+    time_words = ("Time to target: the budget's timed region, of the runs whose final accuracy reached the "
+                  "target only (\"3 of 5 reached\" when not all did, — when none did); timed region: every run's"
+                  if study.base.mode == "budget" else
+                  "Time to target: until the first evaluation at the target, of the runs that reached it; timed "
+                  "region: every run's, to its end")
     table = ReportTable("Points", columns, anchor="points", sortable=True,
                         note=f"One row per point, seeds pooled; ranked by {_rank_words(study, data)}. Accuracy: "
                              "final top-1 on the split its column names, mean ± sample std over the seeds, 95% CI of "
-                             f"the mean (Student t). {time_words}"
+                             f"the mean (Student t, clipped to [0, 100%]; none with fewer than {MIN_SEEDS_FOR_CI} "
+                             f"seeds). {time_words}"
                              "; steps: of the runs that reached the target. Click a column head to sort.")
     for rank, row in data.points.iterrows():
         finished = row["complete"] > 0
@@ -114,10 +141,13 @@ def points_table(study: Study, data: StudyFrames) -> ReportTable:
         cells = [row[f"axis:{axis}"] for axis in study.axes]
         keys: list[Any] = [_axis_sort_key(study, axis, row[f"axis:{axis}"]) for axis in study.axes]
         cells += [str(rank + 1) if finished else fmt.MISSING, seeds, accuracy, ci,
-                  fmt.percent(row["pass_fraction"], 0), fmt.seconds(row["median_time_s"]),
-                  fmt.integer(row["median_steps"]), fmt.rate(row["images_per_s"]), fmt.si(row["params"])]
+                  fmt.percent(row["pass_fraction"], 0),
+                  fmt.time_to_target(row["median_time_s"], None, row["reached"], row["complete"]),
+                  fmt.integer(row["median_steps"]), fmt.seconds(row["median_timed_s"]), fmt.rate(row["images_per_s"]),
+                  fmt.si(row["params"])]
         keys += [rank + 1 if finished else None, row["complete"], row["mean_accuracy"], row["ci_low"],
-                 row["pass_fraction"], row["median_time_s"], row["median_steps"], row["images_per_s"], row["params"]]
+                 row["pass_fraction"], row["median_time_s"], row["median_steps"], row["median_timed_s"],
+                 row["images_per_s"], row["params"]]
         if measured_train:
             at = len(study.axes) + 3
             cells.insert(at, fmt.percent(row["train_accuracy"]))
@@ -203,7 +233,7 @@ def _smallest_reaching_text(sparse: pd.DataFrame, dense: pd.DataFrame, target: f
 
 def sparsity_table(points: pd.DataFrame, front: set[Any], target: float, on: str) -> ReportTable:
     split = "test" if on == "mean_accuracy" else "validation"
-    columns = ["method", "target active", "active fraction", "active params", "test top-1 ± std", "test 95% CI",
+    columns = ["method", "pruned to", "active fraction", "active params", "test top-1 ± std", "test 95% CI",
                f"{split} ≥ target", "on the front"]
     if split == "validation":
         columns.insert(4, "validation top-1 ± std")
@@ -215,8 +245,9 @@ def sparsity_table(points: pd.DataFrame, front: set[Any], target: float, on: str
     for i, row in points.sort_values(["sparsity_series", "active_fraction"], kind="stable").iterrows():
         acc = _with_std(row["mean_accuracy"], row["accuracy_std"])
         ci = fmt.MISSING if fmt.missing(row["ci_low"]) else f"{fmt.percent(row['ci_low'])}–{fmt.percent(row['ci_high'])}"
-        target_text = fmt.percent(row["sparsity_target"], 1) if not fmt.missing(row["sparsity_target"]) else (
-            f"|w| < {row['sparsity_threshold']:g}" if not fmt.missing(row["sparsity_threshold"]) else fmt.MISSING)
+        # what the recipe prunes to: a target fraction active, or a magnitude threshold (not a fraction)
+        target_text = f"{fmt.percent(row['sparsity_target'], 1)} active" if not fmt.missing(row["sparsity_target"]) \
+            else (f"|w| < {row['sparsity_threshold']:g}" if not fmt.missing(row["sparsity_threshold"]) else fmt.MISSING)
         reaches = not fmt.missing(row[on]) and row[on] >= target
         cells = [row["sparsity_series"] + ("" if fmt.missing(row["sparsity_l1"]) else f" (l1 {row['sparsity_l1']:g})"),
                  target_text, fmt.percent(row["active_fraction"]), fmt.integer(row["active_params"]), acc, ci,

@@ -1,0 +1,56 @@
+"""Issue 19, items 5 and 6: the study figures draw the tables' interval (the 95% CI, clipped),
+short legend labels, no colour twice, the target in the legend, and captions that match."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from bench.studies.plots import Line, axis_curves_png, mean_curve, pareto_plot, short_label, value_colours
+
+
+def curves(accuracies_by_seed: dict[int, list[float]], active: float | None = None) -> pd.DataFrame:
+    rows = [{"point": "p", "seed": seed, "epoch": e + 1, "time_s": float(e + 1), "accuracy": a, "loss": 1.0 / (e + 1),
+             "active_fraction": active} for seed, accs in accuracies_by_seed.items() for e, a in enumerate(accs)]
+    return pd.DataFrame(rows)
+
+
+def test_the_curve_band_is_the_clipped_95_ci_and_needs_three_seeds():
+    three = mean_curve(curves({0: [0.99, 0.999], 1: [0.95, 0.999], 2: [0.999, 0.998]}))
+    assert (three["ci_high"] <= 1.0).all() and three.loc[0, "ci_low"] < three.loc[0, "mean"]
+    two = mean_curve(curves({0: [0.9, 0.95], 1: [0.8, 0.96]}))
+    assert two["ci_low"].isna().all() and two["mean"].tolist() == pytest.approx([0.85, 0.955])
+    assert two["loss"].tolist() == pytest.approx([1.0, 0.5])
+
+
+def test_legend_labels_are_short_and_colours_never_repeat():
+    assert short_label({"method": "magnitude", "target": 0.05, "prune_epochs": [4]}) == "magnitude 5%"
+    assert short_label({"method": "l1", "l1": 3e-4, "target": 0.005}) == "l1 0.0003, 0.5%"
+    assert short_label({"method": "magnitude", "threshold": 1e-3}) == "magnitude |w| < 0.001"
+    assert short_label({"method": "none"}) == "dense" and short_label(0.1) == "0.1"
+    for n in (3, 15, 30):
+        colours = value_colours([f"v{i}" for i in range(n)], False)
+        assert len(set(colours.values())) == n
+
+
+def test_the_pareto_caption_names_a_baseline_only_when_one_is_drawn():
+    sparse = pd.DataFrame([{"sparsity_series": "l1, threshold", "active_fraction": 0.3, "mean_accuracy": 0.8,
+                            "ci_low": None, "ci_high": None}])
+    dense = pd.DataFrame([{"mean_accuracy": 0.85, "ci_low": 0.84, "ci_high": 0.86}])
+    assert "no dense point in this study, so no baseline line" in pareto_plot(sparse, dense.iloc[:0], set(), 0.8).caption
+    assert "the dense baseline as a solid line" in pareto_plot(sparse, dense, set(), 0.8).caption
+
+
+def test_a_sparse_curve_figure_draws_the_traces_and_the_target_in_the_legend(monkeypatch):
+    drawn = []
+    monkeypatch.setattr("bench.studies.plots.figure_png", lambda figure: drawn.append(figure) or b"png")
+    lines = [Line("magnitude 5%", "#1f77b4", mean_curve(curves({0: [0.7, 0.8], 1: [0.72, 0.82], 2: [0.7, 0.81]},
+                                                                 active=0.05)), 3)]
+    axis_curves_png("recipe.sparsity", lines, "every value", None, 0.8)
+    (figure,) = drawn
+    labels = [a.get_ylabel() for a in figure.axes]
+    assert labels == ["test top-1 (%)", "test top-1 (%)", "training loss", "active fraction (%)"]
+    legend = figure.axes[1].get_legend()
+    texts = [t.get_text() for t in legend.get_texts()]
+    assert texts == ["magnitude 5% (3 seeds)", "target 80.0%"]
+    assert legend.get_bbox_to_anchor().x0 > figure.axes[1].get_window_extent().x1 - 1  # outside the axes
