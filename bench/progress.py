@@ -110,8 +110,9 @@ class RichReporter(Reporter):
         if kind == "bytes":
             return [TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
                     TimeRemainingColumn()]
+        # the time left at the rate so far: the step budget's, so a reach run may end sooner
         return [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                TextColumn("{task.fields[info]}")]
+                TextColumn("ETA"), TimeRemainingColumn(), TextColumn("{task.fields[info]}")]
 
     @contextmanager
     def task(self, description: str, total: float | None = None, kind: str = "steps") -> Iterator[Task]:
@@ -134,13 +135,22 @@ class _PlainTask(Task):
     def __init__(self, console: Console, description: str, total: float | None, kind: str):
         self._console, self._description, self._total, self._kind = console, description, total, kind
         self._completed = 0.0
+        self._start = time.monotonic()
+
+    def _eta(self) -> str:
+        """The time left at the rate so far (of the step budget: a reach run may end sooner)."""
+        if self._total is None or self._completed <= 0 or self._completed >= self._total:
+            return ""
+        rate = self._completed / (time.monotonic() - self._start)
+        return f"  eta {_duration((self._total - self._completed) / rate)}"
 
     def _line(self, fields: dict[str, Any]) -> None:
         if self._kind == "bytes":
             self._console.print(escape(f"{self._description}: {self._completed / 1e6:.1f} MB"))
             return
         of = f"/{self._total:g}" if self._total is not None else ""
-        self._console.print(escape(f"{self._description} {self._completed:g}{of}  {_format_fields(fields)}".rstrip()))
+        line = f"{self._description} {self._completed:g}{of}  {_format_fields(fields)}".rstrip() + self._eta()
+        self._console.print(escape(line))
 
     def advance(self, amount: float = 1, **fields: Any) -> None:
         was_done = self._total is not None and self._completed >= self._total

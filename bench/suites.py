@@ -111,7 +111,9 @@ SCHEMA: dict[str, Any] = {
     "recipe": {
         "epochs": Key("float", required=True, check=_positive, expect="a positive number of epochs"),
         "batch_size": Key("int", required=True, check=_positive, expect="a positive integer"),
-        "eval_batch_size": Key("int", default=1000, check=_positive, expect="a positive integer"),
+        # "auto": the policy trial picks the fastest evaluation batch (bench.train.policy)
+        "eval_batch_size": Key("int_or_auto", default=1000, check=lambda v: v == "auto" or v > 0,
+                               expect='a positive integer or "auto"'),
         "optimizer": Key("str", default="sgd", choices=OPTIMIZERS),
         "lr": Key("float", required=True, check=_positive, expect="a positive number"),
         "momentum": Key("float", default=0.9, check=lambda v: 0 <= v < 1, expect="a number in [0, 1)"),
@@ -225,7 +227,7 @@ def _valid_knots(knots: Any) -> bool:
 
 
 _TYPE_NAMES = {"int": "an integer", "float": "a number", "bool": "true or false", "str": "a string",
-               "list": "a list", "table": "a table"}
+               "list": "a list", "table": "a table", "int_or_auto": 'an integer or "auto"'}
 
 
 def _check_type(kind: str, value: Any) -> Any | None:
@@ -236,6 +238,8 @@ def _check_type(kind: str, value: Any) -> Any | None:
         return None
     if kind == "int":
         return value if isinstance(value, int) else None
+    if kind == "int_or_auto":
+        return value if isinstance(value, int) or value == "auto" else None
     if kind == "float":
         return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
     if kind == "str":

@@ -21,3 +21,10 @@ def synthetic_study(tmp_path_factory):
     from tests.helpers import run_synthetic_study
 
     return run_synthetic_study(tmp_path_factory.mktemp("study"))
+
+
+@pytest.fixture(autouse=True)
+def policy_cache_folder(tmp_path_factory, monkeypatch):
+    """The policy trial's cache (bench.train.policy_cache) in a fresh folder per test: a test
+    never reads a decision the user's machine or another test made."""
+    monkeypatch.setenv("BENCH_CACHE_DIR", str(tmp_path_factory.mktemp("policy-cache")))

@@ -42,7 +42,9 @@ CASES = {
 # Clock readings, rates, memory, the machine and the code: they differ on every run.
 _VOLATILE_KEYS = {"id", "started_at", "finished_at", "env", "code", "command", "path", "weights_file",
                   "matmul_flops_per_s", "matmul_dtype", "train_images_per_s", "median_train_images_per_s",
-                  "mfu", "median_mfu", "note"}
+                  "mfu", "median_mfu", "note",
+                  # the policy trial's timings and probe; the choice it made stays pinned (precision, ...)
+                  "policy_trial"}
 _VOLATILE_SUFFIXES = ("_s", "_mb", "_unix_s", "_w", "_pct", "_j", "_method", "_reason", "_source")
 
 

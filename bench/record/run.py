@@ -52,6 +52,9 @@ class RunMeasurements:
     peak_memory: dict[str, Any]        # the CUDA allocator's peaks, or why there are none
     cpu_memory: dict[str, Any]         # the CPU training-memory figures, or the CUDA figure's method
     ranks: list[dict[str, Any]] | None  # every rank's own figures with several ranks, else None
+    policy_trial: dict[str, Any] | None = None  # how the compute policy was decided (bench.train.policy)
+    eval_batch_size: int | None = None
+    eval_images: int = 0               # test images through the deciding evaluations
 
 
 def run_record(m: RunMeasurements) -> dict[str, Any]:
@@ -104,6 +107,9 @@ def run_record(m: RunMeasurements) -> dict[str, Any]:
         "weights_file": m.weights_file,
         "sparsity": m.sparsity,
         "curve": m.curve,
+        "policy_trial": m.policy_trial,
+        "eval_batch_size": m.eval_batch_size,
+        "eval_images_per_s": m.eval_images / m.deciding_eval_s if m.deciding_eval_s > 0 else None,
     }
     record.update(m.train_eval)
     record.update(m.validation)  # and validation_eval_s where it was measured

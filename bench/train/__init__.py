@@ -16,7 +16,8 @@ compilation and later seeds' compile_s only their warm-up. Every run counts the 
 that happened inside its timed region (recompiles_in_timed_region); it should be 0.
 
 The package, in the order of a run:
-  setup.py       device, compute policy, model and masks, loaders (init and data upload)
+  setup.py       device, model and masks, loaders (init and data upload)
+  policy.py      the compute policy: explicit, cached, or decided by a trial (policy_cache.py)
   warmup.py      compile, warm-up, the CPU training-memory figure (outside the clock)
   loop.py        the timed region: steps, deciding evaluations, the stop rule
   hooks.py       the loop's other work: schedule, EMA, lookahead, pruning, curve evaluations
@@ -28,8 +29,9 @@ The package, in the order of a run:
 
 from bench.train.driver import train_run
 from bench.train.evaluation import evaluate, tta_logits
-from bench.train.setup import Policy, PreparedData, resolve_device, resolve_policy
+from bench.train.policy import Policy
+from bench.train.setup import PreparedData, resolve_device
 from bench.train.step import StepConfig, train_step
 
-__all__ = ["Policy", "PreparedData", "StepConfig", "evaluate", "resolve_device", "resolve_policy", "train_run",
+__all__ = ["Policy", "PreparedData", "StepConfig", "evaluate", "resolve_device", "train_run",
            "train_step", "tta_logits"]

@@ -45,7 +45,8 @@ def train_run(suite_resolved: dict, data: PreparedData, seed: int, device: torch
         weights_file = str(save_weights(run.model))
     train_eval: dict[str, Any] = {}
     if recipe["train_eval"] and outcome.status == "complete":
-        train_eval = train_accuracy(models.step_model, data.dataset, recipe, run.loader_kind, run.loader_options,
+        train_eval = train_accuracy(models.step_model, data.dataset, {**recipe, "eval_batch_size": run.eval_batch_size},
+                                    run.loader_kind, run.loader_options,
                                     run.policy.autocast_dtype, run.policy.memory_format, dist)
     validation: dict[str, Any] = {}
     if data.dataset.validation_labels is not None and outcome.status == "complete":
@@ -74,7 +75,8 @@ def _measurements(suite_resolved: dict, seed: int, run: RunSetup, models: Compil
         channels_last=policy.channels_last, compile=policy.compile, eval_compiled=models.compiled,
         recompiles_in_timed_region=compile_count() - outcome.compiles_before, warmup_steps=recipe["warmup_steps"],
         loader=run.train_loader.name, batch_dtype=str(policy.autocast_dtype or torch.float32).replace("torch.", ""),
-        peak_host_rss_mb=peak_host_rss_mb(), gpu=outcome.gpu, curve=outcome.curve, **after_clock)
+        peak_host_rss_mb=peak_host_rss_mb(), gpu=outcome.gpu, curve=outcome.curve, policy_trial=run.policy_trial,
+        eval_batch_size=run.eval_batch_size, eval_images=outcome.deciding_eval_images, **after_clock)
 
 
 def _rank_figures(dist: Dist, outcome: Outcome, device: torch.device) -> list[dict[str, Any]] | None:

@@ -57,11 +57,12 @@ def correct(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, tta: i
 
 
 class Evaluating:
-    """Eval mode, no grad and the run's autocast, for the length of a `with` block."""
+    """Eval mode, inference mode (no autograd bookkeeping at all: no version counters, no views
+    tracked) and the run's autocast, for the length of a `with` block."""
 
     def __init__(self, model: nn.Module, device: torch.device, autocast: torch.dtype | None):
         self.model = model
-        self.contexts = [torch.no_grad(), torch.autocast(device.type, dtype=autocast or torch.float32,
+        self.contexts = [torch.inference_mode(), torch.autocast(device.type, dtype=autocast or torch.float32,
                                                          enabled=autocast is not None)]
 
     def __enter__(self) -> None:

@@ -39,6 +39,7 @@ class Outcome:
     timed_s: float = 0.0
     train_time_s: float = 0.0
     deciding_eval_s: float = 0.0
+    deciding_eval_images: int = 0     # test images through the deciding evaluations (all ranks' shards)
     curve_eval_s: float = 0.0
     clock_start_unix_s: float | None = None
     compiles_before: int = 0          # torch.compile's count when the clock started
@@ -144,6 +145,7 @@ class TimedLoop:
         t_eval = region.read()
         accuracy = self.evaluator()
         outcome.deciding_eval_s += region.read() - t_eval
+        outcome.deciding_eval_images += self.run.test_loader.count * self.dist.world_size
         point["accuracy"] = outcome.accuracy = accuracy
         point["eval_start_s"] = t_eval
         point["time_s"] = region.read()

@@ -4,6 +4,7 @@ its sparsity masks (init), the loaders and the data-dependent init's images (dat
 from __future__ import annotations
 
 import functools
+import math
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -15,13 +16,13 @@ from torch import nn
 from bench import finetune
 from bench.datasets import FILE_DATASETS, ArrayDataset, imagefolder_files
 from bench.distributed import Dist
-from bench.env import bf16_is_fast
 from bench.errors import BenchError
 from bench.loaders import Augment, channel_stats, choose_loader, make_file_loader, make_loader
 from bench.models import build_model
 from bench.sparsity import Sparsifier
 from bench.train import step as steps
 from bench.train.bptt import bptt_train_step
+from bench.train.policy import Decision, Policy, choose
 from bench.train.step import StepConfig, TrainStep
 
 # ---------------------------------------------------------------- device policy ----
@@ -39,42 +40,6 @@ def resolve_device(choice: str) -> torch.device:
     if choice == "cpu":
         return torch.device("cpu")
     raise BenchError(f"--device {choice!r}: choose auto, cpu or cuda")
-
-
-@dataclass(frozen=True)
-class Policy:
-    """How a run computes: chosen once from the recipe and the device, recorded in the result."""
-
-    precision: str        # fp32 | bf16 | fp16
-    channels_last: bool
-    compile: str          # off | default | reduce-overhead | max-autotune
-
-    @property
-    def autocast_dtype(self) -> torch.dtype | None:
-        return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.precision)
-
-    @property
-    def memory_format(self) -> torch.memory_format:
-        return torch.channels_last if self.channels_last else torch.contiguous_format
-
-    def scaler(self, device: torch.device) -> torch.amp.GradScaler | None:
-        """A fresh gradient scaler for fp16 training, else None."""
-        return torch.amp.GradScaler(device.type) if self.precision == "fp16" else None
-
-
-def resolve_policy(recipe: dict, device: torch.device, model: nn.Module) -> Policy:
-    precision = recipe["precision"]
-    if precision == "auto":
-        precision = "bf16" if bf16_is_fast(device) else "fp32"
-    if precision == "fp16" and device.type != "cuda":
-        raise BenchError("recipe.precision fp16 needs CUDA; use bf16 or auto on CPU")
-    has_conv = any(isinstance(m, nn.Conv2d) for m in model.modules())
-    channels_last = {"on": True, "off": False}.get(recipe["channels_last"],
-                                                    has_conv and (device.type == "cuda" or precision == "bf16"))
-    compile_mode = recipe["compile"]
-    if compile_mode == "auto":
-        compile_mode = "max-autotune" if device.type == "cuda" else "off"
-    return Policy(precision=precision, channels_last=channels_last, compile=compile_mode)
 
 
 # ---------------------------------------------------------------- the data ----
@@ -135,6 +100,8 @@ class RunSetup:
     test_loader: Any
     steps_per_epoch: int
     init_images: torch.Tensor | None  # the data-dependent init's images, or None for a model without one
+    eval_batch_size: int          # the recipe's, or the one the policy trial chose for throughput
+    policy_trial: dict[str, Any]  # how the policy was decided (bench.train.policy), for the record
     init_s: float
     data_prep_s: float
     # Wall-clock anchor: with it every reading of the run's clocks maps to a unix time, so views of
@@ -148,11 +115,12 @@ def set_up(suite_resolved: dict, data: PreparedData, seed: int, device: torch.de
     recipe = suite_resolved["recipe"]
     t0 = time.perf_counter()
     init_start_unix_s = time.time()
-    model, policy, sparse = _model(suite_resolved, data, seed, device, dist)
+    model, decision, sparse = _model(suite_resolved, data, seed, device, dist)
+    policy = decision.policy
     init_s = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    kind, options, train_loader, test_loader = _loaders(suite_resolved, data, seed, device, loader_choice, policy,
+    kind, options, train_loader, test_loader = _loaders(suite_resolved, data, seed, device, loader_choice, decision,
                                                         dist)
     steps_per_epoch = len(train_loader)
     if steps_per_epoch == 0:
@@ -169,11 +137,12 @@ def set_up(suite_resolved: dict, data: PreparedData, seed: int, device: torch.de
     return RunSetup(device=device, model=model, policy=policy, sparse=sparse, step=step_for(recipe),
                     step_config=step_config, loader_kind=kind, loader_options=options, train_loader=train_loader,
                     test_loader=test_loader, steps_per_epoch=steps_per_epoch, init_images=init_images,
+                    eval_batch_size=decision.eval_batch_size, policy_trial=decision.trial,
                     init_s=init_s, data_prep_s=data_prep_s, init_start_unix_s=init_start_unix_s)
 
 
 def _model(suite_resolved: dict, data: PreparedData, seed: int, device: torch.device,
-           dist: Dist) -> tuple[nn.Module, Policy, Sparsifier]:
+           dist: Dist) -> tuple[nn.Module, Decision, Sparsifier]:
     """The seeded model on the device, in the policy's layout, with its sparsity masks on."""
     recipe = suite_resolved["recipe"]
     seed_everything(seed)
@@ -182,21 +151,41 @@ def _model(suite_resolved: dict, data: PreparedData, seed: int, device: torch.de
     finetune.prepare(model, suite_resolved["model"])  # model.init and model.freeze
     model = model.to(device)
     model = dist.prepare_model(model, recipe["sync_bn"], device)
-    policy = resolve_policy(recipe, device, model)
-    if policy.channels_last:
+    decision = _decide(suite_resolved, data, model, device, dist)
+    if decision.policy.channels_last:
         model = model.to(memory_format=torch.channels_last)
     # a pruning recipe's masks go on now, so compilation and the warm-up see them (bench.sparsity)
     sparse = Sparsifier(model, recipe["sparsity"])
     sparse.attach()
-    return model, policy, sparse
+    return model, decision, sparse
+
+
+def _decide(suite_resolved: dict, data: PreparedData, model: nn.Module, device: torch.device, dist: Dist) -> Decision:
+    """The compute policy (bench.train.policy): its trial trains copies of the model on the first
+    training batch and evaluates the first test images, both unaugmented and in fp32 NCHW (each
+    candidate converts them); with several ranks every rank takes rank 0's decision."""
+    recipe, arrays = suite_resolved["recipe"], data.dataset
+    batch_size = dist.rank_batch(recipe["batch_size"])
+    common = dict(device=device, mean=data.mean, std=data.std)
+    batch = next(iter(make_loader("resident", arrays.train_images[:batch_size], arrays.train_labels[:batch_size],
+                                  batch_size=batch_size, **common).epoch()))
+    count = min(len(arrays.test_labels), 1024)
+    eval_images = next(iter(make_loader("resident", arrays.test_images[:count], arrays.test_labels[:count],
+                                        batch_size=count, **common).epoch()))[0]
+    steps = math.ceil(recipe["epochs"] * (len(arrays.train_labels) // recipe["batch_size"]))
+    cache_parts = {"model": suite_resolved["model"]["name"], "args": suite_resolved["model"]["args"],
+                   "in_shape": data.in_shape, "batch_size": batch_size, "world_size": dist.world_size,
+                   "optimizer": recipe["optimizer"], "bptt": recipe["bptt"]["mode"]}
+    decision = choose(recipe, device, model, batch, eval_images, steps, step_for(recipe), cache_parts)
+    return dist.gather(decision)[0]
 
 
 def _loaders(suite_resolved: dict, data: PreparedData, seed: int, device: torch.device, loader_choice: str,
-             policy: Policy, dist: Dist) -> tuple[str, dict[str, Any], Any, Any]:
+             decision: Decision, dist: Dist) -> tuple[str, dict[str, Any], Any, Any]:
     """The loader kind, the options all its loaders share, and the training and test loaders: the
     splits uploaded to where the loader serves them from, in the compute dtype."""
     recipe, dataset_spec = suite_resolved["recipe"], suite_resolved["dataset"]
-    arrays = data.dataset
+    arrays, policy = data.dataset, decision.policy
     options: dict[str, Any] = dict(device=device, mean=data.mean, std=data.std, channels_last=policy.channels_last,
                                    dtype=policy.autocast_dtype or torch.float32)
     file_dataset = dataset_spec["name"] in FILE_DATASETS
@@ -207,7 +196,7 @@ def _loaders(suite_resolved: dict, data: PreparedData, seed: int, device: torch.
     train_options = dict(batch_size=dist.rank_batch(recipe["batch_size"]),
                          augment=Augment.from_recipe(recipe["augment"]), shuffle=True, drop_last=True, seed=seed,
                          **options)
-    test_options = dict(batch_size=recipe["eval_batch_size"], **options)
+    test_options = dict(batch_size=decision.eval_batch_size, **options)
     if kind == "dali" and file_dataset:
         if arrays.validation_labels is not None:  # the reader would train on the held-out images too
             raise BenchError("dataset.validation_size: DALI's file reader reads every training image in the folder, "

@@ -1,0 +1,83 @@
+"""The policy decisions' cache: one small JSON file under the user's cache folder
+($BENCH_CACHE_DIR, else $XDG_CACHE_HOME/bench, else ~/.cache/bench), keyed by the machine
+(CPU model and flags or GPU name, torch version and threads), the model and its arguments, the
+input shape, the batch size and the recipe's policy keys. A later invocation with the same key
+skips the trial. An unreadable cache is a miss, never an error: it only saves time."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from bench.env import fingerprint
+
+ENV_VAR = "BENCH_CACHE_DIR"
+
+
+def folder() -> Path:
+    if os.environ.get(ENV_VAR):
+        return Path(os.environ[ENV_VAR])
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "bench"
+
+
+def path() -> Path:
+    return folder() / "policy.json"
+
+
+def _cpu_flags() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            line = next((line for line in f if line.startswith("flags")), "")
+    except OSError:
+        return ""
+    return " ".join(sorted(line.split(":", 1)[-1].split()))
+
+
+def machine(device: torch.device) -> dict[str, Any]:
+    """What makes one policy faster than another on this machine."""
+    env = fingerprint()
+    facts: dict[str, Any] = {"device": device.type, "torch": torch.__version__, "threads": torch.get_num_threads()}
+    if device.type == "cuda":
+        facts["gpu"] = torch.cuda.get_device_name(device)
+    else:
+        facts["cpu"] = env["cpu"]["model"]
+        facts["cpu_flags_sha"] = hashlib.sha256(_cpu_flags().encode()).hexdigest()[:16]
+    return facts
+
+
+def key(parts: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:24]
+
+
+def _read() -> dict[str, Any]:
+    try:
+        entries = json.loads(path().read_text())
+    except (OSError, ValueError):
+        return {}
+    return entries if isinstance(entries, dict) else {}
+
+
+def load(entry_key: str) -> dict[str, Any] | None:
+    entry = _read().get(entry_key)
+    return entry if isinstance(entry, dict) and "choice" in entry else None
+
+
+def store(entry_key: str, entry: dict[str, Any]) -> None:
+    """Adds one decision, written atomically (temp file + rename): concurrent invocations may
+    lose each other's entry (each only redoes its trial), never corrupt the file."""
+    entries = _read()
+    entries[entry_key] = entry
+    try:
+        folder().mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile("w", dir=folder(), suffix=".tmp", delete=False) as f:
+            json.dump(entries, f, indent=1, sort_keys=True)
+        os.replace(f.name, path())
+    except OSError:
+        pass  # a read-only home: every invocation runs its trial, which costs seconds, not results
