@@ -128,12 +128,12 @@ def test_chromium_renders_the_page(report, tmp_path):
         assert high - low > 100  # text and plots on the page, not an empty canvas
 
 
-# Clicks the study table's "mean accuracy" head twice after load and writes down, each time,
+# Clicks the study table's "test top-1" head twice after load and writes down, each time,
 # the column's sort keys in the order the rows then stand.
 SORT_PROBE = """<script>window.addEventListener("load", () => {
   const table = document.querySelector("section#points table");
   const heads = Array.from(table.querySelectorAll("thead th"));
-  const column = heads.findIndex((th) => th.textContent.startsWith("mean accuracy"));
+  const column = heads.findIndex((th) => th.textContent.startsWith("test top-1"));
   const keys = () => Array.from(table.tBodies[0].rows).map((row) => row.cells[column].dataset.sort).join(",");
   heads[column].click();
   document.body.setAttribute("data-ascending", keys());

@@ -1,15 +1,28 @@
-"""Time to 91% on fashion-mnist-91's model and data: the trainer (`bench run`'s train_run, the
-policy its trial chooses) against a plain PyTorch loop in the style of the official examples
-(pytorch/examples mnist): a per-sample Dataset and a DataLoader, model.train(),
-zero_grad/backward/step, fp32 NCHW eager, an evaluation under torch.no_grad after every epoch.
-The plain loop gets the same recipe values (optimizer, its parameter groups and learning rates,
-schedule, label smoothing, flip augmentation, the whitening init, flip TTA), so what differs is
-how the work is done, not what is learned. Minutes long: run with --benchmark-only.
+"""Time to 91% on Fashion-MNIST: the trainer (`bench run`'s train_run on fashion-mnist-91, the
+policy its trial chooses) against plain PyTorch loops, side by side on the same machine.
+
+Two plain loops, each timed from its first step to the end of its first evaluation at or above
+the target (data already in memory, as the trainer's clock starts):
+- "official example": the loop a user writes from pytorch/examples' MNIST example, trained on
+  Fashion-MNIST as it stands: its two-conv network, Adadelta (lr 1.0) with a per-epoch StepLR
+  (gamma 0.7), batch 64, a per-sample Dataset normalizing each image, a DataLoader, model.train(),
+  zero_grad/backward/step in fp32 NCHW eager, an evaluation under torch.no_grad after every epoch
+  (up to its default 14 epochs). The gate (>= 3x) is against this loop.
+- "same recipe": fashion-mnist-91's own network and recipe (optimizer, its parameter groups and
+  learning rates, schedule, label smoothing, flip augmentation, whitening init, flip TTA) done
+  the plain way, so only the mechanics differ; its ratio is reported, not gated.
+The trainer's side is timed two ways: its timed region (time_to_target_s) and the whole call
+(model build, data upload, the policy trial with an empty cache, warm-up and the timed region):
+the gate takes the whole call, so nothing the trainer does outside its clock is free.
+
+Minutes long: run with --benchmark-only.
 
     pytest tests/perf/test_plain_loop.py --benchmark-only
 """
 
 import time
+
+from torch import nn
 
 import pytest
 import torch
@@ -78,23 +91,90 @@ def plain_time_to_target(suite, data: PreparedData, seed: int) -> tuple[float | 
     return None, accuracy
 
 
-def test_trainer_against_a_plain_loop_time_to_91(benchmark):
+class ExampleNet(nn.Module):
+    """The network of pytorch/examples' MNIST example: two 3x3 convolutions (32, 64), max pooling,
+    dropout, a 128-unit hidden layer, dropout, ten log-probabilities."""
+
+    def __init__(self):
+        super().__init__()
+        self.features = nn.Sequential(nn.Conv2d(1, 32, 3), nn.ReLU(), nn.Conv2d(32, 64, 3), nn.ReLU(),
+                                      nn.MaxPool2d(2), nn.Dropout(0.25), nn.Flatten())
+        self.classifier = nn.Sequential(nn.Linear(9216, 128), nn.ReLU(), nn.Dropout(0.5), nn.Linear(128, 10))
+
+    def forward(self, x):
+        return F.log_softmax(self.classifier(self.features(x)), dim=1)
+
+
+class Normalized(Dataset):
+    """One image at a time, scaled to [0, 1] and normalized with the example's MNIST constants."""
+
+    def __init__(self, images, labels):
+        self.images, self.labels = images, labels
+
+    def __len__(self):
+        return len(self.labels)
+
+    def __getitem__(self, i):
+        x = torch.from_numpy(self.images[i]).permute(2, 0, 1).float() / 255
+        return (x - 0.1307) / 0.3081, int(self.labels[i])
+
+
+def example_time_to_target(data: PreparedData, target: float, seed: int,
+                           max_epochs: int = 14) -> tuple[float | None, float]:
+    """The official example's loop: seconds until its first evaluation at or above the target."""
+    torch.manual_seed(seed)
+    arrays = data.dataset
+    model = ExampleNet()
+    optimizer = torch.optim.Adadelta(model.parameters(), lr=1.0)
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=1, gamma=0.7)
+    train = DataLoader(Normalized(arrays.train_images, arrays.train_labels), batch_size=64, shuffle=True)
+    test = DataLoader(Normalized(arrays.test_images, arrays.test_labels), batch_size=1000)
+    start, accuracy = time.perf_counter(), 0.0
+    for _ in range(max_epochs):
+        model.train()
+        for images, labels in train:
+            optimizer.zero_grad()
+            F.nll_loss(model(images), labels).backward()
+            optimizer.step()
+        model.eval()
+        correct = 0
+        with torch.no_grad():
+            for images, labels in test:
+                correct += int((model(images).argmax(1) == labels).sum())
+        accuracy = correct / len(test.dataset)
+        if accuracy >= target:
+            return time.perf_counter() - start, accuracy
+        scheduler.step()
+    return None, accuracy
+
+
+def test_trainer_against_plain_loops_time_to_91(benchmark, tmp_path, monkeypatch):
+    monkeypatch.setenv("BENCH_CACHE_DIR", str(tmp_path / "cache"))  # the policy trial runs: its cost counts
     suite = load_suite("fashion-mnist-91")
     data = PreparedData.from_dataset(load_dataset(suite.resolved["dataset"]["name"]))
+    target = suite.resolved["target"]
     results = {}
 
-    def both():  # the trainer and the plain loop back to back, the same seed
+    def side_by_side():  # the same seed, one after the other on the same machine
+        start = time.perf_counter()
         run = train_run(suite.resolved, data, seed=0, device=CPU)
-        results["trainer"] = (run["time_to_target_s"], run["accuracy"], run["policy_trial"].get("choice"))
-        results["plain"] = plain_time_to_target(suite, data, seed=0)
+        results["trainer"] = (run["time_to_target_s"], time.perf_counter() - start, run["accuracy"],
+                              run["policy_trial"].get("choice"))
+        results["example"] = example_time_to_target(data, target, seed=0)
+        results["same_recipe"] = plain_time_to_target(suite, data, seed=0)
 
-    benchmark.pedantic(both, rounds=1, iterations=1)
-    if not results:
-        both()
-    (trainer_s, trainer_acc, choice), (plain_s, plain_acc) = results["trainer"], results["plain"]
-    assert trainer_s is not None, f"the trainer did not reach the target ({trainer_acc})"
-    assert plain_s is not None, f"the plain loop did not reach the target ({plain_acc})"
-    benchmark.extra_info.update(trainer_time_to_target_s=trainer_s, plain_time_to_target_s=plain_s,
-                                speedup=plain_s / trainer_s, trainer_policy=choice,
-                                trainer_accuracy=trainer_acc, plain_accuracy=plain_acc)
-    assert plain_s / trainer_s >= 3.0, f"the trainer is only {plain_s / trainer_s:.2f}x the plain loop"
+    benchmark.pedantic(side_by_side, rounds=1, iterations=1)
+    if not results:  # --benchmark-disable
+        side_by_side()
+    timed_s, call_s, trainer_acc, choice = results["trainer"]
+    (example_s, example_acc), (same_s, same_acc) = results["example"], results["same_recipe"]
+    assert timed_s is not None, f"the trainer did not reach the target ({trainer_acc})"
+    assert example_s is not None, f"the official example's loop did not reach the target ({example_acc})"
+    info = dict(trainer_time_to_target_s=timed_s, trainer_whole_call_s=call_s, trainer_policy=choice,
+                trainer_accuracy=trainer_acc, example_time_to_target_s=example_s, example_accuracy=example_acc,
+                same_recipe_time_to_target_s=same_s, same_recipe_accuracy=same_acc,
+                speedup_vs_example=example_s / call_s,
+                speedup_vs_same_recipe=None if same_s is None else same_s / call_s)
+    benchmark.extra_info.update(info)
+    print("\n" + "\n".join(f"{k}: {v}" for k, v in info.items()))
+    assert example_s / call_s >= 3.0, f"the trainer (whole call) is only {example_s / call_s:.2f}x the example's loop"
