@@ -59,6 +59,11 @@ SCHEMA: dict[str, Any] = {
     "mode": Key("str", default="budget", choices=("budget", "reach")),
     "target": Key("float", required=True, check=lambda v: 0 < v <= 1, expect="a fraction in (0, 1], e.g. 0.94"),
     "runs": Key("int", default=5, check=_positive, expect="a positive integer"),
+    # where the target comes from: a published result, or a calibration file that `bench calibrate`
+    # wrote from seeds the verdicts never use (bench.record.calibration); required of shipped suites
+    "target_source": Key("str", check=lambda v: _valid_target_source(v),
+                         expect='"reference: <who reported what, where>" or "calibration:PATH" (PATH relative '
+                                "to the suite's repository root, or absolute)"),
     # true while the target is not yet measured on the hardware the suite is sized for (a GPU
     # suite measured only as a CPU smoke test); `bench list` shows it
     "provisional": Key("bool", default=False),
@@ -185,6 +190,14 @@ SCHEMA: dict[str, Any] = {
 }
 
 
+TARGET_SOURCE_KINDS = ("reference:", "calibration:")
+
+
+def _valid_target_source(text: str) -> bool:
+    """One of the two kinds, with something after the colon (a reference's words, a file's path)."""
+    return any(text.startswith(kind) and text[len(kind):].strip() for kind in TARGET_SOURCE_KINDS)
+
+
 def _valid_knots(knots: Any) -> bool:
     try:
         fracs = [float(k[0]) for k in knots]
@@ -283,6 +296,10 @@ class Suite:
     @property
     def mode(self) -> str:
         return self.resolved["mode"]
+
+    @property
+    def target_source(self) -> str | None:
+        return self.resolved["target_source"]
 
 
 def suite_dirs() -> list[Path]:

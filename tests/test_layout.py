@@ -20,7 +20,7 @@ LAYERS = [
     {"record"},
     {"train", "specs"},
     {"runner", "reports"},
-    {"studies"},
+    {"studies", "calibrate"},
     {"cli"},
     {"__main__"},
 ]
