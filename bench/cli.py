@@ -136,13 +136,17 @@ def cmd_list(args: argparse.Namespace, console: Console) -> int:
                                           "sized for")
     for column in ("name", "dataset", "model", "target", "mode", "runs", "devices"):
         table.add_column(column, no_wrap=True)
-    table.add_column("target source", ratio=1)
     table.add_column("description", ratio=1)
+    # where each target comes from: a table of its own, as the sources run long
+    sources = Table(title="target sources (suite key target_source; bench calibrate writes calibrations)")
+    sources.add_column("name", no_wrap=True)
+    sources.add_column("target", no_wrap=True)
+    sources.add_column("source", ratio=1)
     for name, path in available_suites().items():
         try:
             s = load_suite(str(path))
         except BenchError as exc:
-            table.add_row(escape(name), "[red]invalid[/red]", "", "", "", "", "", "", escape(str(exc)))
+            table.add_row(escape(name), "[red]invalid[/red]", "", "", "", "", "", escape(str(exc)))
             continue
         try:
             source = escape(source_text(s))
@@ -150,8 +154,10 @@ def cmd_list(args: argparse.Namespace, console: Console) -> int:
             source = f"[red]invalid[/red]: {escape(str(exc))}"
         target = f"{s.target:g}" + ("*" if s.resolved["provisional"] else "")
         table.add_row(*map(escape, (name, s.dataset["name"], s.model["name"], target, s.mode, str(s.resolved["runs"]),
-                                    ",".join(s.resolved["devices"]))), source, escape(s.resolved["description"]))
+                                    ",".join(s.resolved["devices"]), s.resolved["description"])))
+        sources.add_row(escape(name), escape(target), source)
     console.print(table)
+    console.print(sources)
     console.print(studies_table())
     return EXIT_OK
 

@@ -23,6 +23,7 @@ import pandas as pd
 
 from bench.errors import BenchError
 from bench.progress import Reporter
+from bench.record.calibration import record_source_text
 from bench.record.files import LoadedResult, load_results
 
 
@@ -181,6 +182,7 @@ def invocation_row(loaded: LoadedResult) -> dict[str, Any]:
         "dataset": dataset.get("name"),
         "verdict": agg.get("verdict"),
         "target": agg.get("target", resolved.get("target")),
+        "target_source": record_source_text(r),
         "runs": agg.get("runs"),
         "planned_runs": _planned_runs(r),
         "timed_runs": sum(1 for run in r.get("runs") or [] if isinstance(run, dict)
