@@ -190,3 +190,16 @@ def test_list_shows_every_target_source(capsys):
     assert "invalid" not in suites_part
     assert "94.01%" in suites_part  # airbench94's published mean
     assert "0.1-quantile" in suites_part  # a calibrated suite's rule
+
+
+def test_a_study_cell_keeps_its_identity_when_its_target_source_changes(tmp_path):
+    """Citing a new calibration changes nothing a cell runs, so its results stay its own."""
+    from bench.studies.study import identity_hash
+
+    suite = tmp_path / "s.toml"
+    suite.write_text(suite_text())
+    plain = load_suite(str(suite)).resolved
+    suite.write_text('target_source = "reference: a paper"\n' + suite_text())
+    cited = load_suite(str(suite)).resolved
+    assert cited["target_source"] and identity_hash(cited) == identity_hash(plain)
+    assert identity_hash({**plain, "target": 0.5}) != identity_hash(plain)  # the target itself still counts
