@@ -28,7 +28,6 @@ NO_SOURCE_YET = {
     "fashion-mnist-lenet5": "calibrate with --runs 5 (about 13 minutes of CPU)",
     # set "just below the means" of the judged seeds 0 and 1; 1.5-2 minutes of CPU a run, more when
     # the 2-core machine is shared: left when the calibration time ran out
-    "fashion-mnist-lstm-shuffled": "calibrate with --runs 5",
     "fashion-mnist-lstm-sliding": "calibrate with --runs 5",
     # a goal (91% within the budget, reach mode) named before its runs, not fitted to them; no
     # published result for this net
