@@ -26,9 +26,6 @@ NO_SOURCE_YET = {
     "cifar10-jpeg-resnet9-sparse": "calibrate on a GPU",
     # set after its one judged run (seed 0, 0.8668); about 150 s a run on the shared CPU
     "fashion-mnist-lenet5": "calibrate with --runs 5 (about 13 minutes of CPU)",
-    # set "just below the means" of the judged seeds 0 and 1; 1.5-2 minutes of CPU a run, more when
-    # the 2-core machine is shared: left when the calibration time ran out
-    "fashion-mnist-lstm-sliding": "calibrate with --runs 5",
     # a goal (91% within the budget, reach mode) named before its runs, not fitted to them; no
     # published result for this net
     "fashion-mnist-91": "calibrate with --runs 5 (about 4 minutes of CPU)",
