@@ -55,6 +55,13 @@ def _parser() -> argparse.ArgumentParser:
                                   formatter_class=argparse.RawDescriptionHelpFormatter)
     sweep.add_arguments(sweep_parser)
 
+    from bench import calibrate
+
+    calibrate.add_arguments(sub.add_parser("calibrate", help="set a suite's target from seeds the verdicts never "
+                                           "use; writes results/calibration/<suite>-<id>.json",
+                                           description=calibrate.__doc__,
+                                           formatter_class=argparse.RawDescriptionHelpFormatter))
+
     env = sub.add_parser("env", help="print the environment fingerprint",
                          description="Print the environment fingerprint recorded in every result file.")
     env.add_argument("--json", action="store_true", help="print JSON")
@@ -149,6 +156,7 @@ def runs_options(args: argparse.Namespace) -> tuple[int | None, tuple[float, int
 
 
 def cmd_list(args: argparse.Namespace, console: Console) -> int:
+    from bench.record.calibration import source_text
     from bench.suites import available_suites, load_suite
 
     table = Table(title="suites", caption="* provisional target: not yet measured on the hardware the suite is "
@@ -156,16 +164,27 @@ def cmd_list(args: argparse.Namespace, console: Console) -> int:
     for column in ("name", "dataset", "model", "target", "mode", "runs", "devices"):
         table.add_column(column, no_wrap=True)
     table.add_column("description", ratio=1)
+    # where each target comes from: a table of its own, as the sources run long
+    sources = Table(title="target sources (suite key target_source; bench calibrate writes calibrations)")
+    sources.add_column("name", no_wrap=True)
+    sources.add_column("target", no_wrap=True)
+    sources.add_column("source", ratio=1)
     for name, path in available_suites().items():
         try:
             s = load_suite(str(path))
         except BenchError as exc:
             table.add_row(escape(name), "[red]invalid[/red]", "", "", "", "", "", escape(str(exc)))
             continue
+        try:
+            source = escape(source_text(s))
+        except BenchError as exc:  # a cited calibration file that is missing or invalid
+            source = f"[red]invalid[/red]: {escape(str(exc))}"
         target = f"{s.target:g}" + ("*" if s.resolved["provisional"] else "")
         table.add_row(*map(escape, (name, s.dataset["name"], s.model["name"], target, s.mode, str(s.resolved["runs"]),
                                     ",".join(s.resolved["devices"]), s.resolved["description"])))
+        sources.add_row(escape(name), escape(target), source)
     console.print(table)
+    console.print(sources)
     console.print(studies_table())
     return EXIT_OK
 
@@ -328,13 +347,19 @@ def cmd_report(args: argparse.Namespace, console: Console) -> int:
     return importlib.import_module(f"bench.reports.{args.command}").command(args, console)
 
 
+def cmd_calibrate(args: argparse.Namespace, console: Console) -> int:
+    from bench.calibrate import command
+
+    return command(args, console)
+
+
 def cmd_sweep(args: argparse.Namespace, console: Console) -> int:
     from bench.studies.sweep import command
 
     return command(args, console)
 
 
-COMMANDS = {"list": cmd_list, "run": cmd_run, "sweep": cmd_sweep, "env": cmd_env, "specs": cmd_specs,
+COMMANDS = {"list": cmd_list, "run": cmd_run, "calibrate": cmd_calibrate, "sweep": cmd_sweep, "env": cmd_env, "specs": cmd_specs,
             "leaderboard": cmd_report, "compare": cmd_report, "check": cmd_report, "export": cmd_report}
 
 

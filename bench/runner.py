@@ -27,6 +27,7 @@ from bench.measure import count_params, forward_flops_per_image, matmul_flops_pe
 from bench.models import build_model
 from bench.progress import NullReporter, Reporter
 from bench.record.build import dataset_block, error_block, finish, invocation_head
+from bench.record.calibration import refuse_calibrated_seeds
 from bench.record.files import ResultNotWritten, ResultWriter
 from bench.record.stats import runs_auto_stop
 from bench.sparsity import active_flops_per_image, output_positions
@@ -151,6 +152,8 @@ class Invocation:
         if count < 1:
             raise BenchError(f"--runs {count}: give at least 1")
         self.seeds = [seed + i for i in range(count)]
+        # before any work: a seed that chose the target must not be judged against it
+        self.calibration = refuse_calibrated_seeds(suite, self.seeds)
         self.command = command
         self.record: dict[str, Any] = {}
         self.path: Path | None = None
@@ -185,7 +188,7 @@ class Invocation:
             invocation={"device": device.type, "seeds": self.seeds, "data_prep_s": data_prep_s,
                         "loader": self.loader, "matmul_flops_per_s": peak[0], "world_size": self.dist.world_size,
                         "matmul_dtype": str(peak[1]).replace("torch.", ""), "command": self.command or sys.argv,
-                        "race": None})
+                        "race": None, "calibration": self.calibration})
         if self.runs_auto:
             self.record["invocation"]["runs_auto"] = runs_auto_stop([], *self.runs_auto, runs=0)
         return peak

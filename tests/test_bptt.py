@@ -172,7 +172,7 @@ def test_shipped_lstm_suites_differ_only_in_bptt_mode():
     suites = {m: load_suite(f"fashion-mnist-lstm-{m}").resolved for m in ("full", "truncated", "sliding", "shuffled")}
     for mode, resolved in suites.items():
         assert resolved["recipe"]["bptt"]["mode"] == mode
-        resolved = {**resolved, "name": "", "description": "", "target": 0,
+        resolved = {**resolved, "name": "", "description": "", "target": 0, "target_source": "",
                     "recipe": {**resolved["recipe"], "bptt": {**resolved["recipe"]["bptt"], "mode": ""}}}
         suites[mode] = resolved
     assert all(r == suites["full"] for r in suites.values())

@@ -14,13 +14,14 @@ BENCH = Path(__file__).resolve().parent.parent / "bench"
 # model -> trainer -> record -> the views and drivers above them.
 LAYERS = [
     {"errors", "formatting"},
+    {"suite_checks"},
     {"progress", "env", "destinations", "distributed", "finetune", "sparsity", "measure", "summary"},
     {"gpu_monitor", "datasets"},
     {"suites", "loaders", "models"},
     {"record"},
     {"train", "specs"},
     {"runner", "reports"},
-    {"studies"},
+    {"studies", "calibrate"},
     {"cli"},
     {"__main__"},
 ]

@@ -56,7 +56,7 @@ _FLOAT = ("accuracy", "validation_accuracy", "train_accuracy", "time_to_target_s
           "ci_high", "ci_half_width", "accuracy_std", "pass_fraction", "median_time_s", "min_time_s",
           "max_time_s", "iqr_time_s", "olympic_mean_time_s", "median_train_images_per_s", "mean_energy_j",
           "active_fraction", "mean_active_params", "mean_active_fraction", "sparsity_target")
-_STRING = ("id", "path", "status", "run_status", "invocation_status", "suite", "suite_hash", "overrides", "mode",
+_STRING = ("id", "path", "target_source", "status", "run_status", "invocation_status", "suite", "suite_hash", "overrides", "mode",
            "date", "code", "git_commit", "code_version", "machine", "hardware", "hostname", "device", "gpu_name",
            "gpu_driver", "cpu_model", "software", "loader", "torch", "cuda", "python", "os", "model", "dataset",
            "verdict", "error", "precision", "compile", "node", "backend", "sparsity_method", "pass_rule")

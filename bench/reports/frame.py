@@ -23,6 +23,7 @@ import pandas as pd
 
 from bench.errors import BenchError
 from bench.progress import Reporter
+from bench.record.calibration import record_source_text
 from bench.record.files import LoadedResult, load_results
 
 
@@ -123,29 +124,11 @@ def _planned_runs(record: dict[str, Any]) -> int | None:
     return ((record.get("suite") or {}).get("resolved") or {}).get("runs")
 
 
-def invocation_row(loaded: LoadedResult) -> dict[str, Any]:
-    r = loaded.record
-    suite, env, agg = r["suite"] or {}, r["env"] or {}, r["aggregate"] or {}
-    model, code, dataset = r.get("model") or {}, r.get("code") or {}, r.get("dataset") or {}
-    resolved = suite.get("resolved") or {}
+def _machine_columns(r: dict[str, Any]) -> dict[str, Any]:
+    """Where an invocation ran: the machine, its accelerator and software (an invocation row's columns)."""
+    env = r["env"] or {}
     gpu, cpu = env.get("gpu") or {}, env.get("cpu") or {}
-    ci = agg.get("accuracy_ci95")
-    started = r.get("started_at") or ""
     return {
-        "id": r["id"],
-        "path": str(loaded.path),
-        "status": r["status"],
-        "suite": suite.get("name"),
-        "suite_hash": suite.get("hash"),
-        "overrides": json.dumps(suite.get("overrides") or {}, sort_keys=True),
-        "mode": resolved.get("mode"),
-        "started_at": r.get("started_at"),
-        "finished_at": r.get("finished_at"),
-        "date": started[:10] or None,
-        "code": code_label(code),
-        "git_commit": code.get("git_commit"),
-        "git_dirty": code.get("git_dirty"),
-        "code_version": code.get("version"),
         "machine": machine_label(env),
         "hardware": hardware_label(env),
         "node": node_label(env),
@@ -168,6 +151,32 @@ def invocation_row(loaded: LoadedResult) -> dict[str, Any]:
         "cudnn": env.get("cudnn"),
         "python": env.get("python"),
         "os": env.get("os"),
+    }
+
+
+def invocation_row(loaded: LoadedResult) -> dict[str, Any]:
+    r = loaded.record
+    suite, agg = r["suite"] or {}, r["aggregate"] or {}
+    model, code, dataset = r.get("model") or {}, r.get("code") or {}, r.get("dataset") or {}
+    resolved = suite.get("resolved") or {}
+    ci = agg.get("accuracy_ci95")
+    started = r.get("started_at") or ""
+    return {
+        "id": r["id"],
+        "path": str(loaded.path),
+        "status": r["status"],
+        "suite": suite.get("name"),
+        "suite_hash": suite.get("hash"),
+        "overrides": json.dumps(suite.get("overrides") or {}, sort_keys=True),
+        "mode": resolved.get("mode"),
+        "started_at": r.get("started_at"),
+        "finished_at": r.get("finished_at"),
+        "date": started[:10] or None,
+        "code": code_label(code),
+        "git_commit": code.get("git_commit"),
+        "git_dirty": code.get("git_dirty"),
+        "code_version": code.get("version"),
+        **_machine_columns(r),
         "model": model.get("name"),
         "params": model.get("params"),
         "trainable_params": model.get("trainable_params"),
@@ -181,6 +190,7 @@ def invocation_row(loaded: LoadedResult) -> dict[str, Any]:
         "dataset": dataset.get("name"),
         "verdict": agg.get("verdict"),
         "target": agg.get("target", resolved.get("target")),
+        "target_source": record_source_text(r),
         "runs": agg.get("runs"),
         "planned_runs": _planned_runs(r),
         "timed_runs": sum(1 for run in r.get("runs") or [] if isinstance(run, dict)

@@ -49,6 +49,7 @@ class SuiteBoard:
     target: float | None
     ranked: pd.DataFrame
     apart: pd.DataFrame
+    source: str = ""  # where the target comes from, as the newest result file records it
 
     @property
     def title(self) -> str:
@@ -92,7 +93,9 @@ def build_boards(found: ResultFrames) -> list[SuiteBoard]:
         ranked = group[group["ranked"]].sort_values(["median_time_s", "mean_accuracy", "started_at"],
                                                     ascending=[True, False, True], kind="stable")
         apart = group[~group["ranked"]].sort_values("started_at", ascending=False, kind="stable")
-        boards.append(SuiteBoard(str(suite), None if fmt.missing(target) else float(target), ranked, apart))
+        source = group.sort_values("started_at", kind="stable")["target_source"].iloc[-1]
+        boards.append(SuiteBoard(str(suite), None if fmt.missing(target) else float(target), ranked, apart,
+                                 fmt.text(source)))
     return boards
 
 
@@ -120,7 +123,8 @@ def _verdict(row: pd.Series) -> str:
 
 
 def board_tables(board: SuiteBoard) -> tuple[ReportTable, ReportTable]:
-    ranked = ReportTable(board.title, RANKED_COLUMNS, anchor=f"ranked-{board.anchor}")
+    ranked = ReportTable(board.title, RANKED_COLUMNS, anchor=f"ranked-{board.anchor}",
+                         note=f"target source: {board.source}")
     for rank, (_, row) in enumerate(board.ranked.iterrows(), start=1):
         ranked.add([str(rank), _time(row), fmt.seconds(row["median_timed_s"]),
                     fmt.accuracy_with_ci(row["mean_accuracy"], row["ci_half_width"]),

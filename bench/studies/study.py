@@ -146,7 +146,9 @@ def identity_hash(resolved: dict[str, Any]) -> str:
     hash, then has one key more): a study's results still belong to its cells after such an
     upgrade instead of all being run again. A changed default still changes it (for the
     suites that take the default), as it changes what they run."""
-    text = json.dumps(_without_defaults(resolved, SCHEMA), sort_keys=True, separators=(",", ":"))
+    # where the target comes from never changes what a cell runs: citing a new calibration keeps its results
+    kept = {key: value for key, value in resolved.items() if key != "target_source"}
+    text = json.dumps(_without_defaults(kept, SCHEMA), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 

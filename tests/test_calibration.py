@@ -1,0 +1,208 @@
+"""Targets with a source (issue 19, item 2): `bench calibrate` writes a calibration from seeds the
+verdicts never use, `bench run` refuses to judge those seeds, every shipped suite names where its
+target comes from, and `bench list` and the leaderboard show it."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from bench.cli import main
+from bench.errors import BenchError
+from bench.record.calibration import (implied_target, problem, read_calibration, record_source_text,
+                                      repository_root)
+from bench.suites import SUITES_DIR, available_suites, load_suite
+from tests.helpers import separable_dataset, suite_text
+
+# Shipped suites without a source yet, each with why (the test below fails once one gets a source,
+# so the list can only shrink). `bench list` and the leaderboard say "no source" for them.
+NO_SOURCE_YET = {
+    # fitted to its judged seeds 0 and 1; a calibration run takes 8-15 minutes on one CPU thread
+    "cifar10-lenet5": "calibrate on a GPU, or with an hour of CPU",
+    # fitted to its judged seeds 0 and 1 (0.9078, 0.9063); 7-28 minutes a run on the 2-core CPU
+    "cifar10-jpeg-airbench": "calibrate on a GPU",
+    # a guess (the dense recipe's 94% less about 3 points for JPEG), never measured
+    "cifar10-jpeg-resnet9-sparse": "calibrate on a GPU",
+    # set after its one judged run (seed 0, 0.8668); about 150 s a run on the shared CPU
+    "fashion-mnist-lenet5": "calibrate with --runs 5 (about 13 minutes of CPU)",
+    # a goal (91% within the budget, reach mode) named before its runs, not fitted to them; no
+    # published result for this net
+    "fashion-mnist-91": "calibrate with --runs 5 (about 4 minutes of CPU)",
+}
+
+
+def run_cli(capsys, *args):
+    code = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def one_error_line(err: str) -> str:
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:") and "Traceback" not in err, err
+    return lines[0]
+
+
+@pytest.fixture
+def synthetic(monkeypatch):
+    monkeypatch.setattr("bench.runner.load_dataset", lambda *a, **k: separable_dataset())
+
+
+@pytest.fixture
+def calibrated(tmp_path, capsys, synthetic):
+    """A synthetic suite, calibrated on 3 seeds from 1000, then citing the file (relative to its folder,
+    which is in no git checkout, so that is its repository root)."""
+    suite = tmp_path / "tiny.toml"
+    suite.write_text(suite_text(epochs=1))
+    code, out, _ = run_cli(capsys, "calibrate", suite, "--runs", 3, "--device", "cpu", "--quantile", 0.5,
+                           "--out", tmp_path / "results" / "calibration")
+    assert code == 0, out
+    (written,) = (tmp_path / "results" / "calibration").glob("tiny-*.json")
+    data = json.loads(written.read_text())
+    # top-level keys go first: the suite text ends inside [recipe.augment]
+    suite.write_text(f'target_source = "calibration:results/calibration/{written.name}"\n'
+                     + suite_text(epochs=1, target=data["target"]))
+    return suite, written, data, out
+
+
+def test_calibrate_writes_seeds_accuracies_rule_and_target(calibrated):
+    suite, written, data, out = calibrated
+    assert problem(data) is None
+    assert data["seeds"] == [1000, 1001, 1002]
+    assert [run["seed"] for run in data["runs"]] == data["seeds"]
+    assert len(data["accuracies"]) == 3 and data["accuracies"] == [run["accuracy"] for run in data["runs"]]
+    statistic = float(np.quantile(data["accuracies"], 0.5))
+    assert data["rule"]["kind"] == "quantile" and data["rule"]["statistic"] == pytest.approx(statistic)
+    assert statistic - 0.001 < data["target"] <= statistic + 1e-12
+    assert data["suite"]["name"] == "tiny" and len(data["suite"]["hash"]) == 16
+    assert data["env"]["hostname"] and data["device"] == "cpu" and data["code"]["version"]
+    assert written.name == f"tiny-{data['id']}.json"
+    assert f"target {data['target']:g}" in out and f"calibration:results/calibration/{written.name}" in out
+    assert not [p for p in written.parent.iterdir() if p.name.startswith(".")]  # no temp file left
+
+
+def test_run_refuses_a_calibration_seed_before_training(calibrated, capsys, tmp_path, monkeypatch):
+    suite, _, data, _ = calibrated
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("training started before the seeds were checked")
+
+    monkeypatch.setattr("bench.runner.train_run", no_training)
+    results = tmp_path / "runs"
+    code, _, err = run_cli(capsys, "run", suite, "--seed", 1001, "--runs", 1, "--device", "cpu", "--results", results)
+    line = one_error_line(err)
+    assert code == 2 and "seed 1001" in line and "1000–1002" in line
+    assert not results.exists() or not list(results.iterdir())
+    # a range that only ends inside the calibration's is refused too
+    code, _, err = run_cli(capsys, "run", suite, "--seed", 998, "--runs", 3, "--device", "cpu", "--results", results)
+    assert code == 2 and "seed 1000" in one_error_line(err)
+
+
+def test_run_outside_the_calibration_records_it(calibrated, capsys, tmp_path):
+    suite, written, data, _ = calibrated
+    results = tmp_path / "runs"
+    code, _, _ = run_cli(capsys, "run", suite, "--runs", 1, "--device", "cpu", "--results", results)
+    assert code in (0, 1)
+    (path,) = results.glob("*.json")
+    record = json.loads(path.read_text())
+    facts = record["invocation"]["calibration"]
+    assert facts["seeds"] == data["seeds"] and facts["target"] == data["target"] and facts["id"] == data["id"]
+    assert facts["file"] == f"results/calibration/{written.name}"
+    assert record["suite"]["resolved"]["target_source"].startswith("calibration:")
+    assert written.name in record_source_text(record) and "0.5-quantile" in record_source_text(record)
+    # the leaderboard says where the target came from
+    code, out, _ = run_cli(capsys, "leaderboard", "--results", results, "--out", tmp_path / "board")
+    assert code == 0
+    assert f"target source: calibration {written.name}" in (tmp_path / "board" / "LEADERBOARD.md").read_text()
+
+
+@pytest.mark.parametrize("content, fragment", [
+    (None, "does not exist"),
+    ("{not json", "is not JSON"),
+    ('{"kind": "bench-calibration", "format": 1, "seeds": [], "accuracies": [], "target": 0.5}', "'seeds'"),
+    ('{"kind": "bench-calibration", "format": 1, "seeds": [1000], "accuracies": [1.5], "target": 0.5}',
+     "'accuracies'"),
+    ('{"kind": "something else"}', "is not a calibration file"),
+])
+def test_a_missing_or_invalid_calibration_is_one_line(tmp_path, capsys, content, fragment):
+    if content is not None:
+        (tmp_path / "cal.json").write_text(content)
+    suite = tmp_path / "s.toml"
+    suite.write_text('target_source = "calibration:cal.json"\n' + suite_text())
+    code, _, err = run_cli(capsys, "run", suite, "--device", "cpu", "--results", tmp_path / "runs")
+    line = one_error_line(err)
+    assert code == 2 and str(suite) in line and "'target_source'" in line and fragment in line
+
+
+@pytest.mark.parametrize("source", ["", "calibration:", "reference:  ", "Jordan 2024", "calibrated"])
+def test_a_target_source_of_neither_kind_is_refused(tmp_path, source):
+    suite = tmp_path / "s.toml"
+    suite.write_text(f'target_source = "{source}"\n' + suite_text())
+    with pytest.raises(BenchError, match="'target_source'.*reference: "):
+        load_suite(str(suite))
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["--runs", 3, "--seed-base", 1], "must miss tiny's verdict seeds 0–1"),
+    (["--runs", 1], "at least 2 runs"),
+    (["--runs", 3, "--quantile", 1.5], "--quantile 1.5"),
+])
+def test_calibrate_input_is_one_line_before_training(tmp_path, capsys, monkeypatch, args, fragment):
+    monkeypatch.setattr("bench.runner.train_run", lambda *a, **k: pytest.fail("trained"))
+    suite = tmp_path / "tiny.toml"
+    suite.write_text(suite_text())
+    code, _, err = run_cli(capsys, "calibrate", suite, "--out", tmp_path / "cal", *args)
+    assert code == 2 and fragment in one_error_line(err)
+    assert not (tmp_path / "cal").exists()
+
+
+def test_implied_target_is_the_quantile_rounded_down():
+    target, rule = implied_target([0.8755, 0.8753, 0.8732, 0.8801, 0.8790], 0.1)
+    assert rule["statistic"] == pytest.approx(0.8732 + 0.4 * (0.8753 - 0.8732))
+    assert target == 0.874
+    assert implied_target([0.87, 0.88], 0.0)[0] == 0.87  # a statistic on the grid stays there
+
+
+def test_paths_are_taken_from_the_suites_repository_root():
+    assert repository_root(SUITES_DIR / "fashion-mnist-smoke.toml") == SUITES_DIR.parent
+
+
+@pytest.mark.parametrize("name", sorted(available_suites()))
+def test_every_shipped_suite_names_its_target_source(name, monkeypatch):
+    monkeypatch.delenv("BENCH_SUITES", raising=False)
+    path = available_suites()[name]
+    if path.parent != SUITES_DIR:
+        pytest.skip("not a shipped suite")
+    suite = load_suite(str(path))
+    if name in NO_SOURCE_YET:
+        assert suite.target_source is None, f"{name} has a source now: drop it from NO_SOURCE_YET"
+        return
+    assert suite.target_source, f"{path}: add target_source (a reference, or bench calibrate's file)"
+    calibration = read_calibration(suite)  # raises on a missing or invalid file
+    if calibration is not None:
+        assert calibration["target"] == pytest.approx(suite.target, abs=1e-9) or suite.target < calibration["target"]
+        assert not set(calibration["seeds"]) & set(range(suite.resolved["runs"])), "calibrated on verdict seeds"
+        assert os.path.isfile(calibration["path"])
+
+
+def test_list_shows_every_target_source(capsys):
+    code, out, _ = run_cli(capsys, "list")
+    assert code == 0 and "target source" in out
+    suites_part = out.split("studies (bench sweep)")[0]
+    assert "invalid" not in suites_part
+    assert "94.01%" in suites_part  # airbench94's published mean
+    assert "0.1-quantile" in suites_part  # a calibrated suite's rule
+
+
+def test_a_study_cell_keeps_its_identity_when_its_target_source_changes(tmp_path):
+    """Citing a new calibration changes nothing a cell runs, so its results stay its own."""
+    from bench.studies.study import identity_hash
+
+    suite = tmp_path / "s.toml"
+    suite.write_text(suite_text())
+    plain = load_suite(str(suite)).resolved
+    suite.write_text('target_source = "reference: a paper"\n' + suite_text())
+    cited = load_suite(str(suite)).resolved
+    assert cited["target_source"] and identity_hash(cited) == identity_hash(plain)
+    assert identity_hash({**plain, "target": 0.5}) != identity_hash(plain)  # the target itself still counts
