@@ -11,8 +11,10 @@ from __future__ import annotations
 import io
 import textwrap
 
+import matplotlib
 import numpy as np
 import pandas as pd
+from matplotlib import ft2font
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
@@ -26,13 +28,19 @@ def machine_colours(machines: list[str]) -> dict[str, str]:
     return {m: PALETTE[i % len(PALETTE)] for i, m in enumerate(machines)}
 
 
+# What draws the figures, written into each PNG's "Software" text chunk. A PNG holds no time, so
+# the same data drawn by the same software is the same bytes; other software may draw other pixels,
+# and the check that committed reports are fresh (scripts/regenerate_reports.py) reads this to tell
+# a stale figure from one drawn elsewhere.
+DRAWN_WITH = f"matplotlib {matplotlib.__version__}, FreeType {ft2font.__freetype_version__}"
+
+
 def figure_png(figure: Figure) -> bytes:
-    """The figure as PNG bytes, without the matplotlib version in its metadata (so a redrawn
-    report is byte-identical where its data is)."""
+    """The figure as PNG bytes, naming only the software that drew it (DRAWN_WITH)."""
     FigureCanvasAgg(figure)
     figure.tight_layout()
     buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=100, metadata={"Software": None})
+    figure.savefig(buffer, format="png", dpi=100, metadata={"Software": DRAWN_WITH})
     return buffer.getvalue()
 
 

@@ -224,7 +224,9 @@ def command(args: argparse.Namespace, console: Console) -> int:
     if args.dry_run:
         return _dry_run(args, study, ledger, folder, console)
     if args.report_only:
-        if not ledger.results:
+        # result files of no cell (the study file changed since they ran) still make a report: it lists
+        # them and every cell as not run yet, so a committed report never outlives its study file
+        if not ledger.results and not ledger.strays:
             raise BenchError(f"{runs_dir}: no result of this study yet; run 'bench sweep {args.study}' first")
         page, markdown = write_report(study, ledger, folder, console)
         console.print(escape(f"{_counts(ledger)}\nwrote {markdown} and {page}"))

@@ -1,0 +1,165 @@
+"""Every committed report regenerated from the committed result files (`make reports`), and the
+check that none is stale (`--check`; tests/test_reports_fresh.py).
+
+The reports are the leaderboard (LEADERBOARD.md, leaderboard.html), the comparison report
+(compare/) and each study's report (studies/<study>/REPORT.md, report.html and its PNGs, for
+every study folder with a runs/ folder). They are views of result files only: nothing is
+trained. Regenerating first deletes the report files, so a figure that its report no longer
+draws (an axis since removed) does not linger.
+
+The reports hold no time of their own making, so the same result files on the same software give
+the same bytes. Figures are the exception across machines: another matplotlib or FreeType may draw
+other pixels. Each PNG names the software that drew it (bench.reports.plots.DRAWN_WITH); the check
+compares figures drawn with this machine's software byte for byte and names the others as not
+comparable here, never as fresh. The HTML pages carry their figures inline: their text is compared
+with the figures masked, the figures themselves as the PNG files beside the Markdown page.
+
+usage: python scripts/regenerate_reports.py [--results DIR] [--check]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import re
+import shutil
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPORT_PATTERNS = ("LEADERBOARD.md", "leaderboard.html", "compare/*", "studies/*/REPORT.md", "studies/*/report.html",
+                   "studies/*/*.png")
+FIX = "run `make reports` and commit what it changes"
+INLINE_FIGURE = re.compile(rb'src="data:image/png;base64,[A-Za-z0-9+/=]*"')
+MASKED_FIGURE = b'src="data:image/png;base64,(the figure: compared as its PNG file)"'
+
+
+class ReportsNotRegenerated(Exception):
+    """A bench command that writes a report failed (it said why on stderr)."""
+
+
+def report_files(results: Path) -> list[str]:
+    """The report files under `results`, as paths relative to it."""
+    found = {path.relative_to(results).as_posix() for pattern in REPORT_PATTERNS for path in results.glob(pattern)
+             if path.is_file()}
+    return sorted(found)
+
+
+def report_commands(results: Path) -> list[list[str]]:
+    """The bench command lines that write every report of `results` (each with --results)."""
+    where = str(results)
+    commands = [["leaderboard", "--results", where], ["compare", "--results", where]]
+    studies = sorted(path.parent.name for path in results.glob("studies/*/runs") if path.is_dir())
+    commands += [["sweep", study, "--report-only", "--results", where] for study in studies]
+    return commands
+
+
+def regenerate(results: Path) -> None:
+    """Deletes the report files under `results` and writes them anew from its result files."""
+    from bench.cli import main  # bench is imported only to regenerate, so `--help` works anywhere
+
+    for name in report_files(results):
+        (results / name).unlink()
+    for argv in report_commands(results):
+        with contextlib.redirect_stdout(io.StringIO()):  # the tables each command prints; its errors stay
+            code = main(argv)
+        if code != 0:
+            raise ReportsNotRegenerated(f"'bench {' '.join(argv)}' exited with {code}")
+        print(f"bench {' '.join(argv)}: written", file=sys.stderr)
+
+
+@dataclass
+class Freshness:
+    stale: list[str] = field(default_factory=list)          # one line per report that differs from its regeneration
+    not_comparable: list[str] = field(default_factory=list)  # figures drawn here with other software
+
+
+def first_difference(committed: bytes, regenerated: bytes) -> str:
+    """Where two report texts first differ: the line number and both lines."""
+    old = INLINE_FIGURE.sub(MASKED_FIGURE, committed).decode("utf-8", "replace").splitlines()
+    new = INLINE_FIGURE.sub(MASKED_FIGURE, regenerated).decode("utf-8", "replace").splitlines()
+    for number, (was, now) in enumerate(zip(old, new), start=1):
+        if was != now:
+            return f"line {number}: committed {_clip(was)!r}, regenerated {_clip(now)!r}"
+    if len(old) != len(new):
+        number = min(len(old), len(new)) + 1
+        more = "the committed file has" if len(old) > len(new) else "the regeneration has"
+        return f"line {number}: {more} {abs(len(old) - len(new))} more lines"
+    return ""  # equal but for the inline figures: those are compared as their PNG files
+
+
+def _clip(line: str, width: int = 160) -> str:
+    return line if len(line) <= width else line[:width] + "…"
+
+
+def drawn_with(png: bytes) -> str | None:
+    from PIL import Image
+
+    return Image.open(io.BytesIO(png)).info.get("Software")
+
+
+def compare_reports(committed: Path, regenerated: Path) -> Freshness:
+    """Each report under `committed` against its regeneration under `regenerated`."""
+    from bench.reports.plots import DRAWN_WITH
+
+    found = Freshness()
+    label = committed.name
+    for name in sorted(set(report_files(committed)) | set(report_files(regenerated))):
+        old, new = committed / name, regenerated / name
+        if not new.exists():
+            found.stale.append(f"{label}/{name}: committed, but no report makes it any more (delete it)")
+        elif not old.exists():
+            found.stale.append(f"{label}/{name}: made by the reports but not committed")
+        elif (was := old.read_bytes()) == (now := new.read_bytes()):
+            continue
+        elif name.endswith(".png"):
+            software = drawn_with(was)
+            if software != DRAWN_WITH:
+                found.not_comparable.append(f"{label}/{name}: drawn with {software or 'unnamed software'}, "
+                                            f"here {DRAWN_WITH}")
+            else:
+                found.stale.append(f"{label}/{name}: the figure differs from its regeneration (same software)")
+        elif where := first_difference(was, now):
+            found.stale.append(f"{label}/{name}: {where}")
+    return found
+
+
+def check(results: Path) -> Freshness:
+    """Regenerates the reports of a copy of `results` and compares them with the committed ones."""
+    with tempfile.TemporaryDirectory(prefix="bench-reports-") as scratch:
+        copy = Path(scratch) / results.name
+        shutil.copytree(results, copy, symlinks=True)
+        regenerate(copy)
+        return compare_reports(results, copy)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--results", type=Path, default=Path("results"), help="the results folder (default results)")
+    parser.add_argument("--check", action="store_true",
+                        help="regenerate into a temporary copy and list the reports that differ; change nothing")
+    args = parser.parse_args(argv)
+    if not args.results.is_dir():
+        print(f"error: {args.results} is no folder; give the results folder with --results", file=sys.stderr)
+        return 2
+    try:
+        if not args.check:
+            regenerate(args.results)
+            return 0
+        found = check(args.results)
+    except ReportsNotRegenerated as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    for line in found.not_comparable:
+        print(f"not compared: {line}")
+    for line in found.stale:
+        print(f"stale: {line}")
+    if found.stale:
+        print(FIX)
+    return 1 if found.stale else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
