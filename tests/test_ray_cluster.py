@@ -45,7 +45,7 @@ seeds = {seeds}
 [set]
 "dataset.train_size" = 1500
 "dataset.test_size" = 500
-"recipe.epochs" = 3
+"recipe.epochs" = {epochs}
 "recipe.curve_eval" = false
 "model.args" = {{ hidden = [32] }}
 [axes]
@@ -78,10 +78,10 @@ def cluster(tmp_path_factory):
         nodes.shutdown()
 
 
-def write_study(folder: Path, name: str, seeds: list[int]) -> Path:
+def write_study(folder: Path, name: str, seeds: list[int], epochs: int = 3) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{name}.toml"
-    path.write_text(STUDY.format(name=name, seeds=seeds))
+    path.write_text(STUDY.format(name=name, seeds=seeds, epochs=epochs))
     return path
 
 
@@ -170,7 +170,8 @@ def test_a_killed_driver_is_resumed_by_the_same_command(cluster, tmp_path):
 
 def test_a_node_lost_mid_cell_is_retried_on_the_surviving_node(cluster, tmp_path):
     nodes, workers, _, cache = cluster
-    study = write_study(tmp_path, "ray-loss", [4, 5])
+    # cells long enough (a second or more of training) that the kill lands inside one, not after it
+    study = write_study(tmp_path, "ray-loss", [4, 5], epochs=40)
     results = tmp_path / "results"
     driver = _start_driver(study, results, nodes.address, cache)
     raylets = {w.all_processes["raylet"][0].process.pid: w for w in workers}
