@@ -42,7 +42,7 @@ run: setup data
 # installed once (a 199 MB and an 80 MB wheel; Ray Client's grpcio, submitit).
 test: setup data browser
 	$(BIN)/python -c "import nvidia.dali, ray, grpc, submitit" 2>/dev/null || $(BIN)/pip install -q -e ".[test,dali,cluster]"
-	$(BIN)/python -m pytest -q tests
+	$(BIN)/python -m pytest -q tests -m "not long"
 	$(MAKE) --no-print-directory gate
 
 # The regression gate: a fresh fashion-mnist-smoke invocation against the committed baseline.

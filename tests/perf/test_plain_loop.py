@@ -148,6 +148,7 @@ def example_time_to_target(data: PreparedData, target: float, seed: int,
     return None, accuracy
 
 
+@pytest.mark.long
 def test_trainer_against_plain_loops_time_to_91(benchmark, tmp_path, monkeypatch):
     monkeypatch.setenv("BENCH_CACHE_DIR", str(tmp_path / "cache"))  # the policy trial runs: its cost counts
     suite = load_suite("fashion-mnist-91")
