@@ -262,7 +262,9 @@ def test_a_rank_whose_collective_failed_on_a_peers_ctrl_c_records_its_own_ctrl_c
 
     from bench.distributed import settle
 
-    saved = signal.getsignal(signal.SIGTERM)
+    saved, saved_int = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
+    # Python's own Ctrl-C handler, as in a rank (an earlier test in this process may have left another)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         peer_gone = RuntimeError("Connection closed by peer")
         timer = threading.Timer(0.05, os.kill, (os.getpid(), signal.SIGINT))
@@ -275,3 +277,4 @@ def test_a_rank_whose_collective_failed_on_a_peers_ctrl_c_records_its_own_ctrl_c
         assert settle(interrupt) is interrupt
     finally:
         signal.signal(signal.SIGTERM, saved)
+        signal.signal(signal.SIGINT, saved_int)

@@ -125,8 +125,9 @@ def test_cells_land_on_both_worker_nodes_through_a_ray_client_address(cluster, t
     assert "INFO" not in done.stderr and "WARNING" not in done.stderr
 
 
-def _cell_process() -> tuple[int, int] | None:
-    """(pid, parent pid) of a Ray worker process running a cell: Ray titles it after the task."""
+def _cell_process(exclude: set[int] = frozenset()) -> tuple[int, int] | None:
+    """(pid, parent pid) of a Ray worker process running a cell (Ray titles it after the task),
+    other than those in `exclude`."""
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -135,7 +136,7 @@ def _cell_process() -> tuple[int, int] | None:
             status = (entry / "status").read_text()
         except OSError:
             continue
-        if title.startswith(b"ray::_ray_cell"):
+        if title.startswith(b"ray::_ray_cell") and int(entry.name) not in exclude:
             ppid = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("PPid:"))
             return int(entry.name), ppid
     return None
@@ -173,11 +174,15 @@ def test_a_node_lost_mid_cell_is_retried_on_the_surviving_node(cluster, tmp_path
     # cells long enough (a second or more of training) that the kill lands inside one, not after it
     study = write_study(tmp_path, "ray-loss", [4, 5], epochs=40)
     results = tmp_path / "results"
+    # cells of an earlier test's killed driver may still run on the shared cluster: not this study's
+    orphans = set()
+    while (orphan := _cell_process(orphans)) is not None:
+        orphans.add(orphan[0])
     driver = _start_driver(study, results, nodes.address, cache)
     raylets = {w.all_processes["raylet"][0].process.pid: w for w in workers}
     try:
         deadline = time.monotonic() + 300
-        while (cell := _cell_process()) is None and driver.poll() is None and time.monotonic() < deadline:
+        while (cell := _cell_process(orphans)) is None and driver.poll() is None and time.monotonic() < deadline:
             time.sleep(0.1)
         assert cell is not None and cell[1] in raylets, "no cell seen running on a worker node"
         lost = raylets[cell[1]]
