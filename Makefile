@@ -42,7 +42,9 @@ run: setup data
 # installed once (a 199 MB and an 80 MB wheel; Ray Client's grpcio, submitit).
 test: setup data browser
 	$(BIN)/python -c "import nvidia.dali, ray, grpc, submitit" 2>/dev/null || $(BIN)/pip install -q -e ".[test,dali,cluster]"
-	$(BIN)/python -m pytest -q tests -m "not long"
+	$(BIN)/python -m pytest -q tests -m "not long" --ignore=tests/test_ray_cluster.py
+	# the multi-node Ray tests start a cluster of their own: in a process without earlier tests' Ray state
+	$(BIN)/python -m pytest -q tests/test_ray_cluster.py
 	$(MAKE) --no-print-directory gate
 
 # The regression gate: a fresh fashion-mnist-smoke invocation against the committed baseline.
