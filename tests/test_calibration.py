@@ -24,8 +24,6 @@ NO_SOURCE_YET = {
     "cifar10-jpeg-airbench": "calibrate on a GPU",
     # a guess (the dense recipe's 94% less about 3 points for JPEG), never measured
     "cifar10-jpeg-resnet9-sparse": "calibrate on a GPU",
-    # set after its one judged run (seed 0, 0.8668); about 150 s a run on the shared CPU
-    "fashion-mnist-lenet5": "calibrate with --runs 5 (about 13 minutes of CPU)",
     # a goal (91% within the budget, reach mode) named before its runs, not fitted to them; no
     # published result for this net
     "fashion-mnist-91": "calibrate with --runs 5 (about 4 minutes of CPU)",
