@@ -10,7 +10,8 @@ the cifar10-94 augmentation (flip, alternating flip, translate 2), batch 1024, c
 
 Each benchmark's extra_info holds images_per_s and, where the torch row of its group ran first in the
 same session, ratio_to_torch. Compare rows of one group: ratios matter, not the absolute figures on a
-shared machine. Nothing is asserted on time.
+shared machine. Nothing is asserted on time, so these are benchmarks for `make perf` (marked long;
+the loaders' behaviour is tested in tests/test_loaders.py and tests/test_dali.py).
 
     pytest tests/perf/test_loader_throughput.py --benchmark-only
 """
@@ -27,6 +28,8 @@ from torch.utils.data import DataLoader, Dataset
 
 from bench.errors import BenchError
 from bench.loaders import Augment, channel_stats, dali_available, make_loader
+
+pytestmark = pytest.mark.long
 
 CPU = torch.device("cpu")
 BATCH = 1024

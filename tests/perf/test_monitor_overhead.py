@@ -8,7 +8,8 @@ hand-overs per sample, each of which makes the busy main thread wait for the mon
 thread to be scheduled. On an idle machine that costs microseconds; on an oversubscribed
 one, milliseconds. Each benchmark's extra_info holds `overhead_ratio`: median monitored
 round / median bare round, the rounds interleaved so that a neighbour's load hits both
-alike. Nothing is asserted on time.
+alike. Nothing is asserted on time: a benchmark for `make perf` (marked long; that the monitor
+samples and stops is tested in tests/test_gpu_monitor.py).
 
     pytest tests/perf/test_monitor_overhead.py --benchmark-only
 """
@@ -26,6 +27,7 @@ from bench import gpu_monitor
 from bench.gpu_monitor import GpuMonitor
 from tests.test_gpu_monitor import FakeNvml
 
+pytestmark = pytest.mark.long
 NVML_CALL_S = 50e-6
 ROUNDS = 5
 
