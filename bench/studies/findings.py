@@ -50,7 +50,7 @@ def findings(study: Study, data: StudyFrames) -> list[str]:
 # ---------------------------------------------------------------- per point ----
 
 def _split_words(data: StudyFrames) -> str:
-    return "chosen on validation" if data.on_validation else "chosen on test (no validation split)"
+    return "chosen on validation" if data.on_validation else "chosen on test, without a validation split"
 
 
 def _point_words(study: Study, row: pd.Series, leave_out: str | None = None) -> str:
@@ -71,9 +71,9 @@ def _interval_words(low: Any, high: Any, seeds: int) -> str:
 
 
 def _best_sentence(study: Study, data: StudyFrames, best: pd.Series) -> str:
-    how = (f"highest mean validation top-1, {_split_words(data)}" if study.rank == "accuracy" else
-           "fastest median time to target among the points whose every seed reached it, then mean "
-           + ("validation" if data.on_validation else "test") + " top-1")
+    split = "validation" if data.on_validation else "test"
+    how = (f"highest mean {split} top-1, {_split_words(data)}" if study.rank == "accuracy" else
+           f"fastest median time to target among the points whose every seed reached it, then mean {split} top-1")
     return (f"Best point ({how}): {_point_words(study, best)}, with a mean test top-1 of "
             f"{fmt.percent(best['mean_accuracy'])} ({_interval_words(best['ci_low'], best['ci_high'], int(best['complete']))}).")
 
