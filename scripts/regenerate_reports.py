@@ -14,7 +14,12 @@ compares figures drawn with this machine's software byte for byte and names the 
 comparable here, never as fresh. The HTML pages carry their figures inline: their text is compared
 with the figures masked, the figures themselves as the PNG files beside the Markdown page.
 
-usage: python scripts/regenerate_reports.py [--results DIR] [--check]
+The README's list of studies is a report too: between the markers README_BEGIN and README_END
+it links each study report under the results folder and quotes its first finding (the best point,
+bench.studies.findings). It is rewritten with the reports, and checked with them, when the README
+(--readme; default: README.md beside the results folder, where it holds the markers) is given.
+
+usage: python scripts/regenerate_reports.py [--results DIR] [--readme FILE] [--check]
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
+import os
 import re
 import shutil
 import sys
@@ -36,8 +42,12 @@ INLINE_FIGURE = re.compile(rb'src="data:image/png;base64,[A-Za-z0-9+/=]*"')
 MASKED_FIGURE = b'src="data:image/png;base64,(the figure: compared as its PNG file)"'
 
 
+README_BEGIN, README_END = "<!-- studies:begin -->", "<!-- studies:end -->"
+
+
 class ReportsNotRegenerated(Exception):
-    """A bench command that writes a report failed (it said why on stderr)."""
+    """A bench command that writes a report failed (it said why on stderr), or the README has no
+    place for the studies' block."""
 
 
 def report_files(results: Path) -> list[str]:
@@ -68,6 +78,48 @@ def regenerate(results: Path) -> None:
         if code != 0:
             raise ReportsNotRegenerated(f"'bench {' '.join(argv)}' exited with {code}")
         print(f"bench {' '.join(argv)}: written", file=sys.stderr)
+
+
+# ---------------------------------------------------------------- the README's studies block ----
+
+def first_finding(markdown: str) -> str | None:
+    """The first bullet under a study report's "## Findings" heading."""
+    lines = markdown.splitlines()
+    if "## Findings" not in lines:
+        return None
+    return next((line[2:] for line in lines[lines.index("## Findings") + 1:] if line.startswith("- ")), None)
+
+
+def studies_block(results: Path, link_base: str) -> str:
+    """One line per study report under `results`: a link (through `link_base`, the results folder as
+    the README reaches it) and the report's first finding."""
+    lines = [README_BEGIN,
+             "<!-- written by `make reports` (scripts/regenerate_reports.py) from each report's Findings -->"]
+    for report in sorted(results.glob("studies/*/REPORT.md")):
+        name = report.parent.name
+        finding = first_finding(report.read_text()) or "no findings yet (no cell has finished)"
+        lines.append(f"- [`{name}`]({link_base}/studies/{name}/REPORT.md): {finding}")
+    return "\n".join([*lines, README_END])
+
+
+def with_studies_block(readme: Path, block: str) -> str:
+    """The README's text with its block between the markers replaced by `block`."""
+    text = readme.read_text()
+    begin, end = text.find(README_BEGIN), text.find(README_END)
+    if begin < 0 or end < begin:
+        raise ReportsNotRegenerated(f"{readme} has no {README_BEGIN} ... {README_END} block; add the two markers "
+                                    "where the list of study reports goes")
+    return text[:begin] + block + text[end + len(README_END):]
+
+
+def readme_link_base(results: Path, readme: Path) -> str:
+    return Path(os.path.relpath(results.resolve(), readme.resolve().parent)).as_posix()
+
+
+def default_readme(results: Path) -> Path | None:
+    """README.md beside the results folder, when it holds the studies block's markers."""
+    readme = results.parent / "README.md"
+    return readme if readme.is_file() and README_BEGIN in readme.read_text() else None
 
 
 @dataclass
@@ -126,29 +178,49 @@ def compare_reports(committed: Path, regenerated: Path) -> Freshness:
     return found
 
 
-def check(results: Path) -> Freshness:
-    """Regenerates the reports of a copy of `results` and compares them with the committed ones."""
+def check(results: Path, readme: Path | None = None) -> Freshness:
+    """Regenerates the reports of a copy of `results` and compares them with the committed ones
+    (and the README's studies block with the one the regenerated reports make)."""
     with tempfile.TemporaryDirectory(prefix="bench-reports-") as scratch:
         copy = Path(scratch) / results.name
         shutil.copytree(results, copy, symlinks=True)
         regenerate(copy)
-        return compare_reports(results, copy)
+        found = compare_reports(results, copy)
+        if readme is not None:
+            now = with_studies_block(readme, studies_block(copy, readme_link_base(results, readme)))
+            if where := first_difference(readme.read_bytes(), now.encode()):
+                found.stale.append(f"{readme.name}: the studies block differs from its regeneration: {where}")
+        return found
+
+
+def write_readme(results: Path, readme: Path) -> None:
+    readme.write_text(with_studies_block(readme, studies_block(results, readme_link_base(results, readme))))
+    print(f"{readme}: studies block written", file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--results", type=Path, default=Path("results"), help="the results folder (default results)")
+    parser.add_argument("--readme", type=Path, help="the README whose studies block lists the study reports "
+                                                    "(default: README.md beside the results folder, if it has the "
+                                                    "block's markers)")
     parser.add_argument("--check", action="store_true",
                         help="regenerate into a temporary copy and list the reports that differ; change nothing")
     args = parser.parse_args(argv)
     if not args.results.is_dir():
         print(f"error: {args.results} is no folder; give the results folder with --results", file=sys.stderr)
         return 2
+    if args.readme is not None and not args.readme.is_file():
+        print(f"error: {args.readme} is no file; give the README with --readme", file=sys.stderr)
+        return 2
+    readme = args.readme or default_readme(args.results)
     try:
         if not args.check:
             regenerate(args.results)
+            if readme is not None:
+                write_readme(args.results, readme)
             return 0
-        found = check(args.results)
+        found = check(args.results, readme)
     except ReportsNotRegenerated as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

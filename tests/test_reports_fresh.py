@@ -32,8 +32,9 @@ reports = _script()
 
 @pytest.fixture(scope="module")
 def committed():
-    """The committed reports against their regeneration (about 15 s: six report commands)."""
-    return reports.check(RESULTS)
+    """The committed reports (and the README's list of them) against their regeneration (about 15 s:
+    six report commands)."""
+    return reports.check(RESULTS, ROOT / "README.md")
 
 
 def test_committed_reports_equal_their_regeneration(committed):

@@ -26,7 +26,7 @@ _T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8
         29: 2.045, 30: 2.042, 40: 2.021, 60: 2.000, 120: 1.980}
 
 
-def t_critical_95(dof: int) -> float:
+def t_critical_95(dof: float) -> float:
     if dof in _T95:
         return _T95[dof]
     larger = [d for d in _T95 if d > dof]
@@ -60,6 +60,24 @@ def ci95_half_width(values: list[float]) -> float | None:
     if len(values) < 2:
         return None
     return t_critical_95(len(values) - 1) * statistics.stdev(values) / math.sqrt(len(values))
+
+
+def welch_diff_ci95(a: list[float], b: list[float]) -> tuple[float | None, list[float] | None]:
+    """The difference of two means, mean(a) - mean(b), and its 95% confidence interval by Welch's
+    t (unequal variances; Welch-Satterthwaite degrees of freedom); no interval below two values on
+    either side. Two groups without any spread give the interval [difference, difference]."""
+    if not a or not b:
+        return None, None
+    difference = statistics.fmean(a) - statistics.fmean(b)
+    if len(a) < 2 or len(b) < 2:
+        return difference, None
+    va, vb = statistics.variance(a) / len(a), statistics.variance(b) / len(b)
+    se = math.sqrt(va + vb)
+    if se == 0:
+        return difference, [difference, difference]
+    dof = (va + vb) ** 2 / (va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1))
+    half = t_critical_95(max(1.0, dof)) * se  # fractional dof: interpolated in 1/dof like the table's gaps
+    return difference, [difference - half, difference + half]
 
 
 ACCURACY_BOUNDS = (0.0, 1.0)

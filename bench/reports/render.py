@@ -167,7 +167,16 @@ class Headline:
     anchor: str = ""  # HTML id, so a reader (or a test) can find it
 
 
-Part = ReportTable | Plot | Headline | str  # a page in reading order; a str is a plain paragraph
+@dataclass
+class Bullets:
+    """A titled section of sentences, one bullet each (a study's findings)."""
+
+    title: str
+    items: list[str]
+    anchor: str = ""
+
+
+Part = ReportTable | Plot | Headline | Bullets | str  # a page in reading order; a str is a plain paragraph
 
 
 def page_markdown(title: str, parts: list[Part]) -> str:
@@ -179,6 +188,8 @@ def page_markdown(title: str, parts: list[Part]) -> str:
             lines += [f"![{part.caption}]({part.name})", ""]
         elif isinstance(part, Headline):
             lines += [f"**{part.text}**", ""]
+        elif isinstance(part, Bullets):
+            lines += [f"## {part.title}", "", *(f"- {' '.join(item.splitlines())}" for item in part.items), ""]
         else:
             lines += [part, ""]
     return "\n".join(lines).rstrip() + "\n"
@@ -194,6 +205,10 @@ def page_html(title: str, parts: list[Part], script: str = "") -> str:
         elif isinstance(part, Headline):
             anchor = f' id="{html.escape(part.anchor)}"' if part.anchor else ""
             body.append(f"<p{anchor}><strong>{html.escape(part.text)}</strong></p>")
+        elif isinstance(part, Bullets):
+            anchor = f' id="{html.escape(part.anchor)}"' if part.anchor else ""
+            items = "".join(f"<li>{html.escape(item)}</li>" for item in part.items)
+            body.append(f"<section{anchor}><h2>{html.escape(part.title)}</h2><ul>{items}</ul></section>")
         else:
             body.append(f'<p class="note">{html.escape(part)}</p>')
     return html_page(title, "\n".join(body), script=script)

@@ -25,7 +25,7 @@ TRAIN_SIZE, BATCH_SIZE = "dataset.train_size", "recipe.batch_size"
 RUN_COLUMNS = ("accuracy", "validation_accuracy", "train_accuracy", "reached_target", "time_to_target_s", "steps",
                "timed_s", "train_images_per_s", "active_params", "active_fraction")
 CELL_COLUMNS = ["key", "point", "seed", "state", "status", "id", "path", "params", "hardware", "code", "started_at",
-                "finished_at", "error", "attempts", *RUN_COLUMNS]
+                "finished_at", "error", "attempts", "concurrency", *RUN_COLUMNS]
 
 
 @dataclass
@@ -63,7 +63,9 @@ def _cell_row(state: Any, inv: pd.DataFrame, runs: pd.DataFrame) -> dict[str, An
            "status": state.result.record["status"], "id": rid, "path": str(state.result.path),
            "params": inv.at[rid, "params"], "hardware": inv.at[rid, "hardware"], "code": inv.at[rid, "code"],
            "started_at": inv.at[rid, "started_at"], "finished_at": inv.at[rid, "finished_at"],
-           "error": state.error, "attempts": state.attempts}
+           "error": state.error, "attempts": state.attempts,
+           # cells the sweep ran at once (study.concurrency); None in files from before it was recorded
+           "concurrency": (state.result.record.get("study") or {}).get("concurrency")}
     run = runs[runs["id"] == rid]
     for column in RUN_COLUMNS:
         row[column] = run[column].iloc[0] if len(run) else None

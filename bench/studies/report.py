@@ -27,6 +27,10 @@ Rules:
   measured it) against training-set size, each size at its best point (per model when a
   model.* axis exists). `recipe.batch_size` axis: time and steps to target against batch size.
 - Failed cells (with their reason) and cells not run yet are listed, never left out.
+- Concurrency: how many cells ran at once (study.concurrency in each cell's result) is stated
+  under the summary; where it differs between cells or is not recorded, the time columns say
+  they do not compare (bench.studies.findings).
+- Findings, last: sentences computed from the numbers (bench.studies.findings), never typed.
 """
 
 from __future__ import annotations
@@ -35,8 +39,9 @@ import os
 from pathlib import Path
 
 from bench.reports.pages import write_report
-from bench.reports.render import SORT_SCRIPT, Headline, Part, Plot
+from bench.reports.render import SORT_SCRIPT, Bullets, Headline, Part, Plot
 from bench.studies.figures import StudyFrames, best_point, is_sparsity_study, study_frames
+from bench.studies.findings import comparable_times, concurrency_line, findings
 from bench.studies.ledger import Ledger
 from bench.studies.report_sections import (best_line, failed_table, pending_table, points_table, retried_table,
                                            sparsity_parts, summary_lines)
@@ -61,8 +66,13 @@ def report_parts(study: Study, ledger: Ledger) -> list[Part]:
     if study.description:
         parts.append(study.description)
     parts += summary_lines(study, ledger, data)
+    if (concurrency := concurrency_line(data)) is not None:
+        parts.append(concurrency)
     parts.append(Headline(best_line(study, data), anchor="best"))
-    parts.append(points_table(study, data))
+    table = points_table(study, data)
+    if not data.cells.empty and (why := comparable_times(data)) is not None:
+        table.note += f" The time columns do not compare across rows: {why}."
+    parts.append(table)
     parts += _plots(study, data)
     if is_sparsity_study(study):
         parts += sparsity_parts(study, data)
@@ -75,6 +85,7 @@ def report_parts(study: Study, ledger: Ledger) -> list[Part]:
     if ledger.strays:
         names = ", ".join(sorted(os.path.basename(str(r.path)) for r in ledger.strays))
         parts.append(f"Result files in the folder that are no cell of this study (left out): {names}.")
+    parts.append(Bullets("Findings", findings(study, data), anchor="findings"))  # last: what the numbers say
     return parts
 
 

@@ -176,10 +176,15 @@ def claimer(claims: Claims, runs_dir: Path, seen: set[Path],
     return claim
 
 
-def job_for(study: Study, cell: Cell, device: str) -> CellJob:
+def job_for(study: Study, cell: Cell, device: str, concurrency: int | None = None) -> CellJob:
+    """The cell as a job; `concurrency`, where the sweep knows it, is how many cells it runs at once
+    on one machine, written into the cell's result (study.concurrency) so that the report compares
+    times only between cells that shared the machine alike."""
+    block = study.record_block(cell)
+    if concurrency is not None:
+        block["concurrency"] = concurrency
     return CellJob(key=cell.key, label=cell.label, suite=cell.point.suite, seed=cell.seed, device=device,
-                   command=study.cell_command(cell), study=study.record_block(cell),
-                   nproc_per_node=study.nproc_per_node)
+                   command=study.cell_command(cell), study=block, nproc_per_node=study.nproc_per_node)
 
 
 def outcome_text(record: dict[str, Any]) -> str:
@@ -279,10 +284,13 @@ def _run_cells(args: argparse.Namespace, study: Study, ledger: Ledger, todo: lis
     from bench.studies import executors
 
     runs_dir = folder / "runs"
-    jobs = [job_for(study, cell, args.device) for cell in todo]
     parallel = args.workers or (executors.gpu_count() if args.executor == "local" else 1) or 1
     if args.executor == "slurm":
-        parallel = args.workers or len(jobs) or 1
+        parallel = args.workers or len(todo) or 1
+    # the local executor runs `parallel` cells at once on this machine (fewer when fewer are left);
+    # Ray and SLURM place cells on machines this sweep does not see: their concurrency is not recorded
+    concurrency = min(parallel, len(todo)) if args.executor == "local" and todo else None
+    jobs = [job_for(study, cell, args.device, concurrency) for cell in todo]
     board = BoardReporter(Console(stderr=True, highlight=False), f"study {study.name}", total=len(ledger.cells),
                           done=len(ledger.cells) - len(todo), parallel=parallel)
     last_report = [time.monotonic()]
