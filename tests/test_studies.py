@@ -34,13 +34,6 @@ def test_shipped_studies_load_and_are_listed(name):
     assert len(study.cells) == len(study.points) * len(study.seeds) > 1
 
 
-def test_the_optimizer_study_gives_each_optimizer_three_learning_rates():
-    study = load_study("fmnist-optimizers")
-    lrs = {opt: sorted(lr for o, lr in points(study) if o == opt) for opt in ("sgd", "adam", "adadelta")}
-    assert lrs == {"sgd": [0.001, 0.01, 0.1], "adam": [0.001, 0.01, 0.1], "adadelta": [0.01, 0.1, 1.0]}
-    assert all(p.suite.recipe["epochs"] == 10 and p.suite.recipe["weight_decay"] == 0 for p in study.points)
-
-
 def test_grid_order_exclude_and_include(tmp_path):
     text = BASE + """
 [axes]

@@ -26,6 +26,9 @@ folder):
     "recipe.optimizer" = "sgd"          # exclude): every axis named, values from the axis
     "recipe.lr" = 1.0
 
+    link = [["dataset.train_size", "recipe.epochs"]]   # optional, before the tables: axes that vary
+                                        # together value by value, not crossed (bench.studies.links)
+
 Everything is checked before any cell runs: an unknown key, an unknown or empty axis, and a
 value that makes an invalid suite are each one BenchError line naming the study file, the
 axis and the value. Every point is resolved into its suite here, so a cell's identity (its
@@ -46,10 +49,11 @@ from pathlib import Path
 from typing import Any
 
 from bench.errors import BenchError
+from bench.studies.links import linked_grid, linked_groups
 from bench.suites import SCHEMA, Key, Suite, available_suites, schema_keys, schema_node, suite_dirs, suite_with
 
 STUDY_KEYS = ("name", "description", "suite", "seeds", "strategy", "samples", "sample_seed", "rank", "set", "axes",
-              "exclude", "include", "nproc_per_node")
+              "exclude", "include", "nproc_per_node", "link")
 STRATEGIES = ("grid", "random")
 RANKS = ("accuracy", "time")
 
@@ -408,7 +412,7 @@ def _chosen_combos(raw: dict[str, Any], axes: dict[str, list[Any]], strategy: st
                    sample_seed: int, where: str) -> list[tuple[tuple[str, Any], ...]]:
     """The grid, less [[exclude]], a random draw of it (strategy random), plus [[include]]."""
     names = list(axes)
-    grid = [tuple(zip(names, combo)) for combo in itertools.product(*axes.values())]
+    grid = linked_grid(axes, linked_groups(raw.get("link"), axes, where))
     excludes = _entries(raw.get("exclude", []), "exclude", axes, where, every_axis=False)
     kept = [combo for combo in grid if not any(_matches(combo, entry) for entry in excludes)]
     if strategy == "random":
