@@ -42,7 +42,12 @@ run: setup data
 # installed once (a 199 MB and an 80 MB wheel; Ray Client's grpcio, submitit).
 test: setup data browser
 	$(BIN)/python -c "import nvidia.dali, ray, grpc, submitit" 2>/dev/null || $(BIN)/pip install -q -e ".[test,dali,cluster]"
-	$(BIN)/python -m pytest -q tests -m "not long" --ignore=tests/test_ray_cluster.py
+	# the functional tests in 2 worker processes of one thread each (one per core of the 2-core CI
+	# machine; a test file stays in one worker, so a file's shared fixtures are made once)
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -n 2 --dist loadfile tests -m "not long" \
+	  --ignore=tests/perf --ignore=tests/test_ray_cluster.py
+	# the speed gate (tests/perf, the chosen policy against a plain step) alone on the machine, all threads
+	$(BIN)/python -m pytest -q tests/perf -m "not long"
 	# the multi-node Ray tests start a cluster of their own: in a process without earlier tests' Ray state
 	$(BIN)/python -m pytest -q tests/test_ray_cluster.py
 	$(MAKE) --no-print-directory gate

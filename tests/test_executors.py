@@ -57,7 +57,7 @@ def test_the_slurm_dry_run_prints_the_job_arrays_sbatch_file(tmp_path, capsys):
     assert main(["sweep", "fmnist-optimizers", "--executor", "slurm", "--partition", "gpu", "--gpus-per-node", "1",
                  "--cpus-per-task", "8", "--time", "30", "--results", str(tmp_path), "--dry-run"]) == 0
     out = capsys.readouterr().out
-    for line in ("#SBATCH --array=0-17%18", "#SBATCH --partition=gpu", "#SBATCH --gpus-per-node=1",
+    for line in ("#SBATCH --array=0-64%65", "#SBATCH --partition=gpu", "#SBATCH --gpus-per-node=1",
                  "#SBATCH --cpus-per-task=8", "#SBATCH --time=30", "#SBATCH --job-name=bench-fmnist-optimizers",
                  "-m submitit.core._submit"):
         assert line in out, out
