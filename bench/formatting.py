@@ -141,3 +141,8 @@ def integer(value: Any) -> str:
 
 def text(value: Any) -> str:
     return MISSING if missing(value) else str(value)
+
+
+def megabytes(value: Any) -> str:
+    """A memory figure in MB, one decimal, thousands separated ("3.2 MB", "1,204.5 MB")."""
+    return MISSING if missing(value) else f"{value:,.1f} MB"

@@ -336,12 +336,13 @@ def test_the_pareto_front_and_the_smallest_fraction_reaching_the_target():
 
     points = pd.DataFrame([
         ("magnitude", 0.50, 0.86), ("magnitude", 0.10, 0.85), ("magnitude", 0.02, 0.81), ("magnitude", 0.01, 0.70),
-        ("l1", 0.50, 0.84), ("l1", 0.10, 0.855), ("l1", 0.02, 0.79), ("none", 1.0, 0.85)],
+        ("l1", 0.50, 0.84), ("l1", 0.10, 0.855), ("l1", 0.02, 0.79), ("dense", 1.0, 0.85)],
         columns=["sparsity_series", "active_fraction", "mean_accuracy"])
+    points["active_params"] = 1000 * points["active_fraction"]  # one network size: params follow the fraction
     # dominated: l1 at 50% (magnitude 50% and 10% are better), dense (magnitude 50% is better and
     # sparser), l1 at 2% (magnitude 2% is better at the same fraction)
     assert pareto_front(points) == {0, 2, 3, 5}
-    reach = smallest_reaching(points[points["sparsity_series"] != "none"], 0.80)
+    reach = smallest_reaching(points[points["sparsity_series"] != "dense"], 0.80)
     assert reach["magnitude"]["active_fraction"] == 0.02 and reach["l1"]["active_fraction"] == 0.10
     assert smallest_reaching(points, 0.99) == {}
     png = pareto_png({"magnitude": [FrontPoint(0.1, 0.85, 0.84, 0.86, True)]}, {"magnitude": "#123456"},

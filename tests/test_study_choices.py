@@ -104,7 +104,7 @@ def test_the_sparsity_read_off_is_chosen_on_validation_and_reports_test():
     assert smallest_reaching(points, 0.8)["magnitude"]["active_fraction"] == 0.1
     assert smallest_reaching(points, 0.8, "validation_accuracy")["magnitude"]["active_fraction"] == 0.2
     text = _smallest_reaching_text(points, points.iloc[0:0], 0.8, "validation_accuracy")
-    assert "magnitude: 20.00% of the parameters active (20), 79.00% test top-1 (82.00% validation)" in text
+    assert "magnitude: 20 active parameters (20.00% of its network), 79.00% test top-1 (82.00% validation)" in text
     assert "mean validation top-1" in text
     on_test = _smallest_reaching_text(points, points.iloc[0:0], 0.8, "mean_accuracy")
-    assert "chosen on test" in on_test and "10.00% of the parameters active" in on_test
+    assert "chosen on test" in on_test and "10 active parameters (10.00% of its network)" in on_test

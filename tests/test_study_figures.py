@@ -6,7 +6,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from bench.studies.plots import Line, axis_curves_png, mean_curve, pareto_plot, short_label, value_colours
+from bench.studies.plots import (Line, axis_curves_png, mean_curve, pareto_plot, pruned_epochs, short_label,
+                                 value_colours)
 
 
 def curves(accuracies_by_seed: dict[int, list[float]], active: float | None = None) -> pd.DataFrame:
@@ -34,11 +35,13 @@ def test_legend_labels_are_short_and_colours_never_repeat():
 
 
 def test_the_pareto_caption_names_a_baseline_only_when_one_is_drawn():
-    sparse = pd.DataFrame([{"sparsity_series": "l1, threshold", "active_fraction": 0.3, "mean_accuracy": 0.8,
+    sparse = pd.DataFrame([{"sparsity_series": "l1, threshold", "active_params": 3000, "mean_accuracy": 0.8,
                             "ci_low": None, "ci_high": None}])
     dense = pd.DataFrame([{"mean_accuracy": 0.85, "ci_low": 0.84, "ci_high": 0.86}])
-    assert "no dense point in this study, so no baseline line" in pareto_plot(sparse, dense.iloc[:0], set(), 0.8).caption
-    assert "the dense baseline as a solid line" in pareto_plot(sparse, dense, set(), 0.8).caption
+    without = pareto_plot(sparse, dense.iloc[:0], set(), 0.8).caption
+    assert "no full-width dense point in this study, so no baseline line" in without
+    assert "the full-width dense network as a solid line" in pareto_plot(sparse, dense, set(), 0.8).caption
+    assert "narrowed" not in without  # no narrowed dense series here, so the caption does not speak of one
 
 
 def test_a_sparse_curve_figure_draws_the_traces_and_the_target_in_the_legend(monkeypatch):
@@ -54,3 +57,12 @@ def test_a_sparse_curve_figure_draws_the_traces_and_the_target_in_the_legend(mon
     texts = [t.get_text() for t in legend.get_texts()]
     assert texts == ["magnitude 5% (3 seeds)", "target 80.0%"]
     assert legend.get_bbox_to_anchor().x0 > figure.axes[1].get_window_extent().x1 - 1  # outside the axes
+    (ring,) = figure.axes[2].collections  # the loss at the pruning (before epoch 1's end: 5% active from the first)
+    assert ring.get_offsets().tolist() == [[1.0, 1.0]]
+
+
+def test_the_pruning_epochs_are_where_the_active_fraction_falls():
+    frame = pd.DataFrame({"epoch": [4, 1, 2, 3, 5], "active_fraction": [0.05, 1.0, 1.0, 0.5, 0.05]})
+    assert pruned_epochs(frame) == [3, 4]  # gradual: 50% after epoch 3, 5% after epoch 4
+    assert pruned_epochs(pd.DataFrame({"epoch": [1, 2], "active_fraction": [None, None]})) == []
+    assert pruned_epochs(pd.DataFrame({"epoch": [1, 2], "active_fraction": [1.0, 1.0]})) == []

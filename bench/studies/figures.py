@@ -23,7 +23,7 @@ from bench.studies.study import Study, value_label
 TRAIN_SIZE, BATCH_SIZE = "dataset.train_size", "recipe.batch_size"
 
 RUN_COLUMNS = ("accuracy", "validation_accuracy", "train_accuracy", "reached_target", "time_to_target_s", "steps",
-               "timed_s", "train_images_per_s", "active_params", "active_fraction")
+               "timed_s", "train_images_per_s", "active_params", "active_fraction", "train_peak_memory_mb")
 CELL_COLUMNS = ["key", "point", "seed", "state", "status", "id", "path", "params", "hardware", "code", "started_at",
                 "finished_at", "error", "attempts", "concurrency", *RUN_COLUMNS]
 
@@ -130,6 +130,8 @@ def _pooled(complete: pd.DataFrame, runs: dict[str, dict[str, Any]], target: flo
             "train_accuracy": mean_ci95(train)[0],
             "train_accuracy_std": statistics.stdev(train) if len(train) > 1 else None,
             "images_per_s": verdict["median_train_images_per_s"],
+            # bench.train.memory's training peak (the state plus one step's allocations), median over the seeds
+            "train_peak_memory_mb": _median(numbers(complete["train_peak_memory_mb"])),
             # the trained networks' nonzero parameters (bench.sparsity), mean over the seeds
             "active_params": verdict["mean_active_params"], "active_fraction": verdict["mean_active_fraction"]}
 
@@ -155,19 +157,40 @@ def point_rows(study: Study, cells: pd.DataFrame, runs: dict[str, dict[str, Any]
                **_pooled(complete, runs, point.suite.target, point.suite.resolved["pass_rule"]),
                "params": next(iter(numbers(done["params"])), None),
                **_sparsity_of(point.suite.recipe["sparsity"])}
-        # the study's other axes (weight decay, say) split a method into series of their own
-        others = [f"{axis.split('.')[-1]}={value_label(value)}" for axis, value in point.values
-                  if not axis.startswith("recipe.sparsity")]
-        if others and row["sparsity_method"] != "none":
-            row["sparsity_series"] += ", " + ", ".join(others)
         rows.append(row)
-    return pd.DataFrame(rows)
+    return pd.DataFrame(_name_series(study, rows))
+
+
+def _name_series(study: Study, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each point's series on the accuracy-sparsity front. An axis that takes one value at every
+    sparse point (the full network's width, say) names no series: "magnitude", not "magnitude,
+    hidden=[256]"; one that varies among them (weight decay, say) splits every series by its value.
+    A dense point at another value of an axis the sparse points hold fixed is a smaller dense
+    network ("dense, narrowed" for a model.* axis): the answer to "is a sparse net better than a
+    small dense one?", drawn as a series of its own, apart from the full-width dense baseline."""
+    others = [axis for axis in study.axes if not axis.startswith("recipe.sparsity")]
+    sparse = [row for row in rows if row["sparsity_method"] != "none"]
+    held = {axis: {row[f"axis:{axis}"] for row in sparse} for axis in others}
+    splitting = [axis for axis in others if len(held[axis]) > 1]
+    for row in rows:
+        if row["sparsity_method"] == "none" and sparse:
+            moved = [axis for axis in others if axis not in splitting and row[f"axis:{axis}"] not in held[axis]]
+            words = ["dense"]
+            if any(axis.startswith("model.") for axis in moved):
+                words.append("narrowed")  # another network than the one the sparse points prune
+            words += [f"{axis.split('.')[-1]}={row[f'axis:{axis}']}" for axis in moved if not axis.startswith("model.")]
+            row["sparsity_series"] = ", ".join(words)
+        row["sparsity_series"] += "".join(f", {a.split('.')[-1]}={row[f'axis:{a}']}" for a in splitting)
+    return rows
 
 
 def _sparsity_of(spec: dict[str, Any]) -> dict[str, Any]:
     """A point's sparsity recipe, and the series it belongs to on the accuracy-sparsity front: the
     method, and how it prunes where that differs (per layer, gradual)."""
-    series = spec["method"]
+    # "l1 then prune": an L1 penalty, then pruning to an exact target (the threshold variant says so)
+    series = {"none": "dense"}.get(spec["method"], spec["method"])
+    if spec["method"] == "l1" and spec["prune_epochs"] and spec["threshold"] is None:
+        series = "l1 then prune"
     if spec["method"] != "none" and spec["prune_epochs"]:
         series += ", per layer" if spec["scope"] == "layer" else ""
         series += ", gradual" if len(spec["prune_epochs"]) > 1 else ""
@@ -212,26 +235,27 @@ def is_sparsity_study(study: Study) -> bool:
 
 
 def pareto_front(points: pd.DataFrame) -> set[Any]:
-    """The points no other point beats: none has at most their active fraction and at least their
-    mean accuracy, one of them strictly. Index labels of `points`."""
-    rows = [(i, float(r["active_fraction"]), float(r["mean_accuracy"])) for i, r in points.iterrows()]
+    """The points no other point beats: none has at most their active parameters and at least their
+    mean accuracy, one of them strictly. Index labels of `points`. Active parameters, not the
+    active fraction: a narrowed dense network is 100% active of its own, smaller, count."""
+    rows = [(i, float(r["active_params"]), float(r["mean_accuracy"])) for i, r in points.iterrows()]
     return {i for i, x, y in rows
             if not any(x2 <= x and y2 >= y and (x2 < x or y2 > y) for j, x2, y2 in rows if j != i)}
 
 
 def smallest_reaching(points: pd.DataFrame, target: float, on: str = "mean_accuracy") -> dict[str, pd.Series]:
-    """Per series: the point with the smallest active fraction whose mean accuracy on `on` (the
+    """Per series: the point with the fewest active parameters whose mean accuracy on `on` (the
     validation split's where the study has one) reaches the target (the harness's verdict rule:
     mean over the seeds at or above it)."""
     out = {}
     for series, group in points.groupby("sparsity_series", sort=False):
         reaching = group[group[on] >= target]
         if len(reaching):
-            out[str(series)] = reaching.sort_values("active_fraction", kind="stable").iloc[0]
+            out[str(series)] = reaching.sort_values("active_params", kind="stable").iloc[0]
     return out
 
 
 def measured_points(data: StudyFrames) -> pd.DataFrame:
-    """The finished points with an active fraction (the sparsity table and front)."""
+    """The finished points with their active parameters counted (the sparsity table and front)."""
     points = data.points[(data.points["complete"] > 0)].copy()
-    return points[points["active_fraction"].notna() & points["mean_accuracy"].notna()]
+    return points[points["active_params"].notna() & points["mean_accuracy"].notna()]

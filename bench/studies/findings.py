@@ -12,6 +12,8 @@ What they say, in order:
   their effect, CONDITION_AXES), the best value for each combination of the other axes' values, and
   a flag in words when it lies at the smallest or largest value tried there (the optimum may lie
   beyond the grid); 0 at the low edge is not flagged, as nothing lies below it;
+- the questions particular studies ask (bench.studies.findings_questions): a sparse network
+  against a dense one narrowed to its active parameters; accuracy, time and memory per BPTT mode;
 - time: compared only between cells run under the same concurrency (study.concurrency, the cells a
   sweep ran at once) on the same hardware; otherwise the sentence says times are not comparable;
 - what the data cannot answer (too few seeds for any interval; every axis tied), said plainly.
@@ -24,8 +26,10 @@ from typing import Any
 import pandas as pd
 
 from bench import formatting as fmt
-from bench.record.stats import welch_diff_ci95
+from bench.studies.compare import (best_of, finished_points, interval_words, signed_points, split_words,
+                                   difference_on_test, verdict)
 from bench.studies.figures import MIN_SEEDS_FOR_CI, StudyFrames, best_point
+from bench.studies.findings_questions import narrowed_dense_sentences, per_value_sentences
 from bench.studies.study import Study, value_label
 
 # numeric axes studied as conditions (their effect is the question), not tuned: their best at an
@@ -41,6 +45,8 @@ def findings(study: Study, data: StudyFrames) -> list[str]:
     comparisons = [_axis_comparison(study, data, axis) for axis in study.axes]
     out = [_best_sentence(study, data, best)]
     out += [text for text, _ in filter(None, comparisons)]
+    out += narrowed_dense_sentences(study, data)  # the sparsity study's question
+    out += per_value_sentences(study, data, comparable_times(data) is None)  # e.g. per BPTT mode
     out += edge_sentences(study, data)
     out.append(time_sentence(data))
     out += _limits(data, [verdict for _, verdict in filter(None, comparisons)])
@@ -49,84 +55,34 @@ def findings(study: Study, data: StudyFrames) -> list[str]:
 
 # ---------------------------------------------------------------- per point ----
 
-def _split_words(data: StudyFrames) -> str:
-    return "chosen on validation" if data.on_validation else "chosen on test, without a validation split"
-
-
 def _point_words(study: Study, row: pd.Series, leave_out: str | None = None) -> str:
     return ", ".join(f"{axis} = {row[f'axis:{axis}']}" for axis in study.axes if axis != leave_out)
 
 
-def test_accuracies(data: StudyFrames, point: str) -> list[float]:
-    """The per-seed final test top-1 of a point's complete cells."""
-    cells = data.cells[(data.cells["point"] == point) & (data.cells["state"] == "done")
-                       & (data.cells["status"] == "complete")]
-    return [float(v) for v in pd.to_numeric(cells["accuracy"], errors="coerce").dropna()]
-
-
-def _interval_words(low: Any, high: Any, seeds: int) -> str:
-    if fmt.missing(low) or seeds < MIN_SEEDS_FOR_CI:
-        return f"no interval: fewer than {MIN_SEEDS_FOR_CI} seeds, {seeds} here"
-    return f"95% CI {fmt.percent(low)}–{fmt.percent(high)}, {seeds} seeds"
-
-
 def _best_sentence(study: Study, data: StudyFrames, best: pd.Series) -> str:
     split = "validation" if data.on_validation else "test"
-    how = (f"highest mean {split} top-1, {_split_words(data)}" if study.rank == "accuracy" else
+    how = (f"highest mean {split} top-1, {split_words(data)}" if study.rank == "accuracy" else
            f"fastest median time to target among the points whose every seed reached it, then mean {split} top-1")
     return (f"Best point ({how}): {_point_words(study, best)}, with a mean test top-1 of "
-            f"{fmt.percent(best['mean_accuracy'])} ({_interval_words(best['ci_low'], best['ci_high'], int(best['complete']))}).")
-
-
-def _finished(data: StudyFrames) -> pd.DataFrame:
-    points = data.points
-    return points[(points["complete"] > 0) & points[data.chosen_on].notna() & points["mean_accuracy"].notna()]
-
-
-def _best_of(points: pd.DataFrame, on: str) -> pd.Series:
-    """The highest mean on `on`; ties by the study's point order."""
-    return points.sort_values([on, "order"], ascending=[False, True], kind="stable").iloc[0]
+            f"{fmt.percent(best['mean_accuracy'])} ({interval_words(best['ci_low'], best['ci_high'], int(best['complete']))}).")
 
 
 # ---------------------------------------------------------------- per axis ----
 
-def _difference(data: StudyFrames, a: pd.Series, b: pd.Series) -> tuple[float | None, list[float] | None]:
-    """Mean test top-1 of point a minus that of b, with the Welch 95% CI (none below MIN_SEEDS_FOR_CI seeds)."""
-    first, second = test_accuracies(data, a["point"]), test_accuracies(data, b["point"])
-    difference, interval = welch_diff_ci95(first, second)
-    if min(len(first), len(second)) < MIN_SEEDS_FOR_CI:
-        interval = None
-    return difference, interval
-
-
-def verdict(interval: list[float] | None) -> str:
-    """better: the interval of (best - other) lies above 0; worse: below it; tied: it holds 0;
-    unjudged: no interval."""
-    if interval is None:
-        return "unjudged"
-    if interval[0] > 0:
-        return "better"
-    return "worse" if interval[1] < 0 else "tied"
-
-
-def _points(difference: float) -> str:
-    return f"{100 * difference:+.2f} points"
-
-
 def _axis_comparison(study: Study, data: StudyFrames, axis: str) -> tuple[str, str] | None:
     """The axis's best value against its runner-up, each at its own best point; with the verdict."""
-    finished = _finished(data)
+    finished = finished_points(data)
     column = f"axis:{axis}"
-    per_value = [_best_of(group, data.chosen_on) for _, group in finished.groupby(column, sort=False)]
+    per_value = [best_of(group, data.chosen_on) for _, group in finished.groupby(column, sort=False)]
     if len(per_value) < 2:
         return None
     per_value.sort(key=lambda row: (-row[data.chosen_on], row["order"]))
     best, runner = per_value[0], per_value[1]
     where = (lambda row: f" (at {_point_words(study, row, axis)})") if len(study.axes) > 1 else (lambda row: "")
-    difference, interval = _difference(data, best, runner)
+    difference, interval = difference_on_test(data, best, runner)
     head = (f"{axis}: {best[column]}{where(best)} against the runner-up {runner[column]}{where(runner)}, each at its "
-            f"own best point ({_split_words(data)}): mean test top-1 {fmt.percent(best['mean_accuracy'])} against "
-            f"{fmt.percent(runner['mean_accuracy'])}, a difference of {_points(difference)}")
+            f"own best point ({split_words(data)}): mean test top-1 {fmt.percent(best['mean_accuracy'])} against "
+            f"{fmt.percent(runner['mean_accuracy'])}, a difference of {signed_points(difference)}")
     found = verdict(interval)
     if found == "unjudged":
         seeds = f"{int(best['complete'])} and {int(runner['complete'])}"
@@ -134,14 +90,15 @@ def _axis_comparison(study: Study, data: StudyFrames, axis: str) -> tuple[str, s
                        f"whether {best[column]} is better.", found)
     words = {"better": f"{best[column]} is better", "tied": "tied within noise",
              "worse": f"{runner[column]} is better on test, though {best[column]} was chosen on validation"}[found]
-    text = f"{head} (95% CI of the difference {_points(interval[0])} to {_points(interval[1])}, Welch): {words}."
+    text = (f"{head} (95% CI of the difference {signed_points(interval[0])} to {signed_points(interval[1])}, "
+            f"Welch): {words}.")
     return text + " " + _ties_words(data, column, best, per_value[1:]), found
 
 
 def _ties_words(data: StudyFrames, column: str, best: pd.Series, others: list[pd.Series]) -> str:
     tied, unjudged, beyond = [], [], []
     for row in others:
-        found = verdict(_difference(data, best, row)[1])
+        found = verdict(difference_on_test(data, best, row)[1])
         {"tied": tied, "unjudged": unjudged, "worse": beyond}.get(found, []).append(str(row[column]))
     text = (f"Tied with {best[column]}: {', '.join(tied)}." if tied
             else f"No value ties with {best[column]}.")
@@ -175,7 +132,7 @@ def _group_words(study: Study, axis: str, labels: tuple[str, ...]) -> tuple[str,
 
 def edge_sentences(study: Study, data: StudyFrames) -> list[str]:
     """Per tuned numeric axis: each group's best value (on validation), and a flag for each at an edge."""
-    finished = _finished(data)
+    finished = finished_points(data)
     raw = {point.identity: point.axes for point in study.points}
     out = []
     for axis in tuned_numeric_axes(study):
@@ -191,7 +148,7 @@ def edge_sentences(study: Study, data: StudyFrames) -> list[str]:
             values = sorted(tried.get(key, ()))
             if len(values) < 2:
                 continue
-            best = _best_of(group, data.chosen_on)
+            best = best_of(group, data.chosen_on)
             value = float(raw[best["point"]][axis])
             name, start = _group_words(study, axis, key)
             bests.append(f"{name}: {best[f'axis:{axis}']}" if name else str(best[f"axis:{axis}"]))
@@ -203,7 +160,7 @@ def edge_sentences(study: Study, data: StudyFrames) -> list[str]:
         if not bests:
             continue
         per = f" per {', '.join(others)}" if others else ""
-        out.append(f"Best {axis}{per} ({_split_words(data)}): {'; '.join(bests)}.")
+        out.append(f"Best {axis}{per} ({split_words(data)}): {'; '.join(bests)}.")
         out += flags or [f"No best {axis} lies at an edge of its grid."]
     return out
 

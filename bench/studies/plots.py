@@ -105,7 +105,8 @@ def axis_plot(study: Study, axis: str, data: StudyFrames, best: pd.Series) -> Pl
                 if line:
                     best_each.append(line)
     slug = re.sub(r"[^A-Za-z0-9_-]+", "-", axis)
-    traces = "training loss" + (" and active fraction" if _has_active(at_best) else "")
+    traces = "training loss" + (" (ringed at each pruning: the epoch after which the network was pruned; the next "
+                                "epoch's loss shows its cost) and active fraction" if _has_active(at_best) else "")
     caption = (f"{axis}: test top-1 against epochs and seconds, and the {traces} per epoch, one line per value "
                f"(mean over seeds; band: the 95% CI of the mean, drawn from {MIN_SEEDS_FOR_CI} seeds on); the "
                f"target dashed; {note}" + ("; bottom: each value at its own best point" if others else ""))
@@ -168,20 +169,25 @@ def _opt(value: Any) -> float | None:
     return None if fmt.missing(value) else float(value)
 
 
-def pareto_plot(sparse: pd.DataFrame, dense: pd.DataFrame, front: set[Any], target: float) -> Plot:
-    """The accuracy-sparsity front: each sparse series in order of sparsity, the dense baseline."""
-    series = list(dict.fromkeys(sparse["sparsity_series"]))
+def pareto_plot(series_points: pd.DataFrame, dense: pd.DataFrame, front: set[Any], target: float) -> Plot:
+    """The accuracy-sparsity front on active parameters: each series (a sparse method, the narrowed
+    dense networks) in order of size, the full-width dense network as the baseline."""
+    series = list(dict.fromkeys(series_points["sparsity_series"]))
     colours = value_colours(series, False)
-    drawn = {s: [FrontPoint(float(r["active_fraction"]), float(r["mean_accuracy"]), _opt(r["ci_low"]),
-                            _opt(r["ci_high"]), i in front) for i, r in sparse[sparse["sparsity_series"] == s].iterrows()]
+    drawn = {s: [FrontPoint(float(r["active_params"]), float(r["mean_accuracy"]), _opt(r["ci_low"]),
+                            _opt(r["ci_high"]), i in front)
+                 for i, r in series_points[series_points["sparsity_series"] == s].iterrows()]
              for s in series}
     baseline = None if dense.empty else (float(dense.iloc[0]["mean_accuracy"]), _opt(dense.iloc[0]["ci_low"]),
                                          _opt(dense.iloc[0]["ci_high"]))
-    dense_words = ("the dense baseline as a solid line (its CI shaded)" if baseline is not None
-                   else "no dense point in this study, so no baseline line")
-    caption = ("Accuracy against the fraction of parameters active (log scale): mean final test top-1 over the seeds "
-               f"with its 95% CI (none below {MIN_SEEDS_FOR_CI} seeds), one series per method; {dense_words}; the "
-               "target dashed; ringed points are on the Pareto front")
+    dense_words = ("the full-width dense network as a solid line (its CI shaded)" if baseline is not None
+                   else "no full-width dense point in this study, so no baseline line")
+    narrowed = any(s.startswith("dense") for s in series)
+    caption = ("Accuracy against active parameters (nonzero after training, log scale): mean final test top-1 over "
+               f"the seeds with its 95% CI (none below {MIN_SEEDS_FOR_CI} seeds), one series per method"
+               + ("; dense networks narrowed to the sparse ones' counts dashed, at their own parameter counts"
+                  if narrowed else "")
+               + f"; {dense_words}; the target dashed; ringed points are on the Pareto front")
     return Plot("pareto.png", caption, pareto_png(drawn, colours, baseline, target))
 
 
@@ -213,6 +219,19 @@ def _has_active(lines: list[Line]) -> bool:
     return any((line.curve["active_fraction"].dropna() < 1).any() for line in lines)
 
 
+def pruned_epochs(curve: pd.DataFrame) -> list[Any]:
+    """The epochs after which a network was pruned: where its mean active fraction falls below the
+    epoch before's (below 100% at the first epoch). None for a curve without active fractions."""
+    ordered = curve.sort_values("epoch")
+    previous, out = 1.0, []
+    for epoch, active in zip(ordered["epoch"], ordered["active_fraction"]):
+        if pd.notna(active):
+            if active < previous - 1e-12:
+                out.append(epoch)
+            previous = active
+    return out
+
+
 def _hex(rgba: tuple[float, ...]) -> str:
     return "#" + "".join(f"{round(255 * c):02x}" for c in rgba[:3])
 
@@ -241,6 +260,11 @@ def _trace(axes, lines: list[Line], column: str, ylabel: str) -> None:
         values = curve[column].to_numpy(dtype=float) * (100 if column == "active_fraction" else 1)
         axes.plot(curve["epoch"].to_numpy(dtype=float), values, marker="o", markersize=3, linewidth=1.2,
                   color=line.colour)
+        if column == "loss":  # the loss at each pruning, ringed: its cost shows in the next epoch's loss
+            at = pruned_epochs(curve)
+            ringed = curve[curve["epoch"].isin(at)]
+            axes.scatter(ringed["epoch"].to_numpy(dtype=float), ringed["loss"].to_numpy(dtype=float), s=70,
+                         facecolors="none", edgecolors=line.colour, linewidths=1.2, zorder=3)
     axes.set_xlabel("epoch")
     axes.set_ylabel(ylabel)
     shown = [v for line in lines for v in line.curve[column].dropna()]
@@ -348,7 +372,7 @@ def batch_size_png(best: list[BatchPoint], every: list[BatchPoint], target: floa
 
 @dataclass
 class FrontPoint:
-    active_fraction: float
+    active_params: float
     accuracy: float
     ci_low: float | None
     ci_high: float | None
@@ -357,34 +381,34 @@ class FrontPoint:
 
 def pareto_png(series: dict[str, list[FrontPoint]], colours: dict[str, str],
                baseline: tuple[float, float | None, float | None] | None, target: float | None) -> bytes:
-    """Mean accuracy (with its 95% CI) against the active fraction on a log axis, one line per
-    method in order of sparsity; the dense baseline as a line with its CI band; the target dashed;
-    points on the Pareto front ringed."""
+    """Mean accuracy (with its 95% CI) against active parameters on a log axis, one line per series
+    in order of size (dense ones dashed); the full-width dense baseline as a line with its CI band;
+    the target dashed; points on the Pareto front ringed."""
     figure = Figure(figsize=(10.5, 5))
     axes = figure.add_subplot()
     for label, points in series.items():
-        points = sorted(points, key=lambda p: p.active_fraction)
-        xs = [p.active_fraction for p in points]
+        points = sorted(points, key=lambda p: p.active_params)
+        xs = [p.active_params for p in points]
         ys = [100 * p.accuracy for p in points]
         low = [100 * (p.accuracy - p.ci_low) if p.ci_low is not None else 0.0 for p in points]
         high = [100 * (p.ci_high - p.accuracy) if p.ci_high is not None else 0.0 for p in points]
         colour = colours.get(label, "#444")
         axes.errorbar(xs, ys, yerr=[low, high], color=colour, marker="o", markersize=4, capsize=3, linewidth=1.4,
-                      label=wrapped(label, 40))
+                      linestyle="--" if label.startswith("dense") else "-", label=wrapped(label, 40))
         ringed = [p for p in points if p.on_front]
-        axes.scatter([p.active_fraction for p in ringed], [100 * p.accuracy for p in ringed], s=90,
+        axes.scatter([p.active_params for p in ringed], [100 * p.accuracy for p in ringed], s=90,
                      facecolors="none", edgecolors="#111", linewidths=1.1, zorder=3)
     if baseline is not None:
         mean, low, high = baseline
-        axes.axhline(100 * mean, color="#111", linewidth=1.2, label=f"dense baseline {100 * mean:.2f}%")
+        axes.axhline(100 * mean, color="#111", linewidth=1.2, label=f"dense, full width {100 * mean:.2f}%")
         if low is not None and high is not None:
             axes.axhspan(100 * low, 100 * high, color="#111", alpha=0.08, linewidth=0)
     if target is not None:
         axes.axhline(100 * target, color="#b22", linestyle="--", linewidth=0.9, label=f"target {100 * target:.1f}%")
     axes.set_xscale("log")
-    axes.set_xlabel("fraction of parameters active (nonzero after training)")
+    axes.set_xlabel("active parameters (nonzero after training)")
     axes.set_ylabel("final test top-1 (%)")
-    axes.set_title("Accuracy against sparsity", fontsize=10)
+    axes.set_title("Accuracy against active parameters", fontsize=10)
     axes.grid(True, which="both", alpha=0.3)
     axes.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0)
     return figure_png(figure)

@@ -30,7 +30,12 @@ Rules:
 - Concurrency: how many cells ran at once (study.concurrency in each cell's result) is stated
   under the summary; where it differs between cells or is not recorded, the time columns say
   they do not compare (bench.studies.findings).
-- Findings, last: sentences computed from the numbers (bench.studies.findings), never typed.
+- Sparsity (recipe.sparsity an axis): accuracy against active parameters, not the active
+  fraction, so dense networks narrowed on a model.* axis sit at their own counts, a series of
+  their own beside each method; the full-width dense network is the baseline.
+- Memory: a "train peak memory" column (median over the seeds) where runs record it.
+- Findings, last: sentences computed from the numbers (bench.studies.findings, and
+  bench.studies.findings_questions for sparse against narrowed dense and per BPTT mode), never typed.
 """
 
 from __future__ import annotations

@@ -115,6 +115,10 @@ def points_table(study: Study, data: StudyFrames) -> ReportTable:
     measured_train = data.points["train_accuracy"].notna().any() if not data.points.empty else False
     columns = [*study.axes, "rank", "seeds", "test top-1 ± std", "test 95% CI", "runs ≥ target",
                "median time to target", "median steps to target", "median timed region", "images/s", "params"]
+    # bench.train.memory's training peak, where the runs record it (median over the seeds)
+    measured_memory = "train_peak_memory_mb" in data.points and data.points["train_peak_memory_mb"].notna().any()
+    if measured_memory:
+        columns.append("train peak memory")
     if measured_train:
         columns.insert(len(study.axes) + 3, "train accuracy")
     if data.on_validation:  # what the rank was chosen on, before what is reported
@@ -129,7 +133,10 @@ def points_table(study: Study, data: StudyFrames) -> ReportTable:
                              "final top-1 on the split its column names, mean ± sample std over the seeds, 95% CI of "
                              f"the mean (Student t, clipped to [0, 100%]; none with fewer than {MIN_SEEDS_FOR_CI} "
                              f"seeds). {time_words}"
-                             "; steps: of the runs that reached the target. Click a column head to sort.")
+                             "; steps: of the runs that reached the target."
+                             + (" Train peak memory: the training's peak (the state plus one steady-state step's "
+                                "allocations, outside the timed region; on CUDA the allocator's peak), median over "
+                                "the seeds." if measured_memory else "") + " Click a column head to sort.")
     for rank, row in data.points.iterrows():
         finished = row["complete"] > 0
         seeds = f"{int(row['complete'])}/{int(row['planned'])}"
@@ -148,6 +155,9 @@ def points_table(study: Study, data: StudyFrames) -> ReportTable:
         keys += [rank + 1 if finished else None, row["complete"], row["mean_accuracy"], row["ci_low"],
                  row["pass_fraction"], row["median_time_s"], row["median_steps"], row["median_timed_s"],
                  row["images_per_s"], row["params"]]
+        if measured_memory:
+            cells.append(fmt.megabytes(row["train_peak_memory_mb"]))
+            keys.append(row["train_peak_memory_mb"])
         if measured_train:
             at = len(study.axes) + 3
             cells.insert(at, fmt.percent(row["train_accuracy"]))
@@ -211,38 +221,42 @@ def pending_table(study: Study, ledger: Ledger) -> ReportTable:
 
 # ---------------------------------------------------------------- accuracy against sparsity ----
 
-def _smallest_reaching_text(sparse: pd.DataFrame, dense: pd.DataFrame, target: float, on: str) -> str:
-    reach = smallest_reaching(sparse, target, on)
+def _smallest_reaching_text(series: pd.DataFrame, dense: pd.DataFrame, target: float, on: str) -> str:
+    """Per series (each sparse method, the narrowed dense networks): the fewest active parameters
+    whose mean accuracy on `on` reaches the target; and the full-width dense baseline."""
+    reach = smallest_reaching(series, target, on)
     validation = on != "mean_accuracy"
-    lines = [f"{series}: {fmt.percent(row['active_fraction'])} of the parameters active "
-             f"({fmt.integer(row['active_params'])}), {fmt.percent(row['mean_accuracy'])} test top-1"
+    lines = [f"{name}: {fmt.count(row['active_params'])} active parameters ({fmt.percent(row['active_fraction'])} "
+             f"of its network), {fmt.percent(row['mean_accuracy'])} test top-1"
              + (f" ({fmt.percent(row[on])} validation)" if validation else "") + f" mean over "
              f"{int(row['complete'])} seed{'s' if row['complete'] != 1 else ''}"
-             for series, row in reach.items()]
-    missed = [s for s in sparse["sparsity_series"].unique() if s not in reach]
+             for name, row in reach.items()]
+    missed = [s for s in series["sparsity_series"].unique() if s not in reach]
     chosen = "mean validation top-1 over the seeds" if validation else "mean test top-1 over the seeds, chosen on test"
-    text = (f"Smallest active fraction that reaches the base suite's target {fmt.percent(target)} "
-            f"({chosen}), per method: " + ("; ".join(lines) if lines else "none reaches it")
+    text = (f"Fewest active parameters that reach the base suite's target {fmt.percent(target)} "
+            f"({chosen}), per series: " + ("; ".join(lines) if lines else "none reaches it")
             + (f"; never reached by {', '.join(missed)}" if missed and lines else "") + ".")
     if len(dense):
         row = dense.iloc[0]
-        text += (f" Dense baseline: {fmt.percent(row['mean_accuracy'])} test top-1 at "
-                 f"{fmt.percent(row['active_fraction'])} active.")
+        text += (f" Dense baseline: {fmt.percent(row['mean_accuracy'])} test top-1 with "
+                 f"{fmt.count(row['active_params'])} parameters.")
     return text
 
 
 def sparsity_table(points: pd.DataFrame, front: set[Any], target: float, on: str) -> ReportTable:
     split = "test" if on == "mean_accuracy" else "validation"
-    columns = ["method", "pruned to", "active fraction", "active params", "test top-1 ± std", "test 95% CI",
+    columns = ["series", "pruned to", "active params", "active fraction", "test top-1 ± std", "test 95% CI",
                f"{split} ≥ target", "on the front"]
     if split == "validation":
         columns.insert(4, "validation top-1 ± std")
     table = ReportTable("Accuracy against sparsity", columns, anchor="sparsity", sortable=True,
-                        note="Active: nonzero parameters of the trained networks (all parameters, biases and norms "
-                             "included; a target counts only conv and linear weights), mean over the seeds. On the "
-                             "front: no other point has at most its active fraction and at least its test top-1. "
-                             f"≥ target: the mean {split} top-1, the measure the read-off above chooses on.")
-    for i, row in points.sort_values(["sparsity_series", "active_fraction"], kind="stable").iterrows():
+                        note="Active params: nonzero parameters of the trained networks (all parameters, biases and "
+                             "norms included; a target counts only conv and linear weights), mean over the seeds; "
+                             "active fraction: of the point's own network (a narrowed dense network is 100% active "
+                             "of its smaller count). On the front: no other point has at most its active parameters "
+                             f"and at least its test top-1. ≥ target: the mean {split} top-1, the measure the "
+                             "read-off above chooses on.")
+    for i, row in points.sort_values(["sparsity_series", "active_params"], kind="stable").iterrows():
         acc = _with_std(row["mean_accuracy"], row["accuracy_std"])
         ci = fmt.MISSING if fmt.missing(row["ci_low"]) else f"{fmt.percent(row['ci_low'])}–{fmt.percent(row['ci_high'])}"
         # what the recipe prunes to: a target fraction active, or a magnitude threshold (not a fraction)
@@ -250,9 +264,9 @@ def sparsity_table(points: pd.DataFrame, front: set[Any], target: float, on: str
             else (f"|w| < {row['sparsity_threshold']:g}" if not fmt.missing(row["sparsity_threshold"]) else fmt.MISSING)
         reaches = not fmt.missing(row[on]) and row[on] >= target
         cells = [row["sparsity_series"] + ("" if fmt.missing(row["sparsity_l1"]) else f" (l1 {row['sparsity_l1']:g})"),
-                 target_text, fmt.percent(row["active_fraction"]), fmt.integer(row["active_params"]), acc, ci,
+                 target_text, fmt.count(row["active_params"]), fmt.percent(row["active_fraction"]), acc, ci,
                  "yes" if reaches else "no", "yes" if i in front else ""]
-        keys = [row["sparsity_series"], row["sparsity_target"], row["active_fraction"], row["active_params"],
+        keys = [row["sparsity_series"], row["sparsity_target"], row["active_params"], row["active_fraction"],
                 row["mean_accuracy"], row["ci_low"], reaches, i in front]
         if split == "validation":
             cells.insert(4, _with_std(row[on], row["validation_std"]))
@@ -262,16 +276,17 @@ def sparsity_table(points: pd.DataFrame, front: set[Any], target: float, on: str
 
 
 def sparsity_parts(study: Study, data: StudyFrames) -> list[Part]:
-    """Accuracy against sparsity: the smallest active fraction reaching the target per method,
-    every finished point with its place on the Pareto front, and the front drawn."""
+    """Accuracy against active parameters: the fewest reaching the target per series, every
+    finished point with its place on the Pareto front, and the front drawn. The full-width dense
+    network (series "dense") is the baseline; narrowed dense networks are a series like a method."""
     from bench.studies.plots import pareto_plot  # matplotlib: imported when a report is drawn
 
     points = measured_points(data)
     if points.empty:
         return ["Accuracy against sparsity: no point has finished yet."]
     target = study.base.target
-    dense = points[points["sparsity_method"] == "none"]
-    sparse = points[points["sparsity_method"] != "none"]
+    dense = points[points["sparsity_series"] == "dense"]
+    series = points[points["sparsity_series"] != "dense"]
     front = pareto_front(points)
-    return [Headline(_smallest_reaching_text(sparse, dense, target, data.chosen_on)),
-            sparsity_table(points, front, target, data.chosen_on), pareto_plot(sparse, dense, front, target)]
+    return [Headline(_smallest_reaching_text(series, dense, target, data.chosen_on)),
+            sparsity_table(points, front, target, data.chosen_on), pareto_plot(series, dense, front, target)]

@@ -1,0 +1,126 @@
+"""Findings for the questions particular studies ask, computed like every finding (bench.studies.
+findings puts them after the per-axis comparisons):
+
+- "Is a sparse network better than a small dense one?" Where a study trains dense networks
+  narrowed to the sparse networks' active-parameter counts (series "dense, narrowed", named in
+  bench.studies.figures), each narrowed network against the best sparse point (chosen on
+  validation) at about its count: the difference of their mean test top-1 with its Welch 95% CI
+  and the verdict, then a tally over the counts.
+- Per value of an axis whose values are the study's question and differ in cost by design
+  (PER_VALUE_AXES: the BPTT modes), one sentence per value at its best point: accuracy, time to
+  target and the training's peak memory, so the values compare in one place.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+from bench import formatting as fmt
+from bench.studies.compare import (best_of, difference_on_test, finished_points, interval_words, signed_points,
+                                   split_words, verdict)
+from bench.studies.figures import MIN_SEEDS_FOR_CI, StudyFrames, measured_points
+from bench.studies.study import Study
+
+# A narrowed width is a whole number of units, so its count only approximates the sparse one's: at
+# hidden = 1 the dense 784-1-10 has 805 parameters for the sparse networks' ~1,282 (0.5% active).
+# Points further apart than this factor are not compared.
+MATCH_FACTOR = 1.7
+
+# axes whose every value is a question of its own (accuracy, time and memory per value)
+PER_VALUE_AXES = ("recipe.bptt.mode",)
+
+
+# ---------------------------------------------------------------- sparse against narrowed dense ----
+
+def _sparse_name(row: pd.Series) -> str:
+    """A sparse point as the report's table names it: its series and what it prunes to."""
+    if not fmt.missing(row["sparsity_target"]):
+        return f"{row['sparsity_series']} to {fmt.percent(row['sparsity_target'], 1)} active"
+    return row["sparsity_series"] + ("" if fmt.missing(row["sparsity_l1"]) else f" (l1 {row['sparsity_l1']:g})")
+
+
+def _dense_name(study: Study, row: pd.Series) -> str:
+    widths = ", ".join(f"{axis} = {row[f'axis:{axis}']}" for axis in study.axes if axis.startswith("model."))
+    return f"the dense network narrowed to {widths}" if widths else f"the dense network {row['sparsity_series']}"
+
+
+def _nearest(sparse: pd.DataFrame, count: float) -> list[pd.Series]:
+    """Per sparse series, its point nearest `count` active parameters (on a log scale), within MATCH_FACTOR."""
+    out = []
+    for _, group in sparse.groupby("sparsity_series", sort=False):
+        distance = (group["active_params"].astype(float) / count).map(lambda r: abs(math.log(r)))
+        if distance.min() <= math.log(MATCH_FACTOR):
+            out.append(group.loc[distance.idxmin()])
+    return out
+
+
+def narrowed_dense_sentences(study: Study, data: StudyFrames) -> list[str]:
+    """Each narrowed dense network against the best sparse point at about its active-parameter count."""
+    points = measured_points(data)
+    points = points[points["point"].isin(finished_points(data)["point"])]
+    narrowed = points[points["sparsity_series"].str.startswith("dense, narrowed")]
+    sparse = points[points["sparsity_method"] != "none"]
+    if narrowed.empty or sparse.empty:
+        return []
+    lines, tally = [], {"better": 0, "tied": 0, "worse": 0, "unjudged": 0}
+    for _, dense in narrowed.sort_values("active_params", ascending=False, kind="stable").iterrows():
+        matches = _nearest(sparse, float(dense["active_params"]))
+        if not matches:
+            continue
+        best = best_of(pd.DataFrame(matches), data.chosen_on)
+        difference, interval = difference_on_test(data, best, dense)
+        found = verdict(interval)
+        tally[found] += 1
+        head = (f"At about {fmt.count(dense['active_params'])} active parameters: the best sparse network there, "
+                f"{_sparse_name(best)} ({fmt.count(best['active_params'])} active; {split_words(data)}), against "
+                f"{_dense_name(study, dense)}: mean test top-1 {fmt.percent(best['mean_accuracy'])} against "
+                f"{fmt.percent(dense['mean_accuracy'])}, a difference of {signed_points(difference)}")
+        if found == "unjudged":
+            lines.append(head + f"; no interval (fewer than {MIN_SEEDS_FOR_CI} seeds: {int(best['complete'])} and "
+                                f"{int(dense['complete'])} here), so the data cannot say which is better.")
+            continue
+        words = {"better": "the sparse network is better", "tied": "tied within noise",
+                 "worse": "the narrowed dense network is better"}[found]
+        lines.append(f"{head} (95% CI of the difference {signed_points(interval[0])} to "
+                     f"{signed_points(interval[1])}, Welch): {words}.")
+    if not lines:
+        return [f"No narrowed dense network has a sparse point within a factor {MATCH_FACTOR:g} of its active "
+                "parameters: the data cannot compare them."]
+    judged = len(lines) - tally["unjudged"]
+    summary = (f"Is a sparse network better than a small dense one? At {len(lines)} matched active-parameter "
+               f"count{'s' if len(lines) != 1 else ''} (within a factor {MATCH_FACTOR:g}), the best sparse network is "
+               f"better at {tally['better']}, tied within noise at {tally['tied']} and worse at {tally['worse']}"
+               + (f"; {tally['unjudged']} not judged (fewer than {MIN_SEEDS_FOR_CI} seeds)" if tally["unjudged"]
+                  else "") + ("." if judged else "; the data cannot answer it."))
+    return [summary, *lines]
+
+
+# ---------------------------------------------------------------- one sentence per value ----
+
+def per_value_sentences(study: Study, data: StudyFrames, times_compare: bool) -> list[str]:
+    """Per value of each PER_VALUE_AXES axis, at its own best point: accuracy, time to target, peak memory."""
+    finished = finished_points(data)
+    out = []
+    for axis in (a for a in PER_VALUE_AXES if a in study.axes):
+        others = [a for a in study.axes if a != axis]
+        for _, group in sorted(finished.groupby(f"axis:{axis}", sort=False), key=lambda item: item[1]["order"].min()):
+            best = best_of(group, data.chosen_on)
+            where = ", ".join(f"{a} = {best[f'axis:{a}']}" for a in others)
+            memory = best.get("train_peak_memory_mb")
+            out.append(f"{axis} = {best[f'axis:{axis}']}, at its best point ({where + '; ' if where else ''}"
+                       f"{split_words(data)}): mean test top-1 {fmt.percent(best['mean_accuracy'])} "
+                       f"({interval_words(best['ci_low'], best['ci_high'], int(best['complete']))}); "
+                       + _time_words(best, times_compare) + "; training peak memory "
+                       + (f"{fmt.megabytes(memory)} (median over the seeds)." if not fmt.missing(memory)
+                          else "not recorded."))
+    return out
+
+
+def _time_words(best: pd.Series, times_compare: bool) -> str:
+    if fmt.missing(best["reached"]) or not int(best["reached"]):
+        return "no seed reached the target"
+    time = fmt.time_to_target(best["median_time_s"], None, best["reached"], best["complete"])
+    return f"median time to target {time}" + ("" if times_compare else
+                                               " (times do not compare across these cells: see the time finding)")

@@ -1,0 +1,246 @@
+"""The questions particular studies ask, on synthetic cells (nothing trains): "is a sparse network
+better than a small dense one?" (series on active parameters, narrowed dense networks a series of
+their own, the comparison at matched counts), the BPTT modes' accuracy, time and peak memory in
+one place, and the grid-edge flag on each optimizer's own learning-rate range when the grid is
+built from [[include]] rows."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+import pandas as pd
+
+from bench.studies.figures import CELL_COLUMNS, StudyFrames, choice_column, point_rows, ranked
+from bench.studies.findings import findings
+from bench.studies.findings_questions import narrowed_dense_sentences, per_value_sentences
+from bench.studies.report_sections import points_table, sparsity_parts
+from bench.studies.study import load_study, value_label
+from tests.helpers import STUDY_BASE
+
+SPREAD = [-0.004, 0.002, 0.0, 0.004, -0.002]  # about 0.3 points from seed to seed
+
+SPARSE = """
+name = "syn-sparse"
+suite = "base.toml"
+seeds = [0, 1, 2, 3, 4]
+[set]
+"dataset.validation_size" = 1000
+"recipe.epochs" = 8
+[axes]
+"model.args.hidden" = [[16], [4], [1]]
+"recipe.sparsity" = [
+  { method = "none" },
+  { method = "magnitude", target = 0.25, prune_epochs = [4] },
+  { method = "magnitude", target = 0.05, prune_epochs = [4] },
+  { method = "l1", l1 = 3e-4, target = 0.25, prune_epochs = [4] },
+  { method = "l1", l1 = 1e-3, threshold = 1e-3, prune_epochs = [8] },
+]
+[[exclude]]
+"model.args.hidden" = [[4], [1]]
+[[include]]
+"model.args.hidden" = [[4], [1]]
+"recipe.sparsity" = { method = "none" }
+"""
+
+# 784-h-10 MLPs: 795 h + 10 parameters
+DENSE_PARAMS = {"[16]": 12730, "[4]": 3190, "[1]": 805}
+
+
+def _study(tmp_path: Path, text: str):
+    (tmp_path / "base.toml").write_text(STUDY_BASE)
+    path = tmp_path / "study.toml"
+    path.write_text(text)
+    return load_study(str(path))
+
+
+def _frames(study, figures: Callable[[Any], dict[str, Any]]) -> StudyFrames:
+    """Frames from synthetic cells: figures(point) gives its mean accuracy (spread by SPREAD over the
+    seeds; validation equal to test) and optionally active parameters, parameters, time to target
+    and per-seed training peak memory."""
+    rows, runs = [], {}
+    for point in study.points:
+        f = figures(point)
+        for i, seed in enumerate(study.seeds):
+            key, value = f"{point.identity}-s{seed}", f["accuracy"] + SPREAD[i % 5]
+            time = f.get("time", 10.0)
+            memory = f["memory"][i] if "memory" in f else None
+            rows.append({"key": key, "point": point.identity, "seed": seed, "state": "done", "status": "complete",
+                         "hardware": "CPU", "concurrency": 2, "accuracy": value, "validation_accuracy": value,
+                         "reached_target": time is not None, "time_to_target_s": time, "timed_s": 12.0,
+                         "steps": 10, "params": f.get("params", 1000), "train_peak_memory_mb": memory})
+            run = {"status": "complete", "accuracy": value, "time_to_target_s": time, "timed_s": 12.0}
+            if "active" in f:
+                run["sparsity"] = {"active_params": f["active"], "active_fraction": f["active"] / f["params"]}
+            runs[key] = run
+    cells = pd.DataFrame(rows, columns=CELL_COLUMNS)
+    on = choice_column(study)
+    return StudyFrames(points=ranked(point_rows(study, cells, runs), study.rank, on), cells=cells,
+                       curves=pd.DataFrame(), chosen_on=on)
+
+
+def _sparse_figures(point) -> dict[str, Any]:
+    """Full width 85%; narrowed to [4] 80%, to [1] 60%. Magnitude 25% beats the [4] net by 4 points
+    at about its count; magnitude 5% ties the [1] net; L1 then pruning trails magnitude; the
+    threshold series' count (6,000) is too far from any narrowed net's to be compared."""
+    hidden = value_label(point.axes["model.args.hidden"])
+    spec = point.suite.recipe["sparsity"]
+    if spec["method"] == "none":
+        return {"accuracy": {"[16]": 0.85, "[4]": 0.80, "[1]": 0.60}[hidden], "active": DENSE_PARAMS[hidden],
+                "params": DENSE_PARAMS[hidden]}
+    if spec["threshold"] is not None:
+        return {"accuracy": 0.845, "active": 6000, "params": 12730}
+    if spec["method"] == "l1":
+        return {"accuracy": 0.83, "active": 3250, "params": 12730}
+    return {"accuracy": 0.84 if spec["target"] == 0.25 else 0.601, "active": 3200 if spec["target"] == 0.25 else 900,
+            "params": 12730}
+
+
+def test_sparse_series_have_short_names_and_the_narrowed_dense_nets_their_own(tmp_path):
+    study = _study(tmp_path, SPARSE)
+    data = _frames(study, _sparse_figures)
+    series = data.points.groupby("sparsity_series")["point"].count().to_dict()
+    assert series == {"dense": 1, "dense, narrowed": 2, "magnitude": 2, "l1 then prune": 1, "l1, threshold": 1}
+
+
+def test_the_front_is_drawn_on_active_parameters_with_the_narrowed_nets_at_their_counts(tmp_path, monkeypatch):
+    study = _study(tmp_path, SPARSE)
+    drawn = {}
+    monkeypatch.setattr("bench.studies.plots.pareto_png",
+                        lambda series, colours, baseline, target: drawn.update(series=series, baseline=baseline)
+                        or b"png")
+    headline, table, plot = sparsity_parts(study, _frames(study, _sparse_figures))
+    narrowed = sorted(p.active_params for p in drawn["series"]["dense, narrowed"])
+    assert narrowed == [805, 3190]  # their own parameter counts, not 100% of something
+    assert sorted(p.active_params for p in drawn["series"]["magnitude"]) == [900, 3200]
+    assert "dense" not in drawn["series"] and drawn["baseline"][0] == 0.85  # the full width: the baseline
+    assert "narrowed to the sparse ones' counts dashed, at their own parameter counts" in plot.caption
+    assert table.columns[:4] == ["series", "pruned to", "active params", "active fraction"]
+    rows = {(row[0], row[2]) for row in table.rows}
+    assert ("dense, narrowed", "805") in rows and ("dense, narrowed", "3,190") in rows
+    # the fewest active parameters reaching the target (0.9) per series: none here, at 85% at most
+    assert "none reaches it" in headline.text and "12,730 parameters" in headline.text
+
+
+def test_sparse_against_narrowed_dense_at_matched_counts(tmp_path):
+    study = _study(tmp_path, SPARSE)
+    lines = narrowed_dense_sentences(study, _frames(study, _sparse_figures))
+    summary, wide, narrow = lines
+    assert summary == ("Is a sparse network better than a small dense one? At 2 matched active-parameter counts "
+                       "(within a factor 1.7), the best sparse network is better at 1, tied within noise at 1 and "
+                       "worse at 0.")
+    assert wide.startswith("At about 3,190 active parameters: the best sparse network there, magnitude to 25.0% "
+                           "active (3,200 active; chosen on validation), against the dense network narrowed to "
+                           "model.args.hidden = [4]: mean test top-1 84.00% against 80.00%, a difference of "
+                           "+4.00 points (95% CI of the difference +")
+    assert wide.endswith("Welch): the sparse network is better.")
+    assert narrow.startswith("At about 805 active parameters: the best sparse network there, magnitude to 5.0% ")
+    assert narrow.endswith("tied within noise.")
+    assert summary in findings(study, _frames(study, _sparse_figures))  # the report's Findings carry it
+
+
+def test_a_narrowed_net_with_no_sparse_point_near_its_count_is_not_compared(tmp_path):
+    study = _study(tmp_path, SPARSE)
+
+    def far(point):
+        figures = _sparse_figures(point)
+        return {**figures, "active": 9000} if point.suite.recipe["sparsity"]["method"] != "none" else figures
+    lines = narrowed_dense_sentences(study, _frames(study, far))
+    assert lines == ["No narrowed dense network has a sparse point within a factor 1.7 of its active parameters: "
+                     "the data cannot compare them."]
+
+
+BPTT = """
+name = "syn-bptt"
+suite = "base.toml"
+seeds = [0, 1, 2, 3, 4]
+[set]
+"dataset.validation_size" = 1000
+"recipe.bptt.length" = 4
+"recipe.bptt.step" = 2
+[axes]
+"recipe.bptt.mode" = ["full", "truncated"]
+"recipe.lr" = [0.001, 0.002]
+"""
+
+
+def _bptt_figures(point) -> dict[str, Any]:
+    """full: best at lr 0.002, 40 MB a run; truncated: best at 0.001, never reaching the target, 10 MB."""
+    mode, lr = point.axes["recipe.bptt.mode"], point.axes["recipe.lr"]
+    if mode == "full":
+        return {"accuracy": 0.88 if lr == 0.002 else 0.86, "time": 30.0, "memory": [40.0, 42.0, 41.0, 39.0, 50.0]}
+    return {"accuracy": 0.84 if lr == 0.001 else 0.82, "time": None, "memory": [10.0] * 5}
+
+
+def test_the_points_table_shows_the_median_training_peak_memory(tmp_path):
+    study = _study(tmp_path, BPTT)
+    table = points_table(study, _frames(study, _bptt_figures))
+    assert table.columns[-1] == "train peak memory" and "Train peak memory: the training's peak" in table.note
+    memory = {(row[0], row[1]): row[-1] for row in table.rows}
+    assert memory[("full", "0.002")] == "41.0 MB" and memory[("truncated", "0.001")] == "10.0 MB"
+    without = points_table(study, _frames(study, lambda p: {"accuracy": 0.8}))
+    assert "train peak memory" not in without.columns
+
+
+def test_one_finding_per_mode_with_accuracy_time_and_memory(tmp_path):
+    study = _study(tmp_path, BPTT)
+    full, truncated = per_value_sentences(study, _frames(study, _bptt_figures), times_compare=True)
+    assert full.startswith("recipe.bptt.mode = full, at its best point (recipe.lr = 0.002; chosen on validation): "
+                           "mean test top-1 88.00% (95% CI ")
+    assert full.endswith("; median time to target 30.0 s; training peak memory 41.0 MB (median over the seeds).")
+    assert truncated.startswith("recipe.bptt.mode = truncated, at its best point (recipe.lr = 0.001; ")
+    assert "no seed reached the target; training peak memory 10.0 MB" in truncated
+    apart = per_value_sentences(study, _frames(study, _bptt_figures), times_compare=False)
+    assert "(times do not compare across these cells: see the time finding)" in apart[0]
+    assert not per_value_sentences(_study(tmp_path, SPARSE), _frames(_study(tmp_path, SPARSE), _sparse_figures),
+                                   True)  # only the axes whose values are the question
+
+
+INCLUDED = """
+name = "syn-ranges"
+suite = "base.toml"
+seeds = [0, 1, 2]
+[set]
+"dataset.validation_size" = 1000
+[axes]
+"recipe.optimizer" = ["sgd", "adam"]
+"recipe.lr" = [0.1, 0.03, 0.01, 0.003, 0.001, 0.0003]
+[[exclude]]
+"recipe.optimizer" = ["sgd", "adam"]
+[[include]]
+"recipe.optimizer" = "sgd"
+"recipe.lr" = [0.1, 0.03, 0.01]
+[[include]]
+"recipe.optimizer" = "adam"
+"recipe.lr" = [0.003, 0.001, 0.0003]
+"""
+
+
+def test_the_grid_edge_is_each_optimizers_own_range_in_an_include_built_grid(tmp_path):
+    study = _study(tmp_path, INCLUDED)
+
+    def accuracy(best: dict[str, float]):
+        return lambda p: {"accuracy": 0.9 if p.axes["recipe.lr"] == best[p.axes["recipe.optimizer"]] else 0.8}
+    # sgd's 0.01 and adam's 0.003 are interior to the union (0.0003 to 0.1), but the edges of their own ranges
+    edged = findings(study, _frames(study, accuracy({"sgd": 0.01, "adam": 0.003})))
+    assert ("sgd's best recipe.lr, 0.01, is the smallest value tried (0.01 to 0.1): the optimum may lie beyond the "
+            "grid; widen it.") in edged
+    assert ("adam's best recipe.lr, 0.003, is the largest value tried (0.0003 to 0.003): the optimum may lie beyond "
+            "the grid; widen it.") in edged
+    # the middle of each own range is not flagged, though 0.03 and 0.001 are nowhere near the union's edges either
+    interior = findings(study, _frames(study, accuracy({"sgd": 0.03, "adam": 0.001})))
+    assert "No best recipe.lr lies at an edge of its grid." in interior
+
+
+def test_the_committed_optimizer_study_flags_edges_on_each_optimizers_own_range():
+    study = load_study("fmnist-optimizers")
+    best = {"sgd": 0.003, "adam": 0.001, "adadelta": 3.0}  # sgd's and adadelta's at an end of their own ranges
+    lines = findings(study, _frames(study, lambda p: {
+        "accuracy": 0.9 if p.axes["recipe.lr"] == best[p.axes["recipe.optimizer"]] else 0.85}))
+    assert "Best recipe.lr per recipe.optimizer (chosen on validation): sgd: 0.003; adam: 0.001; adadelta: 3." in lines
+    flags = [line for line in lines if line.endswith("widen it.")]
+    assert flags == [
+        "sgd's best recipe.lr, 0.003, is the smallest value tried (0.003 to 0.1): the optimum may lie beyond the "
+        "grid; widen it.",
+        "adadelta's best recipe.lr, 3, is the largest value tried (0.03 to 3): the optimum may lie beyond the "
+        "grid; widen it."]
