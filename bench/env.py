@@ -109,8 +109,10 @@ def code_version() -> dict[str, Any]:
                                 timeout=10)
         if commit.returncode == 0:
             out["git_commit"] = commit.stdout.strip()
-            dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO_ROOT,
-                                   capture_output=True, text=True, timeout=10)
+            # results/ holds what the code wrote, not what it is: a sweep writing its own cells
+            # must not mark its later cells as run by modified code
+            dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".",
+                                    ":(exclude)results"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10)
             out["git_dirty"] = bool(dirty.stdout.strip())
     except (OSError, subprocess.SubprocessError):
         pass

@@ -67,3 +67,25 @@ def test_fingerprint_names_the_software_versions():
         assert info["triton"] is None
     else:
         assert info["triton"] == triton.__version__
+
+
+def test_git_dirty_is_about_the_code_not_the_results_it_wrote(tmp_path, monkeypatch):
+    """A sweep writes result files into the repository's results/ as it goes: its later cells
+    must still say they ran clean code, while an edited source file makes the code dirty."""
+    import subprocess
+
+    def git(*args):
+        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "a.json").write_text("{}")
+    (tmp_path / "code.py").write_text("x = 1\n")
+    git("init", "-q")
+    git("add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init")
+    monkeypatch.setattr(env, "REPO_ROOT", tmp_path)
+    assert env.code_version()["git_dirty"] is False
+    (tmp_path / "results" / "a.json").write_text('{"cell": 1}')
+    (tmp_path / "results" / "b.json").write_text("{}")
+    assert env.code_version()["git_dirty"] is False
+    (tmp_path / "code.py").write_text("x = 2\n")
+    assert env.code_version()["git_dirty"] is True
