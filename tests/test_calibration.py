@@ -18,8 +18,6 @@ from tests.helpers import separable_dataset, suite_text
 # Shipped suites without a source yet, each with why (the test below fails once one gets a source,
 # so the list can only shrink). `bench list` and the leaderboard say "no source" for them.
 NO_SOURCE_YET = {
-    # fitted to its judged seeds 0 and 1; a calibration run takes 8-15 minutes on one CPU thread
-    "cifar10-lenet5": "calibrate on a GPU, or with an hour of CPU",
     # fitted to its judged seeds 0 and 1 (0.9078, 0.9063); 7-28 minutes a run on the 2-core CPU
     "cifar10-jpeg-airbench": "calibrate on a GPU",
     # a guess (the dense recipe's 94% less about 3 points for JPEG), never measured
