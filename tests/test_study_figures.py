@@ -66,3 +66,66 @@ def test_the_pruning_epochs_are_where_the_active_fraction_falls():
     assert pruned_epochs(frame) == [3, 4]  # gradual: 50% after epoch 3, 5% after epoch 4
     assert pruned_epochs(pd.DataFrame({"epoch": [1, 2], "active_fraction": [None, None]})) == []
     assert pruned_epochs(pd.DataFrame({"epoch": [1, 2], "active_fraction": [1.0, 1.0]})) == []
+
+
+LR_STUDY = """name = "lr-test"
+suite = "fashion-mnist-mlp"
+seeds = [0, 1, 2]
+[set]
+"dataset.validation_size" = 5000
+[axes]
+"recipe.optimizer" = ["sgd", "adam"]
+"recipe.lr" = [0.1, 0.03, 0.01, 0.003, 0.001]
+[[exclude]]
+"recipe.optimizer" = ["sgd", "adam"]
+[[include]]
+"recipe.optimizer" = "sgd"
+"recipe.lr" = [0.1, 0.03, 0.01]
+[[include]]
+"recipe.optimizer" = "adam"
+"recipe.lr" = [0.01, 0.003, 0.001]
+"""
+
+
+def lr_frames(rows: list[tuple[str, float, float, float]]):
+    """Points as figures.point_rows writes them: (optimizer, lr, test mean, validation mean), 3 seeds."""
+    from bench.studies.figures import StudyFrames
+    from bench.studies.study import value_label
+
+    points = pd.DataFrame([{"point": f"{o}-{lr}", "complete": 3, "axis:recipe.optimizer": o,
+                            "axis:recipe.lr": value_label(lr), "mean_accuracy": test, "ci_low": test - 0.01,
+                            "ci_high": test + 0.01, "validation_accuracy": validation}
+                           for o, lr, test, validation in rows])
+    return StudyFrames(points=points, cells=pd.DataFrame(), curves=pd.DataFrame(), chosen_on="validation_accuracy")
+
+
+def test_the_lr_figure_draws_each_optimizer_over_its_own_lrs_and_rings_the_validation_best(tmp_path, monkeypatch):
+    from bench.studies.plot_lr import lr_plot
+    from bench.studies.study import load_study
+
+    drawn = []
+    monkeypatch.setattr("bench.studies.plot_lr.figure_png", lambda figure: drawn.append(figure) or b"png")
+    (tmp_path / "lr.toml").write_text(LR_STUDY)
+    study = load_study(str(tmp_path / "lr.toml"))
+    # the ring goes where validation is best (sgd 0.03, adam 0.001), not where test is (sgd 0.1, adam 0.003)
+    data = lr_frames([("sgd", 0.1, 0.90, 0.80), ("sgd", 0.03, 0.85, 0.88), ("sgd", 0.01, 0.80, 0.82),
+                      ("adam", 0.01, 0.70, 0.70), ("adam", 0.003, 0.89, 0.85), ("adam", 0.001, 0.86, 0.87)])
+    plot = lr_plot(study, data)
+    assert plot is not None and plot.name == "accuracy-vs-lr.png"
+    assert "test split" in plot.caption and "validation split (5000 training images" in plot.caption
+    (figure,) = drawn
+    axes = figure.axes[0]
+    solid = {line.get_label().split(" test")[0]: sorted(line.get_xdata()) for line in axes.lines
+             if " test (" in line.get_label()}
+    assert solid == {"optimizer sgd": [0.01, 0.03, 0.1], "optimizer adam": [0.001, 0.003, 0.01]}
+    rings = [c.get_offsets().tolist()[0] for c in axes.collections  # scatters, less the legend's empty one
+             if type(c).__name__ == "PathCollection" and len(c.get_offsets())]
+    assert rings == [pytest.approx([0.03, 85.0]), pytest.approx([0.001, 86.0])]
+    texts = [t.get_text() for t in axes.get_legend().get_texts()]
+    assert "target 88.4%" in texts and axes.get_xscale() == "log"
+    colours = [line.get_color() for line in axes.lines if " test (" in line.get_label()]
+    assert len(set(colours)) == len(colours)
+
+    (tmp_path / "no-lr.toml").write_text(LR_STUDY.split("[axes]")[0] + '[axes]\n"recipe.optimizer" = ["sgd", "adam"]\n'
+                                         '"recipe.epochs" = [1, 2, 3]\n')
+    assert lr_plot(load_study(str(tmp_path / "no-lr.toml")), data) is None

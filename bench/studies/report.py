@@ -54,14 +54,16 @@ from bench.studies.study import Study
 
 
 def _plots(study: Study, data: StudyFrames) -> list[Plot]:
-    """A curves chart per axis, and the training-set size and batch size charts where those are axes."""
-    from bench.studies.plots import axis_plot, batch_size_plot, train_size_plot  # matplotlib: only when drawn
+    """A curves chart per axis, the training-set size and batch size charts where those are axes, and
+    final accuracy against learning rate for a learning-rate sweep across one other axis."""
+    from bench.studies.plot_lr import lr_plot  # matplotlib: only when drawn
+    from bench.studies.plots import axis_plot, batch_size_plot, train_size_plot
 
     best = best_point(data)
     if best is None:
         return []
     plots = [axis_plot(study, axis, data, best) for axis in study.axes]
-    plots += [train_size_plot(study, data), batch_size_plot(study, data)]
+    plots += [train_size_plot(study, data), batch_size_plot(study, data), lr_plot(study, data)]
     return [plot for plot in plots if plot is not None]
 
 
