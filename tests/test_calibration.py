@@ -22,9 +22,6 @@ NO_SOURCE_YET = {
     "cifar10-jpeg-airbench": "calibrate on a GPU",
     # a guess (the dense recipe's 94% less about 3 points for JPEG), never measured
     "cifar10-jpeg-resnet9-sparse": "calibrate on a GPU",
-    # a goal (91% within the budget, reach mode) named before its runs, not fitted to them; no
-    # published result for this net
-    "fashion-mnist-91": "calibrate with --runs 5 (about 4 minutes of CPU)",
 }
 
 
