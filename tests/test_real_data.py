@@ -1,4 +1,6 @@
-"""End to end on real data: the README's main job, one seed, through a real process."""
+"""End to end on real data: the README's main job through a real process, one seed, on a shortened
+budget (2 of its 6 epochs against an 88% target) so that `make test` stays minutes long. The
+recipe's own 91% is what `make run` shows and tests/perf/test_plain_loop.py (make perf) races."""
 
 import json
 import os
@@ -9,12 +11,17 @@ from pathlib import Path
 import pytest
 
 FASHION = Path("/usr/share/datasets/fashion-mnist")
+# Two epochs of the one-cycle recipe: 90.12, 90.32, 90.76% on seeds 0-2 (test split; bench run
+# fashion-mnist-91 --runs 3 --set recipe.epochs=2 --set target=0.88, 2-core AMD EPYC, 2026-12-03);
+# 88% fails only if the real-data path (loading, normalizing, the policy, TTA) is broken.
+SHORT_TARGET = 0.88
 
 
 @pytest.mark.slow
 @pytest.mark.skipif(not FASHION.is_dir(), reason="Debian's dataset-fashion-mnist is not installed (make data)")
-def test_fashion_mnist_91_passes_on_cpu(tmp_path):
+def test_fashion_mnist_91_on_a_short_budget_passes_on_cpu(tmp_path):
     done = subprocess.run([sys.executable, "-m", "bench", "run", "fashion-mnist-91", "--runs", "1", "--device", "cpu",
+                           "--set", "recipe.epochs=2", "--set", f"target={SHORT_TARGET}",
                            "--results", str(tmp_path)], capture_output=True, text=True, timeout=900,
                           env={**os.environ, "BENCH_DATA": str(tmp_path / "cache")})
     assert done.returncode == 0, done.stderr[-2000:]
@@ -22,6 +29,7 @@ def test_fashion_mnist_91_passes_on_cpu(tmp_path):
     record = json.loads(path.read_text())
     assert record["status"] == "complete" and record["aggregate"]["verdict"] == "PASS"
     run = record["runs"][0]
-    assert run["accuracy"] >= 0.91 and run["reached_target"]
+    assert run["accuracy"] >= SHORT_TARGET and run["reached_target"]
+    assert record["suite"]["overrides"] == {"recipe.epochs": 2, "target": SHORT_TARGET}
     assert record["dataset"]["train_size"] == 60000 and record["dataset"]["test_size"] == 10000
     assert "PASS" in done.stdout
