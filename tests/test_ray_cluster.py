@@ -86,8 +86,11 @@ def write_study(folder: Path, name: str, seeds: list[int], epochs: int = 3) -> P
 
 
 def sweep_command(study: Path, results: Path, address: str) -> list[str]:
+    # --connect-timeout 90: a Ray Client address's first connection starts a server process for
+    # it on the head, which took over bench's default 20 s on the 2-core CI machine (a CI run failed
+    # so); the test is about where cells land, not how fast Ray Client starts
     return [sys.executable, "-m", "bench", "sweep", str(study), "--results", str(results), "--device", "cpu",
-            "--executor", "ray", "--address", address]
+            "--executor", "ray", "--address", address, "--connect-timeout", "90"]
 
 
 def run_sweep(study: Path, results: Path, address: str, cache: Path) -> subprocess.CompletedProcess:
