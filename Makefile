@@ -49,7 +49,7 @@ test: setup data browser
 	# the speed gate (tests/perf, the chosen policy against a plain step) alone on the machine, all threads
 	$(BIN)/python -m pytest -q tests/perf -m "not long"
 	# the multi-node Ray tests start a cluster of their own: in a process without earlier tests' Ray state
-	$(BIN)/python -m pytest -q tests/test_ray_cluster.py
+	$(BIN)/python -m pytest -q tests/test_ray_cluster.py -m "not long"
 	$(MAKE) --no-print-directory gate
 
 # The regression gate: a fresh fashion-mnist-smoke invocation against the committed baseline.
