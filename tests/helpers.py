@@ -112,3 +112,15 @@ def run_synthetic_study(folder):
         finally:
             torch.set_num_threads(threads)
     return study, results / "studies" / "syn-report"
+
+
+def per_optimizer_lr_study(name: str, suite: str, seeds: list[int], validation_size: int,
+                           sgd_lrs: list[float], adam_lrs: list[float]) -> str:
+    """A study TOML whose learning-rate grid is each optimizer's own range: the full optimizer x lr
+    grid is excluded and one [[include]] row per optimizer adds its rates (as fmnist-optimizers does)."""
+    every_lr = sorted(set(sgd_lrs) | set(adam_lrs), reverse=True)
+    return (f'name = "{name}"\nsuite = "{suite}"\nseeds = {seeds}\n[set]\n'
+            f'"dataset.validation_size" = {validation_size}\n[axes]\n"recipe.optimizer" = ["sgd", "adam"]\n'
+            f'"recipe.lr" = {every_lr}\n[[exclude]]\n"recipe.optimizer" = ["sgd", "adam"]\n'
+            f'[[include]]\n"recipe.optimizer" = "sgd"\n"recipe.lr" = {sgd_lrs}\n'
+            f'[[include]]\n"recipe.optimizer" = "adam"\n"recipe.lr" = {adam_lrs}\n')

@@ -99,6 +99,30 @@ def test_hopeless_bf16_is_never_timed(conv_suite, rgb_data, monkeypatch, one_tor
     assert run["precision"] == "fp32"
 
 
+class _Clock:
+    """perf_counter for the probe: each call's duration comes from `durations`, in order."""
+
+    def __init__(self, durations):
+        self.durations, self.now, self.started = list(durations), 0.0, False
+
+    def __call__(self):
+        if self.started:
+            self.now += self.durations.pop(0)
+        self.started = not self.started
+        return self.now
+
+
+@pytest.mark.parametrize("bf16_calls, hopeless", [
+    ([1e-2, 1.2e-4, 1.2e-4, 1.2e-4, 1.2e-4], False),  # native bf16, one call preempted: still tried
+    ([2e-2] * 5, True)])                                # emulated bf16 (200x fp32): never tried
+def test_the_bf16_probe_takes_each_dtypes_fastest_call(monkeypatch, bf16_calls, hopeless):
+    clock = _Clock([1e-4] * policy_module.PROBE_CALLS + bf16_calls)
+    monkeypatch.setattr(policy_module.time, "perf_counter", clock)
+    probe = policy_module.bf16_probe(CPU)
+    assert probe["hopeless"] is hopeless
+    assert probe["fp32_matmul_s"] == pytest.approx(1e-4) and probe["bf16_matmul_s"] == pytest.approx(min(bf16_calls))
+
+
 def test_the_trial_leaves_the_run_bit_identical(conv_suite, rgb_data, one_torch_thread):
     tried = train_run(conv_suite(), rgb_data, seed=3, device=CPU)
     choice = tried["policy_trial"]["choice"]

@@ -8,6 +8,7 @@ import pytest
 
 from bench.studies.plots import (Line, axis_curves_png, mean_curve, pareto_plot, pruned_epochs, short_label,
                                  value_colours)
+from tests.helpers import per_optimizer_lr_study
 
 
 def curves(accuracies_by_seed: dict[int, list[float]], active: float | None = None) -> pd.DataFrame:
@@ -68,23 +69,8 @@ def test_the_pruning_epochs_are_where_the_active_fraction_falls():
     assert pruned_epochs(pd.DataFrame({"epoch": [1, 2], "active_fraction": [1.0, 1.0]})) == []
 
 
-LR_STUDY = """name = "lr-test"
-suite = "fashion-mnist-mlp"
-seeds = [0, 1, 2]
-[set]
-"dataset.validation_size" = 5000
-[axes]
-"recipe.optimizer" = ["sgd", "adam"]
-"recipe.lr" = [0.1, 0.03, 0.01, 0.003, 0.001]
-[[exclude]]
-"recipe.optimizer" = ["sgd", "adam"]
-[[include]]
-"recipe.optimizer" = "sgd"
-"recipe.lr" = [0.1, 0.03, 0.01]
-[[include]]
-"recipe.optimizer" = "adam"
-"recipe.lr" = [0.01, 0.003, 0.001]
-"""
+LR_STUDY = per_optimizer_lr_study("lr-test", "fashion-mnist-mlp", [0, 1, 2], 5000,
+                                  [0.1, 0.03, 0.01], [0.01, 0.003, 0.001])
 
 
 def lr_frames(rows: list[tuple[str, float, float, float]]):

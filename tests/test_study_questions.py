@@ -16,7 +16,7 @@ from bench.studies.findings import findings
 from bench.studies.findings_questions import narrowed_dense_sentences, per_value_sentences
 from bench.studies.report_sections import points_table, sparsity_parts
 from bench.studies.study import load_study, value_label
-from tests.helpers import STUDY_BASE
+from tests.helpers import STUDY_BASE, per_optimizer_lr_study
 
 SPREAD = [-0.004, 0.002, 0.0, 0.004, -0.002]  # about 0.3 points from seed to seed
 
@@ -196,24 +196,8 @@ def test_one_finding_per_mode_with_accuracy_time_and_memory(tmp_path):
                                    True)  # only the axes whose values are the question
 
 
-INCLUDED = """
-name = "syn-ranges"
-suite = "base.toml"
-seeds = [0, 1, 2]
-[set]
-"dataset.validation_size" = 1000
-[axes]
-"recipe.optimizer" = ["sgd", "adam"]
-"recipe.lr" = [0.1, 0.03, 0.01, 0.003, 0.001, 0.0003]
-[[exclude]]
-"recipe.optimizer" = ["sgd", "adam"]
-[[include]]
-"recipe.optimizer" = "sgd"
-"recipe.lr" = [0.1, 0.03, 0.01]
-[[include]]
-"recipe.optimizer" = "adam"
-"recipe.lr" = [0.003, 0.001, 0.0003]
-"""
+INCLUDED = per_optimizer_lr_study("syn-ranges", "base.toml", [0, 1, 2], 1000, [0.1, 0.03, 0.01],
+                                  [0.003, 0.001, 0.0003])
 
 
 def test_the_grid_edge_is_each_optimizers_own_range_in_an_include_built_grid(tmp_path):

@@ -102,13 +102,17 @@ def node_here() -> dict[str, Any]:
 
 
 def _ray_cell(job: CellJob, events: Any, threads: int | None) -> dict[str, Any]:
-    """A cell as a Ray task (module level, so Ray ships it by reference to the installed bench)."""
+    """A cell as a Ray task (module level, so Ray ships it by reference to the installed bench).
+    Its start is announced before anything else (before torch's import, a second or more), so that
+    a node lost while the cell works has announced the attempt and its retry is counted as one.
+    A node lost within the announcement itself (milliseconds) leaves the retry counted as the first
+    attempt: placement.attempts is a lower bound."""
+    node = node_here()
+    events.put(("start", job.key, node))
     if threads:
         import torch
 
         torch.set_num_threads(threads)
-    node = node_here()
-    events.put(("start", job.key, node))
     record = run_cell(job, QueueReporter(events.put, job.key))
     record["study"] = {**record["study"], "placement": {"executor": "ray", **node}}
     return record
