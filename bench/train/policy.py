@@ -83,8 +83,10 @@ def _sync(device: torch.device) -> None:
 def bf16_probe(device: torch.device) -> dict[str, Any]:
     """A 128x128 matmul in fp32 and bf16 (tens of microseconds where bf16 is native, about 20 ms
     where it is emulated): bf16 is hopeless where it is HOPELESS_BF16 times slower. Each figure is
-    the fastest of PROBE_CALLS calls: a call of 50 us is easily doubled by one preemption, and a
-    mean of three once read 4x on an AVX-512-bf16 CPU (a benchmark's trial then never tried bf16)."""
+    the fastest of PROBE_CALLS calls: a call of 50 us is easily doubled by one preemption. (With a
+    mean of three calls, a run on an AVX-512-bf16 EPYC chose fp32 channels-last, where 8 of 8 trials
+    of the same step timed bf16 channels-last 1.6x faster: most likely the probe had read bf16 as
+    hopeless; that run's trial record was not kept.)"""
     if device.type == "cuda":
         return {"hopeless": False, "why": "CUDA: bf16 is native"}
     a = torch.randn(128, 128, generator=torch.Generator().manual_seed(0))
