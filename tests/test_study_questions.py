@@ -13,7 +13,7 @@ import pandas as pd
 
 from bench.studies.figures import CELL_COLUMNS, StudyFrames, choice_column, point_rows, ranked
 from bench.studies.findings import findings
-from bench.studies.findings_questions import narrowed_dense_sentences, per_value_sentences
+from bench.studies.findings_questions import narrowed_dense_sentences, per_size_sentences, per_value_sentences
 from bench.studies.report_sections import points_table, sparsity_parts
 from bench.studies.study import load_study, value_label
 from tests.helpers import STUDY_BASE, per_optimizer_lr_study
@@ -228,3 +228,37 @@ def test_the_committed_optimizer_study_flags_edges_on_each_optimizers_own_range(
         "grid; widen it.",
         "adadelta's best recipe.lr, 3, is the largest value tried (0.03 to 3): the optimum may lie beyond the "
         "grid; widen it."]
+
+
+SIZES = """
+name = "syn-sizes"
+suite = "base.toml"
+seeds = [0, 1, 2, 3, 4]
+[set]
+"dataset.validation_size" = 1000
+[axes]
+"model.args.hidden" = [[4], [16]]
+"dataset.train_size" = [4000, 1000]
+"recipe.lr" = [0.1, 0.01]
+"""
+
+
+def _size_figures(point) -> dict[str, Any]:
+    """The wide net 3 points ahead on 4,000 images, 0.1 ahead (noise) on 1,000; lr 0.01 best everywhere."""
+    wide = value_label(point.axes["model.args.hidden"]) == "[16]"
+    large = point.axes["dataset.train_size"] == 4000
+    accuracy = (0.85 if large else 0.80) + (0.03 if wide and large else 0.001 if wide else 0.0)
+    return {"accuracy": accuracy - (0.02 if point.axes["recipe.lr"] == 0.1 else 0.0)}
+
+
+def test_the_network_sizes_are_compared_at_each_training_set_size(tmp_path):
+    study = _study(tmp_path, SIZES)
+    summary, large, small = per_size_sentences(study, _frames(study, _size_figures))
+    assert summary == "Data size x network size: over 2 training-set sizes, [16] better at 1, tied within noise at 1."
+    assert large.startswith("At dataset.train_size = 4,000: model.args.hidden = [16] against [4], each at its best "
+                            "point there (chosen on validation): test 88.00% against test 85.00%, a difference of "
+                            "+3.00 points on test")
+    assert large.endswith("[16] is better.")
+    assert small.startswith("At dataset.train_size = 1,000:") and small.endswith("tied within noise.")
+    assert "+0.10 points on test" in small
+    assert not per_size_sentences(_study(tmp_path, BPTT), _frames(_study(tmp_path, BPTT), lambda p: {"accuracy": 0.8}))

@@ -14,6 +14,7 @@ What they say, in order:
   beyond the grid); 0 at the low edge is not flagged, as nothing lies below it;
 - the questions particular studies ask (bench.studies.findings_questions): a sparse network
   against a dense one narrowed to its active parameters; accuracy, time and memory per BPTT mode;
+  the network sizes compared at each training-set size;
 - time: compared only between cells run under the same concurrency (study.concurrency, the cells a
   sweep ran at once) on the same hardware; otherwise the sentence says times are not comparable;
 - what the data cannot answer (too few seeds for any interval; every axis tied), said plainly.
@@ -29,7 +30,7 @@ from bench import formatting as fmt
 from bench.studies.compare import (best_of, finished_points, interval_words, signed_points, split_words,
                                    difference_on_test, verdict)
 from bench.studies.figures import MIN_SEEDS_FOR_CI, StudyFrames, best_point
-from bench.studies.findings_questions import narrowed_dense_sentences, per_value_sentences
+from bench.studies.findings_questions import narrowed_dense_sentences, per_size_sentences, per_value_sentences
 from bench.studies.study import Study, value_label
 
 # numeric axes studied as conditions (their effect is the question), not tuned: their best at an
@@ -47,6 +48,7 @@ def findings(study: Study, data: StudyFrames) -> list[str]:
     out += [text for text, _ in filter(None, comparisons)]
     out += narrowed_dense_sentences(study, data)  # the sparsity study's question
     out += per_value_sentences(study, data, comparable_times(data) is None)  # e.g. per BPTT mode
+    out += per_size_sentences(study, data)  # data size x network size
     out += edge_sentences(study, data)
     out.append(time_sentence(data))
     out += _limits(data, [verdict for _, verdict in filter(None, comparisons)])

@@ -9,6 +9,10 @@ findings puts them after the per-axis comparisons):
 - Per value of an axis whose values are the study's question and differ in cost by design
   (PER_VALUE_AXES: the BPTT modes), one sentence per value at its best point: accuracy, time to
   target and the training's peak memory, so the values compare in one place.
+- "Does the larger network pay off at every training-set size?" Where a study crosses
+  dataset.train_size with a model axis: at each size, the model values at their own best points
+  there (chosen on validation), best against runner-up with the difference's Welch 95% CI, with
+  the train top-1 beside the test top-1 where it was measured (the gap is the over-fitting).
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from bench import formatting as fmt
 from bench.studies.compare import (best_of, difference_on_test, finished_points, interval_words, signed_points,
                                    split_words, verdict)
 from bench.studies.figures import MIN_SEEDS_FOR_CI, StudyFrames, measured_points
-from bench.studies.study import Study
+from bench.studies.study import Study, value_label
 
 # A narrowed width is a whole number of units, so its count only approximates the sparse one's: at
 # hidden = 1 the dense 784-1-10 has 805 parameters for the sparse networks' ~1,282 (0.5% active).
@@ -124,3 +128,57 @@ def _time_words(best: pd.Series, times_compare: bool) -> str:
     time = fmt.time_to_target(best["median_time_s"], None, best["reached"], best["complete"])
     return f"median time to target {time}" + ("" if times_compare else
                                                " (times do not compare across these cells: see the time finding)")
+
+
+# ---------------------------------------------------------------- data size x network size ----
+
+SIZE_AXIS = "dataset.train_size"
+
+
+def _accuracy_words(row: pd.Series) -> str:
+    train = row.get("train_accuracy")
+    test = f"test {fmt.percent(row['mean_accuracy'])}"
+    return test if fmt.missing(train) else f"{test} (train {fmt.percent(train)})"
+
+
+def per_size_sentences(study: Study, data: StudyFrames) -> list[str]:
+    """At each training-set size, the best model value against the runner-up, each at its best point there."""
+    models = [axis for axis in study.axes if axis.startswith("model.") and len(study.axes[axis]) > 1]
+    if SIZE_AXIS not in study.axes or not models:
+        return []
+    finished = finished_points(data)
+    out, tally = [], {"better": {}, "tied": 0, "worse": 0, "unjudged": 0}
+    for size in sorted(study.axes[SIZE_AXIS], reverse=True):
+        group = finished[finished[f"axis:{SIZE_AXIS}"] == value_label(size)]
+        for axis in models:
+            per_value = [best_of(g, data.chosen_on) for _, g in group.groupby(f"axis:{axis}", sort=False)]
+            if len(per_value) < 2:
+                continue
+            per_value.sort(key=lambda row: (-row[data.chosen_on], row["order"]))
+            best, runner = per_value[0], per_value[1]
+            difference, interval = difference_on_test(data, best, runner)
+            found = verdict(interval)
+            head = (f"At {SIZE_AXIS} = {fmt.count(size)}: {axis} = {best[f'axis:{axis}']} against "
+                    f"{runner[f'axis:{axis}']}, each at its best point there ({split_words(data)}): "
+                    f"{_accuracy_words(best)} against {_accuracy_words(runner)}, a difference of "
+                    f"{signed_points(difference)} on test")
+            if found == "unjudged":
+                tally["unjudged"] += 1
+                out.append(head + f"; no interval (fewer than {MIN_SEEDS_FOR_CI} seeds).")
+                continue
+            if found == "better":
+                tally["better"][best[f"axis:{axis}"]] = tally["better"].get(best[f"axis:{axis}"], 0) + 1
+            else:
+                tally[found] += 1
+            words = {"better": f"{best[f'axis:{axis}']} is better", "tied": "tied within noise",
+                     "worse": f"{runner[f'axis:{axis}']} is better on test"}[found]
+            out.append(f"{head} (95% CI {signed_points(interval[0])} to {signed_points(interval[1])}, Welch): "
+                       f"{words}.")
+    if not out:
+        return []
+    wins = "; ".join(f"{value} better at {n}" for value, n in tally["better"].items()) or "no value better at any"
+    summary = (f"Data size x network size: over {len(out)} training-set size{'s' if len(out) != 1 else ''}, {wins}"
+               f", tied within noise at {tally['tied']}" + (f", reversed on test at {tally['worse']}" if tally["worse"]
+                                                             else "")
+               + (f", not judged at {tally['unjudged']}" if tally["unjudged"] else "") + ".")
+    return [summary, *out]
