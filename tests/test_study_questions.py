@@ -18,15 +18,20 @@ from bench.studies.report_sections import points_table, sparsity_parts
 from bench.studies.study import load_study, value_label
 from tests.helpers import STUDY_BASE, per_optimizer_lr_study
 
-SPREAD = [-0.004, 0.002, 0.0, 0.004, -0.002]  # about 0.3 points from seed to seed
-
-SPARSE = """
-name = "syn-sparse"
+def synthetic(name: str) -> str:
+    """The head of a synthetic study on base.toml: five seeds, a 1,000-image validation split."""
+    return f'''
+name = "{name}"
 suite = "base.toml"
 seeds = [0, 1, 2, 3, 4]
 [set]
 "dataset.validation_size" = 1000
-"recipe.epochs" = 8
+'''
+
+
+SPREAD = [-0.004, 0.002, 0.0, 0.004, -0.002]  # about 0.3 points from seed to seed
+
+SPARSE = synthetic("syn-sparse") + """"recipe.epochs" = 8
 [axes]
 "model.args.hidden" = [[16], [4], [1]]
 "recipe.sparsity" = [
@@ -150,13 +155,7 @@ def test_a_narrowed_net_with_no_sparse_point_near_its_count_is_not_compared(tmp_
                      "the data cannot compare them."]
 
 
-BPTT = """
-name = "syn-bptt"
-suite = "base.toml"
-seeds = [0, 1, 2, 3, 4]
-[set]
-"dataset.validation_size" = 1000
-"recipe.bptt.length" = 4
+BPTT = synthetic("syn-bptt") + """"recipe.bptt.length" = 4
 "recipe.bptt.step" = 2
 [axes]
 "recipe.bptt.mode" = ["full", "truncated"]
@@ -230,13 +229,7 @@ def test_the_committed_optimizer_study_flags_edges_on_each_optimizers_own_range(
         "grid; widen it."]
 
 
-SIZES = """
-name = "syn-sizes"
-suite = "base.toml"
-seeds = [0, 1, 2, 3, 4]
-[set]
-"dataset.validation_size" = 1000
-[axes]
+SIZES = synthetic("syn-sizes") + """[axes]
 "model.args.hidden" = [[4], [16]]
 "dataset.train_size" = [4000, 1000]
 "recipe.lr" = [0.1, 0.01]
