@@ -13,7 +13,8 @@ import pandas as pd
 
 from bench.studies.figures import CELL_COLUMNS, StudyFrames, choice_column, point_rows, ranked
 from bench.studies.findings import findings
-from bench.studies.findings_questions import narrowed_dense_sentences, per_size_sentences, per_value_sentences
+from bench.studies.findings_questions import (linked_arm_sentences, narrowed_dense_sentences, per_size_sentences,
+                                              per_value_sentences)
 from bench.studies.report_sections import points_table, sparsity_parts
 from bench.studies.study import load_study, value_label
 from tests.helpers import STUDY_BASE, per_optimizer_lr_study
@@ -68,7 +69,7 @@ def _frames(study, figures: Callable[[Any], dict[str, Any]]) -> StudyFrames:
         f = figures(point)
         for i, seed in enumerate(study.seeds):
             key, value = f"{point.identity}-s{seed}", f["accuracy"] + SPREAD[i % 5]
-            time = f.get("time", 10.0)
+            time = f["time"][i] if isinstance(f.get("time"), list) else f.get("time", 10.0)
             memory = f["memory"][i] if "memory" in f else None
             rows.append({"key": key, "point": point.identity, "seed": seed, "state": "done", "status": "complete",
                          "hardware": "CPU", "concurrency": 2, "accuracy": value, "validation_accuracy": value,
@@ -255,3 +256,40 @@ def test_the_network_sizes_are_compared_at_each_training_set_size(tmp_path):
     assert small.startswith("At dataset.train_size = 1,000:") and small.endswith("tied within noise.")
     assert "+0.10 points on test" in small
     assert not per_size_sentences(_study(tmp_path, BPTT), _frames(_study(tmp_path, BPTT), lambda p: {"accuracy": 0.8}))
+
+
+SCALING = synthetic("syn-scaling") + """mode = "reach"
+[axes]
+"recipe.batch_size" = [32, 64, 128]
+"recipe.lr" = [0.025, 0.05, 0.1]
+[[include]]
+"recipe.batch_size" = [32, 64, 128]
+"recipe.lr" = 0.05
+"""
+SCALING = SCALING.replace('name = "syn-scaling"', 'name = "syn-scaling"\nrank = "time"\nlink = [["recipe.batch_size", "recipe.lr"]]')
+
+
+def _scaling_figures(point) -> dict[str, Any]:
+    """At batch 32 the scaled rate (0.025) reaches the target in 20 s, the fixed 0.05 in 30 s; at 128
+    the scaled 0.1 and the fixed 0.05 both take about 8 s; batch 64 is one point (0.05 on both arms)."""
+    batch, lr = point.axes["recipe.batch_size"], point.axes["recipe.lr"]
+    times = {(32, 0.025): 20.0, (32, 0.05): 30.0, (64, 0.05): 12.0, (128, 0.1): 8.0, (128, 0.05): 8.0}[(batch, lr)]
+    return {"accuracy": 0.9, "time": [times + d for d in (-0.5, 0.3, 0.0, 0.4, -0.2)]}
+
+
+def test_the_linked_rule_is_compared_with_the_fixed_value_by_time_at_each_batch_size(tmp_path):
+    study = _study(tmp_path, SCALING)
+    assert study.links == [["recipe.batch_size", "recipe.lr"]]
+    summary, at_32, at_128, per_arm = linked_arm_sentences(study, _frames(study, _scaling_figures))
+    assert summary == ("The linked values (recipe.batch_size with recipe.lr) against the other values at the same "
+                       "recipe.batch_size, by time to target: faster at 1, tied within noise at 1, slower at 0.")
+    assert at_32.startswith("At recipe.batch_size = 32: the linked recipe.lr = 0.025, 20.0 s mean (5 of 5 seeds "
+                            "reached it, median 10 steps), against recipe.lr = 0.05, 30.0 s mean")
+    assert at_32.endswith("the linked value is faster.") and "a difference of -10.0 s" in at_32
+    assert at_128.startswith("At recipe.batch_size = 128:") and at_128.endswith("tied within noise.")
+    # batch 64's one point sits on both arms
+    assert per_arm == ("Median time to target per arm: the link: 32: 20.0 s, 64: 12.0 s, 128: 8.00 s; "
+                       "recipe.lr = 0.05: 32: 30.0 s, 64: 12.0 s, 128: 8.00 s.")
+    # no edge flag for a linked rate: the rule sets it, nothing tunes it
+    assert not any("edge" in line or "widen" in line for line in findings(study, _frames(study, _scaling_figures)))
+    assert not linked_arm_sentences(_study(tmp_path, SIZES), _frames(_study(tmp_path, SIZES), _size_figures))

@@ -14,7 +14,8 @@ What they say, in order:
   beyond the grid); 0 at the low edge is not flagged, as nothing lies below it;
 - the questions particular studies ask (bench.studies.findings_questions): a sparse network
   against a dense one narrowed to its active parameters; accuracy, time and memory per BPTT mode;
-  the network sizes compared at each training-set size;
+  the network sizes compared at each training-set size; a linked value (the scaling rule's rate)
+  against the other values at the same partner value, by time to target;
 - time: compared only between cells run under the same concurrency (study.concurrency, the cells a
   sweep ran at once) on the same hardware; otherwise the sentence says times are not comparable;
 - what the data cannot answer (too few seeds for any interval; every axis tied), said plainly.
@@ -30,7 +31,8 @@ from bench import formatting as fmt
 from bench.studies.compare import (best_of, finished_points, interval_words, signed_points, split_words,
                                    difference_on_test, verdict)
 from bench.studies.figures import MIN_SEEDS_FOR_CI, StudyFrames, best_point
-from bench.studies.findings_questions import narrowed_dense_sentences, per_size_sentences, per_value_sentences
+from bench.studies.findings_questions import (linked_arm_sentences, narrowed_dense_sentences, per_size_sentences,
+                                              per_value_sentences)
 from bench.studies.study import Study, value_label
 
 # numeric axes studied as conditions (their effect is the question), not tuned: their best at an
@@ -49,6 +51,7 @@ def findings(study: Study, data: StudyFrames) -> list[str]:
     out += narrowed_dense_sentences(study, data)  # the sparsity study's question
     out += per_value_sentences(study, data, comparable_times(data) is None)  # e.g. per BPTT mode
     out += per_size_sentences(study, data)  # data size x network size
+    out += linked_arm_sentences(study, data)  # e.g. the linear scaling rule against a fixed rate, by time
     out += edge_sentences(study, data)
     out.append(time_sentence(data))
     out += _limits(data, [verdict for _, verdict in filter(None, comparisons)])
@@ -114,9 +117,11 @@ def _ties_words(data: StudyFrames, column: str, best: pd.Series, others: list[pd
 # ---------------------------------------------------------------- grid edges ----
 
 def tuned_numeric_axes(study: Study) -> list[str]:
-    """Axes of numbers (not booleans) that are tuned, not conditions (CONDITION_AXES)."""
+    """Axes of numbers (not booleans) that are tuned, not conditions (CONDITION_AXES) and not
+    linked to another axis (a linked value is set by its partner, as the scaling rule's rate)."""
+    linked = {axis for group in study.links for axis in group}
     return [axis for axis, values in study.axes.items()
-            if len(values) > 1 and not axis.startswith(CONDITION_AXES)
+            if len(values) > 1 and not axis.startswith(CONDITION_AXES) and axis not in linked
             and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)]
 
 
@@ -250,6 +255,6 @@ def _limits(data: StudyFrames, verdicts: list[str]) -> list[str]:
                    f"with at least {MIN_SEEDS_FOR_CI} seeds.")
     judged = [v for v in verdicts if v != "unjudged"]
     if judged and all(v != "better" for v in judged):
-        out.append("No axis's best value is better than its runner-up beyond noise: at these seeds the data cannot "
-                   "tell the values of any axis apart.")
+        out.append("No axis's best value is better than its runner-up in test top-1 beyond noise: at these seeds "
+                   "the data cannot tell the values of any axis apart by accuracy.")
     return out

@@ -13,6 +13,11 @@ findings puts them after the per-axis comparisons):
   dataset.train_size with a model axis: at each size, the model values at their own best points
   there (chosen on validation), best against runner-up with the difference's Welch 95% CI, with
   the train top-1 beside the test top-1 where it was measured (the gap is the over-fitting).
+- "Does the linked rule beat a fixed value?" In a study ranked by time with linked axes (the
+  linear scaling rule: the learning rate linked to the batch size) and off-link points added by
+  [[include]], at each value of the group's first axis: the linked point against each other
+  point there, by time to target (the mean over the seeds that reached it, the Welch 95% CI of
+  the difference) and the median steps, then a tally and the median times per arm.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import math
 import pandas as pd
 
 from bench import formatting as fmt
+from bench.record.stats import welch_diff_ci95
 from bench.studies.compare import (best_of, difference_on_test, finished_points, interval_words, signed_points,
                                    split_words, verdict)
 from bench.studies.figures import MIN_SEEDS_FOR_CI, StudyFrames, measured_points
@@ -182,3 +188,80 @@ def per_size_sentences(study: Study, data: StudyFrames) -> list[str]:
                                                              else "")
                + (f", not judged at {tally['unjudged']}" if tally["unjudged"] else "") + ".")
     return [summary, *out]
+
+
+# ---------------------------------------------------------------- a linked rule against fixed values ----
+
+def _reach_times(data: StudyFrames, point: str) -> list[float]:
+    """The per-seed time to target of a point's complete cells that reached it."""
+    cells = data.cells[(data.cells["point"] == point) & (data.cells["state"] == "done")
+                       & (data.cells["status"] == "complete") & (data.cells["reached_target"] == True)]  # noqa: E712
+    return [float(v) for v in pd.to_numeric(cells["time_to_target_s"], errors="coerce").dropna()]
+
+
+def _reach_words(data: StudyFrames, row: pd.Series) -> str:
+    times, seeds = _reach_times(data, row["point"]), int(row["complete"])
+    if not times:
+        return f"no seed of {seeds} reached the target"
+    steps = "" if fmt.missing(row["median_steps"]) else f", median {fmt.count(row['median_steps'])} steps"
+    return f"{fmt.seconds(sum(times) / len(times))} mean ({len(times)} of {seeds} seeds reached it{steps})"
+
+
+def linked_arm_sentences(study: Study, data: StudyFrames) -> list[str]:
+    """At each value of a link group's first axis, its linked point against the others, by time to target."""
+    if study.rank != "time" or not study.links:
+        return []
+    finished = finished_points(data)
+    out, tally, arms = [], {"faster": 0, "tied": 0, "slower": 0, "unjudged": 0}, {}
+    shared: list[tuple[str, str, pd.Series]] = []  # linked points, which also belong to an arm of equal values
+    for group in study.links:
+        lead, partners = group[0], group[1:]
+        pairs = {value_label(v): [value_label(study.axes[a][i]) for a in partners]
+                 for i, v in enumerate(study.axes[lead])}
+        for lead_value, linked_values in pairs.items():
+            here = finished[finished[f"axis:{lead}"] == lead_value]
+            on_link = here[(here[[f"axis:{a}" for a in partners]] == linked_values).all(axis=1)]
+            if on_link.empty:
+                continue
+            linked = on_link.iloc[0]
+            arms.setdefault("the link", {})[lead_value] = linked
+            shared.append((lead_value, ", ".join(f"{a} = {v}" for a, v in zip(partners, linked_values)), linked))
+            for _, other in here[here["point"] != linked["point"]].iterrows():
+                name = ", ".join(f"{a} = {other[f'axis:{a}']}" for a in partners)
+                arms.setdefault(name, {})[lead_value] = other
+                difference, interval = welch_diff_ci95(_reach_times(data, linked["point"]),
+                                                       _reach_times(data, other["point"]))
+                head = (f"At {lead} = {lead_value}: the linked "
+                        f"{', '.join(f'{a} = {v}' for a, v in zip(partners, linked_values))}, "
+                        f"{_reach_words(data, linked)}, against {name}, {_reach_words(data, other)}")
+                if interval is None or min(len(_reach_times(data, p)) for p in (linked["point"], other["point"])) \
+                        < MIN_SEEDS_FOR_CI:
+                    tally["unjudged"] += 1
+                    out.append(head + f": not judged (fewer than {MIN_SEEDS_FOR_CI} seeds reached the target on a side).")
+                    continue
+                found = "faster" if interval[1] < 0 else "slower" if interval[0] > 0 else "tied"
+                tally[found] += 1
+                words = {"faster": "the linked value is faster", "slower": "the linked value is slower",
+                         "tied": "tied within noise"}[found]
+                out.append(f"{head}: a difference of {difference:+.1f} s (95% CI {interval[0]:+.1f} to "
+                           f"{interval[1]:+.1f} s, Welch): {words}.")
+    if not out:
+        return []
+    summary = (f"The linked values ({'; '.join(' with '.join(g) for g in study.links)}) against the other values at "
+               f"the same {', '.join(g[0] for g in study.links)}, by time to target: faster at {tally['faster']}, "
+               f"tied within noise at {tally['tied']}, slower at {tally['slower']}"
+               + (f", not judged at {tally['unjudged']}" if tally["unjudged"] else "") + ".")
+    for lead_value, name, linked in shared:  # e.g. batch 128 at lr 0.05: on the link and in the fixed arm
+        if name in arms:
+            arms[name][lead_value] = linked
+    order = {value_label(v): i for g in study.links for i, v in enumerate(study.axes[g[0]])}
+    return [summary, *out, _per_arm_words(arms, order)]
+
+
+def _per_arm_words(arms: dict[str, dict[str, pd.Series]], order: dict[str, int]) -> str:
+    def words(row: pd.Series) -> str:
+        return "not reached" if fmt.missing(row["median_reach_time_s"]) else fmt.seconds(row["median_reach_time_s"])
+    return "Median time to target per arm: " + "; ".join(
+        f"{arm}: " + ", ".join(f"{lead}: {words(row)}" for lead, row in
+                               sorted(values.items(), key=lambda item: order[item[0]]))
+        for arm, values in arms.items()) + "."

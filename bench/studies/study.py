@@ -183,6 +183,7 @@ class Study:
     rank: str
     points: list[Point] = field(default_factory=list)
     nproc_per_node: int = 1           # ranks of each cell's run: >1 makes every cell a torchrun (DDP) run
+    links: list[list[str]] = field(default_factory=list)  # the axes that vary together (bench.studies.links)
 
     @property
     def cells(self) -> list[Cell]:
@@ -315,7 +316,7 @@ def load_study(ref: str) -> Study:
     points = _points(kept, base_path, fixed, where)
     return Study(name=name, path=path, description=description, base_ref=raw["suite"], base=base, fixed=fixed,
                  seeds=list(seeds), axes=axes, strategy=strategy, rank=rank, points=points,
-                 nproc_per_node=nproc)
+                 nproc_per_node=nproc, links=linked_groups(raw.get("link"), axes, where))
 
 
 def _read_toml(path: Path, where: str) -> dict[str, Any]:
