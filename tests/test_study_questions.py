@@ -293,3 +293,15 @@ def test_the_linked_rule_is_compared_with_the_fixed_value_by_time_at_each_batch_
     # no edge flag for a linked rate: the rule sets it, nothing tunes it
     assert not any("edge" in line or "widen" in line for line in findings(study, _frames(study, _scaling_figures)))
     assert not linked_arm_sentences(_study(tmp_path, SIZES), _frames(_study(tmp_path, SIZES), _size_figures))
+
+
+def test_the_batch_figure_draws_the_linked_rule_and_the_fixed_rate_as_arms(tmp_path):
+    from bench.studies.plots import batch_arms
+
+    study = _study(tmp_path, SCALING)
+    data = _frames(study, _scaling_figures)
+    arms = batch_arms(study, data.points[data.points["all_reached"]])
+    assert {name: [(p.batch, p.time_s) for p in arm] for name, arm in arms.items()} == {
+        "linked: lr with the batch": [(32.0, 20.0), (64.0, 12.0), (128.0, 8.0)],
+        "lr=0.05": [(32.0, 30.0), (64.0, 12.0), (128.0, 8.0)]}  # batch 64's point is on both arms
+    assert batch_arms(_study(tmp_path, SIZES), data.points) == {}

@@ -160,9 +160,38 @@ def batch_size_plot(study: Study, data: StudyFrames) -> Plot | None:
             best.append(min(mine, key=lambda p: p.time_s))
     if not every:
         return None
-    caption = ("Median time and steps to target against batch size: the fastest point of each batch size "
-               "(the other axes' values beside it), every point whose runs all reached the target as a dot")
-    return Plot("batch-size.png", caption, batch_size_png(best, every, study.base.target))
+    arms = batch_arms(study, points)
+    if arms:
+        caption = ("Median time and steps to target against batch size, one line per arm: the linked rule ("
+                   + "; ".join(" with ".join(g) for g in study.links if g[0] == BATCH_SIZE)
+                   + ") and each value off the link; every point whose runs all reached the target as a dot")
+    else:
+        caption = ("Median time and steps to target against batch size: the fastest point of each batch size "
+                   "(the other axes' values beside it), every point whose runs all reached the target as a dot")
+    return Plot("batch-size.png", caption, batch_size_png(best, every, study.base.target, arms))
+
+
+def batch_arms(study: Study, points: pd.DataFrame) -> dict[str, list[BatchPoint]]:
+    """Where the batch size is linked to other axes (the linear scaling rule): the linked points as
+    one arm, and each combination of the partners' values met at two or more batch sizes (a fixed
+    rate) as another; a point on the link with such values belongs to both."""
+    group = next((g for g in study.links if g[0] == BATCH_SIZE), None)
+    if group is None:
+        return {}
+    partners = group[1:]
+    linked = {value_label(b): [value_label(study.axes[a][i]) for a in partners]
+              for i, b in enumerate(study.axes[BATCH_SIZE])}
+    rule = "linked: " + ", ".join(a.split(".")[-1] for a in partners) + " with the batch"
+    arms: dict[str, list[BatchPoint]] = {rule: []}
+    for _, row in points.iterrows():
+        values = [row[f"axis:{a}"] for a in partners]
+        point = BatchPoint(float(row[f"axis:{BATCH_SIZE}"]), _opt(row["median_reach_time_s"]),
+                           _opt(row["median_steps"]), ", ".join(f"{a.split('.')[-1]}={v}" for a, v in
+                                                                 zip(partners, values)), True)
+        if values == linked.get(row[f"axis:{BATCH_SIZE}"]):
+            arms[rule].append(point)
+        arms.setdefault(point.label, []).append(point)
+    return {name: sorted(arm, key=lambda p: p.batch) for name, arm in arms.items() if name == rule or len(arm) > 1}
 
 
 def _opt(value: Any) -> float | None:
@@ -344,9 +373,11 @@ class BatchPoint:
     reached: bool
 
 
-def batch_size_png(best: list[BatchPoint], every: list[BatchPoint], target: float | None) -> bytes:
-    """Median time and steps to target against batch size (log 2): the fastest point of each
-    batch size joined, every point that reached the target as a faint dot."""
+def batch_size_png(best: list[BatchPoint], every: list[BatchPoint], target: float | None,
+                   arms: dict[str, list[BatchPoint]] | None = None) -> bytes:
+    """Median time and steps to target against batch size (log 2): one line per arm where there
+    are arms (bench.studies.plots.batch_arms), else the fastest point of each batch size joined;
+    every point that reached the target as a faint dot."""
     figure = Figure(figsize=(12, 4.4))
     panels = figure.subplots(1, 2)
     for panel, field, label in ((panels[0], "time_s", "median time to target (s)"),
@@ -354,12 +385,18 @@ def batch_size_png(best: list[BatchPoint], every: list[BatchPoint], target: floa
         dots = [p for p in every if getattr(p, field) is not None]
         panel.scatter([p.batch for p in dots], [getattr(p, field) for p in dots], color="#999", s=12, alpha=0.6,
                       label="every point that reached the target")
-        joined = sorted((p for p in best if getattr(p, field) is not None), key=lambda p: p.batch)
-        panel.plot([p.batch for p in joined], [getattr(p, field) for p in joined], color=PALETTE[0], marker="o",
-                   linewidth=1.6, label="fastest point of each batch size")
-        for p in joined:
-            panel.annotate(wrapped(p.label, 28), (p.batch, getattr(p, field)), fontsize=6, xytext=(4, 4),
-                           textcoords="offset points")
+        if arms:
+            for colour, (name, arm) in zip(PALETTE, arms.items()):
+                shown = [p for p in arm if getattr(p, field) is not None]
+                panel.plot([p.batch for p in shown], [getattr(p, field) for p in shown], color=colour, marker="o",
+                           linewidth=1.6, label=name)
+        else:
+            joined = sorted((p for p in best if getattr(p, field) is not None), key=lambda p: p.batch)
+            panel.plot([p.batch for p in joined], [getattr(p, field) for p in joined], color=PALETTE[0], marker="o",
+                       linewidth=1.6, label="fastest point of each batch size")
+            for p in joined:
+                panel.annotate(wrapped(p.label, 28), (p.batch, getattr(p, field)), fontsize=6, xytext=(4, 4),
+                               textcoords="offset points")
         panel.set_xscale("log", base=2)
         panel.set_xlabel("batch size")
         panel.set_ylabel(label)
