@@ -19,12 +19,14 @@ from bench.studies.report_sections import points_table, sparsity_parts
 from bench.studies.study import load_study, value_label
 from tests.helpers import STUDY_BASE, per_optimizer_lr_study
 
-def synthetic(name: str) -> str:
-    """The head of a synthetic study on base.toml: five seeds, a 1,000-image validation split."""
+def synthetic(name: str, top: str = "") -> str:
+    """The head of a synthetic study on base.toml: five seeds, a 1,000-image validation split, and
+    `top`'s top-level keys (rank, link)."""
     return f'''
 name = "{name}"
 suite = "base.toml"
 seeds = [0, 1, 2, 3, 4]
+{top}
 [set]
 "dataset.validation_size" = 1000
 '''
@@ -258,7 +260,7 @@ def test_the_network_sizes_are_compared_at_each_training_set_size(tmp_path):
     assert not per_size_sentences(_study(tmp_path, BPTT), _frames(_study(tmp_path, BPTT), lambda p: {"accuracy": 0.8}))
 
 
-SCALING = synthetic("syn-scaling") + """mode = "reach"
+SCALING = synthetic("syn-scaling", 'rank = "time"\nlink = [["recipe.batch_size", "recipe.lr"]]') + """mode = "reach"
 [axes]
 "recipe.batch_size" = [32, 64, 128]
 "recipe.lr" = [0.025, 0.05, 0.1]
@@ -266,7 +268,6 @@ SCALING = synthetic("syn-scaling") + """mode = "reach"
 "recipe.batch_size" = [32, 64, 128]
 "recipe.lr" = 0.05
 """
-SCALING = SCALING.replace('name = "syn-scaling"', 'name = "syn-scaling"\nrank = "time"\nlink = [["recipe.batch_size", "recipe.lr"]]')
 
 
 def _scaling_figures(point) -> dict[str, Any]:

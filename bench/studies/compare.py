@@ -42,6 +42,13 @@ def best_of(points: pd.DataFrame, on: str) -> pd.Series:
     return points.sort_values([on, "order"], ascending=[False, True], kind="stable").iloc[0]
 
 
+def per_value_best(points: pd.DataFrame, column: str, on: str) -> list[pd.Series]:
+    """Each value of `column` at its own best point (highest mean on `on`), best first; ties by
+    the study's point order."""
+    rows = [best_of(group, on) for _, group in points.groupby(column, sort=False)]
+    return sorted(rows, key=lambda row: (-row[on], row["order"]))
+
+
 def difference_on_test(data: StudyFrames, a: pd.Series, b: pd.Series) -> tuple[float | None, list[float] | None]:
     """Mean test top-1 of point a minus that of b, with the Welch 95% CI (none below MIN_SEEDS_FOR_CI seeds)."""
     first, second = seed_accuracies(data, a["point"]), seed_accuracies(data, b["point"])

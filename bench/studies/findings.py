@@ -28,8 +28,8 @@ from typing import Any
 import pandas as pd
 
 from bench import formatting as fmt
-from bench.studies.compare import (best_of, finished_points, interval_words, signed_points, split_words,
-                                   difference_on_test, verdict)
+from bench.studies.compare import (best_of, finished_points, interval_words, per_value_best, signed_points,
+                                   split_words, difference_on_test, verdict)
 from bench.studies.figures import MIN_SEEDS_FOR_CI, StudyFrames, best_point
 from bench.studies.findings_questions import (linked_arm_sentences, narrowed_dense_sentences, per_size_sentences,
                                               per_value_sentences)
@@ -78,10 +78,9 @@ def _axis_comparison(study: Study, data: StudyFrames, axis: str) -> tuple[str, s
     """The axis's best value against its runner-up, each at its own best point; with the verdict."""
     finished = finished_points(data)
     column = f"axis:{axis}"
-    per_value = [best_of(group, data.chosen_on) for _, group in finished.groupby(column, sort=False)]
+    per_value = per_value_best(finished, column, data.chosen_on)
     if len(per_value) < 2:
         return None
-    per_value.sort(key=lambda row: (-row[data.chosen_on], row["order"]))
     best, runner = per_value[0], per_value[1]
     where = (lambda row: f" (at {_point_words(study, row, axis)})") if len(study.axes) > 1 else (lambda row: "")
     difference, interval = difference_on_test(data, best, runner)

@@ -28,8 +28,8 @@ import pandas as pd
 
 from bench import formatting as fmt
 from bench.record.stats import welch_diff_ci95
-from bench.studies.compare import (best_of, difference_on_test, finished_points, interval_words, signed_points,
-                                   split_words, verdict)
+from bench.studies.compare import (best_of, difference_on_test, finished_points, interval_words, per_value_best,
+                                   signed_points, split_words, verdict)
 from bench.studies.figures import MIN_SEEDS_FOR_CI, StudyFrames, measured_points
 from bench.studies.study import Study, value_label
 
@@ -157,10 +157,9 @@ def per_size_sentences(study: Study, data: StudyFrames) -> list[str]:
     for size in sorted(study.axes[SIZE_AXIS], reverse=True):
         group = finished[finished[f"axis:{SIZE_AXIS}"] == value_label(size)]
         for axis in models:
-            per_value = [best_of(g, data.chosen_on) for _, g in group.groupby(f"axis:{axis}", sort=False)]
+            per_value = per_value_best(group, f"axis:{axis}", data.chosen_on)
             if len(per_value) < 2:
                 continue
-            per_value.sort(key=lambda row: (-row[data.chosen_on], row["order"]))
             best, runner = per_value[0], per_value[1]
             difference, interval = difference_on_test(data, best, runner)
             found = verdict(interval)
@@ -199,8 +198,8 @@ def _reach_times(data: StudyFrames, point: str) -> list[float]:
     return [float(v) for v in pd.to_numeric(cells["time_to_target_s"], errors="coerce").dropna()]
 
 
-def _reach_words(data: StudyFrames, row: pd.Series) -> str:
-    times, seeds = _reach_times(data, row["point"]), int(row["complete"])
+def _reach_words(times: list[float], row: pd.Series) -> str:
+    seeds = int(row["complete"])
     if not times:
         return f"no seed of {seeds} reached the target"
     steps = "" if fmt.missing(row["median_steps"]) else f", median {fmt.count(row['median_steps'])} steps"
@@ -229,17 +228,17 @@ def linked_arm_sentences(study: Study, data: StudyFrames) -> list[str]:
             for _, other in here[here["point"] != linked["point"]].iterrows():
                 name = ", ".join(f"{a} = {other[f'axis:{a}']}" for a in partners)
                 arms.setdefault(name, {})[lead_value] = other
-                difference, interval = welch_diff_ci95(_reach_times(data, linked["point"]),
-                                                       _reach_times(data, other["point"]))
+                mine, theirs = _reach_times(data, linked["point"]), _reach_times(data, other["point"])
+                difference, interval = welch_diff_ci95(mine, theirs)
                 head = (f"At {lead} = {lead_value}: the linked "
                         f"{', '.join(f'{a} = {v}' for a, v in zip(partners, linked_values))}, "
-                        f"{_reach_words(data, linked)}, against {name}, {_reach_words(data, other)}")
-                if interval is None or min(len(_reach_times(data, p)) for p in (linked["point"], other["point"])) \
-                        < MIN_SEEDS_FOR_CI:
+                        f"{_reach_words(mine, linked)}, against {name}, {_reach_words(theirs, other)}")
+                if interval is None or min(len(mine), len(theirs)) < MIN_SEEDS_FOR_CI:
                     tally["unjudged"] += 1
                     out.append(head + f": not judged (fewer than {MIN_SEEDS_FOR_CI} seeds reached the target on a side).")
                     continue
-                found = "faster" if interval[1] < 0 else "slower" if interval[0] > 0 else "tied"
+                # linked minus other: an interval below 0 (verdict "worse") is a shorter time
+                found = {"worse": "faster", "better": "slower", "tied": "tied"}[verdict(interval)]
                 tally[found] += 1
                 words = {"faster": "the linked value is faster", "slower": "the linked value is slower",
                          "tied": "tied within noise"}[found]
