@@ -73,7 +73,7 @@ def gate_for(suite_name: str, fast_bf16: bool) -> float:
     Where bf16 is fast (avx512_bf16/amx): 2.5x on the cifar10-94 net (widths 64/256/256, 3x32x32),
     the net DESIGN.md measured 2.5x on with bf16 + channels-last. fashion-mnist-91's net is far
     smaller (8 and 32 channel convolutions at 27x27, where oneDNN's bf16 kernels gain least and
-    pooling, batch norm and GELU weigh more): on a 2-core AVX-512-bf16 EPYC it measured 2.04-2.43x
+    pooling, batch norm and GELU weigh more): on a 2-core AVX-512-bf16 EPYC it measured 2.04-2.36x
     in 12 interleaved measurements (0.07-0.09 s against 0.16-0.21 s a step), so it keeps the floor every
     CPU kind keeps, 1.2x. Without fast bf16 both nets gate at 1.2x (channels-last fp32 measured
     1.38x on a 2-core AVX2 EPYC)."""
