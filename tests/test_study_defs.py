@@ -10,7 +10,7 @@ from bench.studies.study import load_study
 from bench.suites import load_suite
 
 PUBLISHED = ["fmnist-optimizers", "fmnist-data-size", "fmnist-data-size-steps", "fmnist-lenet5-batch",
-             "fmnist-mlp-lr", "fashion-mnist-lstm-bptt", "fmnist-sparsity"]
+             "fmnist-mlp-lr", "fmnist-lstm-bptt", "fmnist-sparsity"]
 
 
 @pytest.mark.parametrize("name", PUBLISHED)
@@ -77,7 +77,7 @@ def test_the_sparsity_study_has_every_method_and_the_narrowed_dense_networks():
 
 
 def test_the_bptt_study_covers_the_four_modes():
-    study = load_study("fashion-mnist-lstm-bptt")
+    study = load_study("fmnist-lstm-bptt")
     assert study.axes["recipe.bptt.mode"] == ["full", "truncated", "sliding", "shuffled"]
     assert len(study.axes["recipe.lr"]) >= 3
 
