@@ -226,3 +226,20 @@ def test_a_node_lost_mid_cell_is_retried_on_the_surviving_node(cluster, tmp_path
     assert "retried on node" in err
     report = (folder / "REPORT.md").read_text()
     assert "Retried cells" in report and lost.node_id[:12] in report
+
+
+def test_a_local_ray_sweep_starts_its_own_ray_beside_a_running_cluster(cluster, tmp_path):
+    """`--executor ray` without an address is a Ray of this machine's own, even while a cluster runs
+    here (whose head is then the machine's current cluster, which a plain ray.init would join and
+    then refuse its CPU count with a traceback)."""
+    nodes, workers, _, cache = cluster
+    study = write_study(tmp_path, "ray-own", [0], epochs=1)
+    results = tmp_path / "results"
+    command = [sys.executable, "-m", "bench", "sweep", str(study), "--results", str(results), "--device", "cpu",
+               "--executor", "ray", "--workers", "1"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "BENCH_DATA": str(cache), "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    found = one_complete_file_per_cell(results / "studies" / "ray-own" / "runs", 2)
+    cluster_nodes = {nodes.head_node.node_id, *(w.node_id for w in workers)}
+    assert not {r["study"]["placement"]["node_id"] for r in found} & cluster_nodes

@@ -142,8 +142,10 @@ def connect(address: str | None, connect_timeout_s: float, log_path: Path) -> No
                              f"{exc}); Ray's messages are in {log_path}") from None
     else:
         # a local Ray of this machine only: no dashboard, no worker log forwarding (cells report
-        # through the board), stopped when the study ends
-        ray.init(num_cpus=os.cpu_count() or 1, num_gpus=gpu_count(), include_dashboard=False,
+        # through the board), stopped when the study ends. address="local" starts one even where
+        # a Ray cluster already runs on the machine: without it ray.init joins that cluster, and
+        # refuses the num_cpus and num_gpus given here with a traceback
+        ray.init(address="local", num_cpus=os.cpu_count() or 1, num_gpus=gpu_count(), include_dashboard=False,
                  log_to_driver=False, logging_level="ERROR")
 
 
