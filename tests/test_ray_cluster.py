@@ -172,6 +172,13 @@ def test_a_killed_driver_is_resumed_by_the_same_command(cluster, tmp_path):
     one_complete_file_per_cell(runs, 4)
 
 
+def _environ(pid: int) -> list[str]:
+    try:
+        return (Path("/proc") / str(pid) / "environ").read_bytes().decode(errors="replace").split("\0")
+    except OSError:
+        return []
+
+
 def _has_torch(pid: int) -> bool:
     """Whether the process has torch loaded: a cell announces its start before it imports torch
     (bench.studies.ray_executor._ray_cell), so a cell with torch loaded has announced itself."""
@@ -203,6 +210,8 @@ def test_a_node_lost_mid_cell_is_retried_on_the_surviving_node(cluster, tmp_path
         while not _has_torch(cell[0]) and driver.poll() is None and time.monotonic() < deadline:
             time.sleep(0.02)
         lost = raylets[cell[1]]
+        # which Ray job the killed cell belonged to, for the failure message (an earlier test's orphan?)
+        killed_job = next((e for e in _environ(cell[0]) if e.startswith("RAY_JOB_ID=")), "RAY_JOB_ID unknown")
         nodes.remove_node(lost, allow_graceful=False)  # the node's raylet and object store, killed
         try:
             os.kill(cell[0], signal.SIGKILL)  # and the cell's process with it, as a machine loss would
@@ -219,7 +228,8 @@ def test_a_node_lost_mid_cell_is_retried_on_the_surviving_node(cluster, tmp_path
     retried = [r for r in found if r["study"]["placement"]["attempts"] > 1]
     print(f"node {lost.node_id[:12]} killed; retried cells: "
           f"{[(r['study']['cell'], r['study']['placement']) for r in retried]}")
-    assert len(retried) == 1
+    assert len(retried) == 1, (f"killed pid {cell[0]} ({killed_job}); attempts per cell: "
+                               f"{[(r['study']['cell'], r['study']['placement']['attempts']) for r in found]}")
     assert retried[0]["study"]["placement"]["attempts"] == 2
     assert retried[0]["study"]["placement"]["lost"] == [lost.node_id]
     assert retried[0]["study"]["placement"]["node_id"] == survivor.node_id

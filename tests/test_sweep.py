@@ -267,6 +267,25 @@ def test_a_cell_claimed_by_a_live_sweep_is_skipped_and_a_stale_claim_taken_over(
     assert [f for f in files(results) if f.endswith(".claim")] == [f"{live.key}.claim"]
 
 
+def test_a_sweep_killed_after_writing_a_cell_leaves_no_claim_behind_the_next_sweep(study, tmp_path, trained):
+    # SIGKILL between a cell's result file and the release of its claim (the Ray cluster test's killed
+    # driver hit this window): the cell is done, so no sweep takes its claim over; the next sweep clears it
+    import subprocess
+
+    results = tmp_path / "results"
+    assert sweep(study, results) == 0
+    done = study_cells(study)[0]
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    claim_file(results, done.key, gone.pid)
+    other_host = study_cells(study)[1]
+    claim_file(results, other_host.key, gone.pid, host="elsewhere")  # never judged stale from here
+    before = len(trained.seen)
+    assert sweep(study, results) == 0
+    assert len(trained.seen) == before  # every cell was done: nothing trained again
+    assert [f for f in files(results) if f.endswith(".claim")] == [f"{other_host.key}.claim"]
+
+
 def test_a_full_disk_while_writing_a_cell_keeps_the_earlier_cells(study, tmp_path, trained, monkeypatch, capsys):
     import errno
 

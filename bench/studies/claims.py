@@ -11,6 +11,9 @@ cell's result file is written (complete or failed) or the sweep stops.
 A claim whose process is gone (same host, dead pid: a sweep killed outright) is stale and
 is taken over, under a lock so that two sweeps never both take over one claim. A claim from
 another host is never judged stale (its pid means nothing here): delete the file to free it.
+A sweep also clears every stale claim as it starts: a sweep killed between writing a cell's
+result and letting go of its claim leaves the claim of a cell that is done, which no later
+sweep would take over.
 Claim files end in .claim, so the readers of result files (*.json) never see them.
 """
 
@@ -64,6 +67,21 @@ class Claims:
             holder = self.holder(key)
             if holder is not None and holder.get("pid") == self.me["pid"] and holder.get("host") == self.me["host"]:
                 self.path(key).unlink(missing_ok=True)
+
+    def clear_stale(self) -> list[str]:
+        """Deletes the claims whose holder is gone (same host, dead pid); returns their cells."""
+        found = sorted(self.folder.glob("*.claim")) if self.folder.is_dir() else []
+        if not found:  # the usual case: no lock file made for nothing
+            return []
+        cleared = []
+        with self._lock():
+            for path in found:
+                key = path.name[: -len(".claim")]
+                holder = self.holder(key)
+                if holder is not None and key not in self.held and self._stale(holder):
+                    path.unlink(missing_ok=True)
+                    cleared.append(key)
+        return cleared
 
     def release_all(self) -> None:
         for key in list(self.held):

@@ -295,6 +295,7 @@ def _run_cells(args: argparse.Namespace, study: Study, ledger: Ledger, todo: lis
                           done=len(ledger.cells) - len(todo), parallel=parallel)
     last_report = [time.monotonic()]
     claims = Claims(runs_dir)
+    claims.clear_stale()  # a killed sweep's claims, of done cells too (bench.studies.claims)
     claim = claimer(claims, runs_dir, seen, lambda message: board.notice(message))
 
     def finished(job: CellJob, record: dict[str, Any]) -> None:
