@@ -1,7 +1,7 @@
 # The README's quick start: `make run` (the main job) and `make test` (the tests).
 # Each sets itself up on a fresh clone: a virtual environment with the CPU build of
 # torch 2.13.0 (pinned: a bare `torch` would pull several GB of CUDA packages),
-# the package with its test extras, and Debian's Fashion-MNIST where apt is usable.
+# the package with the extras its tests use, and Debian's Fashion-MNIST where apt is usable.
 
 PYTHON ?= python3
 VENV   := .venv
@@ -13,13 +13,18 @@ FMNIST := /usr/share/datasets/fashion-mnist
 
 .PHONY: setup data browser run test gate perf reports
 
-# pip byte-compiles what it installs (20 of torch's 30 s install here), and that stays: the CI
-# machine sets PYTHONDONTWRITEBYTECODE=1, so a `pip --no-compile` venv recompiles torch in every
-# process that imports it (3 s -> 6 s an import; the functional tests went from 337 to 469 s).
+# One pip call installs torch (where none imports) and the package with every extra the tests use:
+# DALI (a 199 MB wheel), Ray with its Client and submitit (80 MB), triton. `--no-compile`: pip's
+# byte-compiling of everything it installs took half of the 70 s set-up here (three calls, compiled:
+# 70 s; one, not compiled: 37 s). Python compiles what is imported instead, once, into the venv: for
+# that the recipes below run with PYTHONDONTWRITEBYTECODE unset, which this CI machine sets, and which
+# with --no-compile alone made every process recompile torch (imports 3 s -> 6 s; tests 337 -> 469 s).
+unexport PYTHONDONTWRITEBYTECODE
+EXTRAS := test,dali,cluster
 $(BIN)/bench: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install -q "$(TORCH)"
-	$(BIN)/pip install -q -e ".[test]"
+	$(BIN)/pip install -q --no-compile $$($(BIN)/python -c "import torch" 2>/dev/null || echo "$(TORCH)") \
+	  -e ".[$(EXTRAS)]"
 	touch $@
 
 setup: $(BIN)/bench
@@ -41,10 +46,7 @@ browser:
 run: setup data
 	$(BIN)/bench run $(SUITE) $(ARGS)
 
-# The tests also cover the DALI loader and the Ray and SLURM study executors: their extras are
-# installed once (a 199 MB and an 80 MB wheel; Ray Client's grpcio, submitit).
 test: setup data browser
-	$(BIN)/python -c "import nvidia.dali, ray, grpc, submitit" 2>/dev/null || $(BIN)/pip install -q -e ".[test,dali,cluster]"
 	# the functional tests in 2 worker processes of one thread each (one per core of the 2-core CI
 	# machine; a test file stays in one worker, so a file's shared fixtures are made once)
 	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -n 2 --dist loadfile tests -m "not long" \
@@ -67,7 +69,6 @@ gate: setup data
 	$(BIN)/bench check results/baselines $(GATE_DIR) --time-floor 0.5
 
 perf: setup data
-	$(BIN)/python -c "import nvidia.dali" 2>/dev/null || $(BIN)/pip install -q -e ".[test,dali]"
 	$(BIN)/python -m pytest -q tests/perf --benchmark-only
 
 # Every committed report (leaderboard, compare/, each study's report and figures) rewritten from the
