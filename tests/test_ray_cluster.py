@@ -139,7 +139,7 @@ def _cell_process(exclude: set[int] = frozenset()) -> tuple[int, int] | None:
             status = (entry / "status").read_text()
         except OSError:
             continue
-        if title.startswith(b"ray::_ray_cell") and int(entry.name) not in exclude:
+        if title.startswith(b"ray::ray_cell") and int(entry.name) not in exclude:
             ppid = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("PPid:"))
             return int(entry.name), ppid
     return None
@@ -181,7 +181,8 @@ def _environ(pid: int) -> list[str]:
 
 def _has_torch(pid: int) -> bool:
     """Whether the process has torch loaded: a cell announces its start before it imports torch
-    (bench.studies.ray_executor._ray_cell), so a cell with torch loaded has announced itself."""
+    (bench.studies.ray_task.ray_cell, which gets its job as bytes and unpickles it, torch with it, after
+    announcing), so a cell with torch loaded has announced itself."""
     try:
         return "libtorch_cpu" in (Path("/proc") / str(pid) / "maps").read_text()
     except OSError:
@@ -210,8 +211,13 @@ def test_a_node_lost_mid_cell_is_retried_on_the_surviving_node(cluster, tmp_path
         while not _has_torch(cell[0]) and driver.poll() is None and time.monotonic() < deadline:
             time.sleep(0.02)
         lost = raylets[cell[1]]
-        # which Ray job the killed cell belonged to, for the failure message (an earlier test's orphan?)
+        # which Ray job the killed cell belonged to, for the failure message
         killed_job = next((e for e in _environ(cell[0]) if e.startswith("RAY_JOB_ID=")), "RAY_JOB_ID unknown")
+        # frozen first, so that it cannot finish (and hand its result over) while remove_node takes its time
+        try:
+            os.kill(cell[0], signal.SIGSTOP)
+        except ProcessLookupError:
+            pass
         nodes.remove_node(lost, allow_graceful=False)  # the node's raylet and object store, killed
         try:
             os.kill(cell[0], signal.SIGKILL)  # and the cell's process with it, as a machine loss would
@@ -228,8 +234,10 @@ def test_a_node_lost_mid_cell_is_retried_on_the_surviving_node(cluster, tmp_path
     retried = [r for r in found if r["study"]["placement"]["attempts"] > 1]
     print(f"node {lost.node_id[:12]} killed; retried cells: "
           f"{[(r['study']['cell'], r['study']['placement']) for r in retried]}")
-    assert len(retried) == 1, (f"killed pid {cell[0]} ({killed_job}); attempts per cell: "
-                               f"{[(r['study']['cell'], r['study']['placement']['attempts']) for r in found]}")
+    tries = [(r["study"]["cell"], r["study"]["placement"]["attempts"], r["study"]["placement"]["node_id"][:8])
+             for r in found]
+    assert len(retried) == 1, (f"killed pid {cell[0]} ({killed_job}) on node {lost.node_id[:8]}; (cell, attempts, "
+                               f"node): {tries}; driver: {err[-1500:]}")
     assert retried[0]["study"]["placement"]["attempts"] == 2
     assert retried[0]["study"]["placement"]["lost"] == [lost.node_id]
     assert retried[0]["study"]["placement"]["node_id"] == survivor.node_id

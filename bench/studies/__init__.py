@@ -6,7 +6,8 @@
 
 study      the study file: schema, validation, expansion into points and cells
 cell       one cell = one invocation of one seed, returned as its result record (never raises)
-executors  where cells run: in this process, in N worker processes, or as Ray tasks
+executors  where cells run: in this process, in N worker processes, or as Ray tasks (ray_executor,
+           with ray_task: the function a cell runs as on a Ray worker)
 sweep      `bench sweep`: what is done, what is left, running the rest, rewriting the report
 ledger     which result files stand for which cells
 report     the study's REPORT.md and report.html: figures (per point, from the result files),

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import pickle
 import socket
 import subprocess
 import sys
@@ -27,9 +28,10 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from bench.errors import BenchError
-from bench.progress import BoardReporter, QueueReporter
-from bench.studies.cell import CellJob, run_cell
+from bench.progress import BoardReporter
+from bench.studies.cell import CellJob
 from bench.studies.executors import Claim, Finished, POLL_S, _drive, gpu_count, worker_threads
+from bench.studies.ray_task import ray_cell
 
 DEFAULT_CONNECT_TIMEOUT_S = 20.0
 DEFAULT_RETRIES = 2
@@ -94,30 +96,6 @@ def ray_output_to(log_path: Path) -> Iterator[None]:
         terminal.close()
 
 
-def node_here() -> dict[str, Any]:
-    import ray
-
-    return {"node_id": ray.get_runtime_context().get_node_id(), "hostname": socket.gethostname(),
-            "node_ip": ray.util.get_node_ip_address()}
-
-
-def _ray_cell(job: CellJob, events: Any, threads: int | None) -> dict[str, Any]:
-    """A cell as a Ray task (module level, so Ray ships it by reference to the installed bench).
-    Its start is announced before anything else (before torch's import, a second or more), so that
-    a node lost while the cell works has announced the attempt and its retry is counted as one.
-    A node lost within the announcement itself (milliseconds) leaves the retry counted as the first
-    attempt: placement.attempts is a lower bound."""
-    node = node_here()
-    events.put(("start", job.key, node))
-    if threads:
-        import torch
-
-        torch.set_num_threads(threads)
-    record = run_cell(job, QueueReporter(events.put, job.key))
-    record["study"] = {**record["study"], "placement": {"executor": "ray", **node}}
-    return record
-
-
 def cell_resources(resources: dict[str, float], nodes: list[dict[str, Any]], workers: int | None,
                    ranks: int = 1) -> dict[str, Any]:
     """What one cell asks of Ray: one GPU per rank where the cluster has GPUs, else a share of
@@ -173,10 +151,11 @@ def run_on_ray(jobs: list[CellJob], board: BoardReporter, finished: Finished, ad
             here = ray.get_runtime_context().get_node_id()
             events = Queue(actor_options={"num_cpus": 0, "scheduling_strategy":
                                           NodeAffinitySchedulingStrategy(node_id=here, soft=False)})
-            task = ray.remote(max_retries=retries, retry_exceptions=False)(_ray_cell).options(**ask)
+            task = ray.remote(max_retries=retries, retry_exceptions=False)(ray_cell).options(**ask)
             threads = None if ask["num_gpus"] else worker_threads(ask["num_cpus"] // ranks)
             # every cell is a task at once: the driver claims them all as it submits them
-            pending = {task.remote(job, events, threads): job for job in jobs if claim(job)}
+            # the job as bytes: the worker announces the attempt before unpickling it (bench.studies.ray_task)
+            pending = {task.remote(job.key, pickle.dumps(job), events, threads): job for job in jobs if claim(job)}
             attempts: dict[str, list[dict[str, Any]]] = {}
             labels = {job.key: job.label for job in jobs}
 
