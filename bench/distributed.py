@@ -242,7 +242,14 @@ def settle(exc: BaseException) -> BaseException:
     a rank that does not exit). A collective that failed because a peer left on Ctrl-C is this
     rank's Ctrl-C too: the signal that reaches it within the grace becomes the cause."""
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    if isinstance(exc, (KeyboardInterrupt, Terminated)):
+    # The launcher's SIGTERM (it stops the ranks on its own Ctrl-C) can land while this rank's own
+    # Ctrl-C is still on its way up: a KeyboardInterrupt anywhere in the chain is the cause.
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, KeyboardInterrupt):
+            return cause
+        cause = cause.__context__
+    if isinstance(exc, Terminated):
         return exc
     try:
         time.sleep(SIGNAL_GRACE_S)

@@ -260,7 +260,7 @@ def test_a_rank_whose_collective_failed_on_a_peers_ctrl_c_records_its_own_ctrl_c
     the failure stands. Either way the launcher's SIGTERM can no longer cut the save short."""
     import threading
 
-    from bench.distributed import settle
+    from bench.distributed import Terminated, settle
 
     saved, saved_int = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
     # Python's own Ctrl-C handler, as in a rank (an earlier test in this process may have left another)
@@ -275,6 +275,16 @@ def test_a_rank_whose_collective_failed_on_a_peers_ctrl_c_records_its_own_ctrl_c
         assert settle(peer_gone) is peer_gone
         interrupt = KeyboardInterrupt()
         assert settle(interrupt) is interrupt
+        # the launcher's SIGTERM raised while this rank's own Ctrl-C was being handled: the Ctrl-C
+        try:
+            try:
+                raise interrupt
+            except KeyboardInterrupt:
+                raise Terminated("stopped by the launcher (SIGTERM)")
+        except Terminated as stopped:
+            assert settle(stopped) is interrupt
+        alone = Terminated("stopped by the launcher (SIGTERM): another rank ended")
+        assert settle(alone) is alone  # a SIGTERM of its own (a peer died) stays a failure
     finally:
         signal.signal(signal.SIGTERM, saved)
         signal.signal(signal.SIGINT, saved_int)
