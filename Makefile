@@ -21,7 +21,8 @@ FMNIST := /usr/share/datasets/fashion-mnist
 # with --no-compile alone made every process recompile torch (imports 3 s -> 6 s; tests 337 -> 469 s).
 unexport PYTHONDONTWRITEBYTECODE
 EXTRAS := test,dali,cluster
-$(BIN)/bench: pyproject.toml
+# the Makefile too: a venv set up by an older Makefile (torch and .[test] only) gets the extras
+$(BIN)/bench: pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --no-compile $$($(BIN)/python -c "import torch" 2>/dev/null || echo "$(TORCH)") \
 	  -e ".[$(EXTRAS)]"

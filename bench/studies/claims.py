@@ -68,20 +68,16 @@ class Claims:
             if holder is not None and holder.get("pid") == self.me["pid"] and holder.get("host") == self.me["host"]:
                 self.path(key).unlink(missing_ok=True)
 
-    def clear_stale(self) -> list[str]:
-        """Deletes the claims whose holder is gone (same host, dead pid); returns their cells."""
+    def clear_stale(self) -> None:
+        """Deletes the claims whose holder is gone (same host, dead pid)."""
         found = sorted(self.folder.glob("*.claim")) if self.folder.is_dir() else []
         if not found:  # the usual case: no lock file made for nothing
-            return []
-        cleared = []
+            return
         with self._lock():
             for path in found:
-                key = path.name[: -len(".claim")]
-                holder = self.holder(key)
-                if holder is not None and key not in self.held and self._stale(holder):
+                holder = self.holder(path.name[: -len(".claim")])
+                if holder is not None and self._stale(holder):
                     path.unlink(missing_ok=True)
-                    cleared.append(key)
-        return cleared
 
     def release_all(self) -> None:
         for key in list(self.held):
