@@ -136,20 +136,44 @@ def fingerprint(device: torch.device | None = None) -> dict[str, Any]:
         "triton": _triton_version(),
         "gpu": _gpu(),
         "cpu": {"model": _cpu_model(), "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-                "fast_bf16": cpu_has_fast_bf16()},
+                "fast_bf16": cpu_has_fast_bf16(), "isa": cpu_isa(), "onednn_max_isa": onednn_max_isa()},
         "ram_gb": _ram_gb(),
         "dali": dali_version,
     }
 
 
-def cpu_has_fast_bf16() -> bool:
-    """bf16 pays on CPUs with native bf16 dot products (AVX512-BF16 or AMX)."""
+# oneDNN's ISA caps (ONEDNN_MAX_CPU_ISA, or its older name DNNL_MAX_CPU_ISA) below which it has no
+# native bf16 dot product: a CPU with AVX512-BF16 run under one of these computes bf16 as slowly as a
+# CPU without it (containers and reproducibility set-ups cap the ISA this way; so did issue 21's AVX2
+# measurements on an AVX-512 machine)
+_ONEDNN_CAPS_WITHOUT_BF16 = {"SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX512_CORE", "AVX512_CORE_VNNI"}
+
+
+def onednn_max_isa() -> str | None:
+    """The ISA cap set for oneDNN (convolutions and matmuls on CPU), or None where none is set."""
+    cap = os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("DNNL_MAX_CPU_ISA")
+    return cap.strip().upper() if cap and cap.strip() else None
+
+
+def cpu_isa() -> str:
+    """The vector ISA torch's own CPU kernels dispatch to (AVX2, AVX512, ...): ATEN_CPU_CAPABILITY
+    can cap it below what the CPU has."""
+    return torch.backends.cpu.get_cpu_capability()
+
+
+def cpu_flags() -> frozenset[str]:
+    """The CPU's feature flags (/proc/cpuinfo); empty where the OS does not say."""
     try:
         with open("/proc/cpuinfo") as f:
-            flags = next((line for line in f if line.startswith("flags")), "")
+            line = next((line for line in f if line.startswith("flags")), "")
     except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+        return frozenset()
+    return frozenset(line.split(":", 1)[-1].split())
+
+
+def cpu_has_fast_bf16() -> bool:
+    """bf16 pays on CPUs with native bf16 dot products (AVX512-BF16 or AMX) that oneDNN may use."""
+    return bool({"avx512_bf16", "amx_bf16"} & cpu_flags()) and onednn_max_isa() not in _ONEDNN_CAPS_WITHOUT_BF16
 
 
 def bf16_is_fast(device: torch.device) -> bool:

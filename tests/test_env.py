@@ -69,6 +69,29 @@ def test_fingerprint_names_the_software_versions():
         assert info["triton"] == triton.__version__
 
 
+@pytest.mark.parametrize("cap, fast", [(None, True), ("AVX512_CORE_BF16", True), ("avx512_core_amx", True),
+                                        ("AVX2", False), ("avx512_core", False), ("AVX2_VNNI", False)])
+def test_a_onednn_isa_cap_below_bf16_makes_bf16_slow(monkeypatch, cap, fast):
+    """A CPU with AVX512-BF16 under ONEDNN_MAX_CPU_ISA=AVX2 computes bf16 as slowly as one without it:
+    the fingerprint, the speed gate's threshold and the MFU peak must not call it fast."""
+    monkeypatch.setattr(env, "cpu_flags", lambda: frozenset({"avx2", "avx512f", "avx512_bf16"}))
+    monkeypatch.delenv("DNNL_MAX_CPU_ISA", raising=False)
+    if cap is None:
+        monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
+    else:
+        monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", cap)
+    assert env.cpu_has_fast_bf16() is fast
+    cpu = env.fingerprint(torch.device("cpu"))["cpu"]
+    assert cpu["fast_bf16"] is fast and cpu["onednn_max_isa"] == (cap.upper() if cap else None)
+    assert cpu["isa"] == torch.backends.cpu.get_cpu_capability()
+
+
+def test_a_cpu_without_bf16_flags_is_never_fast(monkeypatch):
+    monkeypatch.setattr(env, "cpu_flags", lambda: frozenset({"avx2", "fma"}))
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
+    assert env.cpu_has_fast_bf16() is False
+
+
 def test_git_dirty_is_about_the_code_not_the_results_it_wrote(tmp_path, monkeypatch):
     """A sweep writes result files into the repository's results/ as it goes: its later cells
     must still say they ran clean code, while an edited source file makes the code dirty."""

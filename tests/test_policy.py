@@ -71,6 +71,23 @@ def test_a_later_invocation_uses_the_cache_and_says_so(conv_suite, rgb_data, one
     assert third["policy_trial"]["tried"] is True
 
 
+def test_an_isa_cap_is_another_machine_for_the_cache(monkeypatch):
+    """A decision timed on the full AVX-512 ISA must not be reused under ATEN_CPU_CAPABILITY=avx2 or
+    ONEDNN_MAX_CPU_ISA=AVX2 (the same CPU, another machine for the speed of each policy)."""
+    from bench import env
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
+    monkeypatch.delenv("DNNL_MAX_CPU_ISA", raising=False)
+    monkeypatch.setattr(env, "cpu_isa", lambda: "AVX512")
+    full = policy_cache.key(policy_cache.machine(CPU))
+    assert policy_cache.key(policy_cache.machine(CPU)) == full
+    monkeypatch.setattr(env, "cpu_isa", lambda: "AVX2")
+    torch_capped = policy_cache.key(policy_cache.machine(CPU))
+    monkeypatch.setattr(env, "cpu_isa", lambda: "AVX512")
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    onednn_capped = policy_cache.key(policy_cache.machine(CPU))
+    assert len({full, torch_capped, onednn_capped}) == 3
+
+
 def test_explicit_settings_are_never_overridden(conv_suite, rgb_data, monkeypatch, one_torch_thread):
     # a cached decision for the very same key says otherwise; explicit keys never read it
     def never(*args, **kwargs):

@@ -1,6 +1,6 @@
 """The policy decisions' cache: one small JSON file under the user's cache folder
 ($BENCH_CACHE_DIR, else $XDG_CACHE_HOME/bench, else ~/.cache/bench), keyed by the machine
-(CPU model and flags or GPU name, torch version and threads), the model and its arguments, the
+(CPU model, flags and ISA caps or GPU name, torch version and threads), the model and its arguments, the
 input shape, the batch size and the recipe's policy keys. A later invocation with the same key
 skips the trial. An unreadable cache is a miss, never an error: it only saves time."""
 
@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from bench.env import fingerprint
+from bench import env as environment
 
 ENV_VAR = "BENCH_CACHE_DIR"
 
@@ -31,24 +31,18 @@ def path() -> Path:
     return folder() / "policy.json"
 
 
-def _cpu_flags() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            line = next((line for line in f if line.startswith("flags")), "")
-    except OSError:
-        return ""
-    return " ".join(sorted(line.split(":", 1)[-1].split()))
-
-
 def machine(device: torch.device) -> dict[str, Any]:
     """What makes one policy faster than another on this machine."""
-    env = fingerprint()
+    env = environment.fingerprint()
     facts: dict[str, Any] = {"device": device.type, "torch": torch.__version__, "threads": torch.get_num_threads()}
     if device.type == "cuda":
         facts["gpu"] = torch.cuda.get_device_name(device)
     else:
         facts["cpu"] = env["cpu"]["model"]
-        facts["cpu_flags_sha"] = hashlib.sha256(_cpu_flags().encode()).hexdigest()[:16]
+        facts["cpu_flags_sha"] = hashlib.sha256(" ".join(sorted(environment.cpu_flags())).encode()).hexdigest()[:16]
+        # an ISA cap (ATEN_CPU_CAPABILITY, ONEDNN_MAX_CPU_ISA) makes another machine of the same CPU
+        facts["isa"] = env["cpu"]["isa"]
+        facts["onednn_max_isa"] = env["cpu"]["onednn_max_isa"]
     return facts
 
 
