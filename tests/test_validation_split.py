@@ -105,6 +105,18 @@ def test_a_run_records_validation_accuracy_beside_the_test_accuracy(tmp_path, mo
     assert problem(record) is None
 
 
+def test_an_auto_evaluation_batch_evaluates_the_validation_and_training_sets_too(tmp_path, monkeypatch):
+    """eval_batch_size = "auto" (fashion-mnist-91's) is decided by the policy trial; the evaluations
+    after the clock use the decided batch (a study on that suite with a validation split once
+    failed every cell there, after training)."""
+    _, record = run_tiny(tmp_path, monkeypatch, "dataset.validation_size=64", 'recipe.eval_batch_size="auto"',
+                            "recipe.train_eval=100")
+    run = record["runs"][0]
+    assert run["status"] == "complete", record.get("error")  # (exit 1: the flipped test set misses the target)
+    assert run["validation_accuracy"] >= 0.9 and run["train_eval_images"] == 100
+    assert isinstance(run["eval_batch_size"], int) and problem(record) is None
+
+
 def test_without_a_split_validation_accuracy_is_null(tmp_path, monkeypatch):
     _, record = run_tiny(tmp_path, monkeypatch)
     assert record["runs"][0]["validation_accuracy"] is None and "validation_eval_s" not in record["runs"][0]

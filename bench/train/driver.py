@@ -43,14 +43,15 @@ def train_run(suite_resolved: dict, data: PreparedData, seed: int, device: torch
     weights_file = None
     if save_weights is not None and dist.is_main:  # one rank's copy: every rank holds the same weights
         weights_file = str(save_weights(run.model))
+    # the evaluations after the clock at the batch the policy decided: the recipe may say "auto"
+    evaluated = {**recipe, "eval_batch_size": run.eval_batch_size}
     train_eval: dict[str, Any] = {}
     if recipe["train_eval"] and outcome.status == "complete":
-        train_eval = train_accuracy(models.step_model, data.dataset, {**recipe, "eval_batch_size": run.eval_batch_size},
-                                    run.loader_kind, run.loader_options,
+        train_eval = train_accuracy(models.step_model, data.dataset, evaluated, run.loader_kind, run.loader_options,
                                     run.policy.autocast_dtype, run.policy.memory_format, dist)
     validation: dict[str, Any] = {}
     if data.dataset.validation_labels is not None and outcome.status == "complete":
-        validation = validation_accuracy(models.step_model, data.dataset, recipe, run.loader_kind,
+        validation = validation_accuracy(models.step_model, data.dataset, evaluated, run.loader_kind,
                                          run.loader_options, run.policy.autocast_dtype, run.policy.memory_format, dist)
     return run_record(_measurements(suite_resolved, seed, run, models, outcome, after_clock=dict(
         weights_file=weights_file, sparsity=sparsity, train_eval=train_eval, validation=validation,
