@@ -110,7 +110,7 @@ def test_an_auto_evaluation_batch_evaluates_the_validation_and_training_sets_too
     after the clock use the decided batch (a study on that suite with a validation split once
     failed every cell there, after training)."""
     _, record = run_tiny(tmp_path, monkeypatch, "dataset.validation_size=64", 'recipe.eval_batch_size="auto"',
-                            "recipe.train_eval=100")
+                         "recipe.train_eval=100")
     run = record["runs"][0]
     assert run["status"] == "complete", record.get("error")  # (exit 1: the flipped test set misses the target)
     assert run["validation_accuracy"] >= 0.9 and run["train_eval_images"] == 100
