@@ -20,6 +20,7 @@ Minutes long: run with --benchmark-only.
     pytest tests/perf/test_plain_loop.py --benchmark-only
 """
 
+import math
 import time
 
 from torch import nn
@@ -66,13 +67,18 @@ def plain_time_to_target(suite, data: PreparedData, seed: int) -> tuple[float | 
     train = DataLoader(FashionMNIST(ds.train_images, ds.train_labels, data.mean, data.std, flip=True),
                        batch_size=recipe["batch_size"], shuffle=True, drop_last=True)
     test = DataLoader(FashionMNIST(ds.test_images, ds.test_labels, data.mean, data.std, flip=False), batch_size=1000)
-    steps_per_epoch, epochs = len(train), int(recipe["epochs"])
+    # a fractional budget (1.5 epochs) as the trainer counts it: ceil(epochs x steps) steps, the last
+    # epoch cut short, an evaluation after every (partial) epoch
+    steps_per_epoch = len(train)
+    total_steps = math.ceil(recipe["epochs"] * steps_per_epoch)
     start, step, accuracy = time.perf_counter(), 0, 0.0
     model.data_init(torch.stack([train.dataset[i][0] for i in range(5000)]))
-    for _ in range(epochs):
+    for _ in range(math.ceil(recipe["epochs"])):
         model.train()
         for images, labels in train:
-            set_lr(optimizer, lr_multiplier(recipe["schedule"], step, steps_per_epoch, epochs * steps_per_epoch),
+            if step >= total_steps:
+                break
+            set_lr(optimizer, lr_multiplier(recipe["schedule"], step, steps_per_epoch, total_steps),
                    whiten_active=step < recipe["whiten_bias_epochs"] * steps_per_epoch)
             optimizer.zero_grad()
             loss = F.cross_entropy(model(images), labels, label_smoothing=recipe["label_smoothing"])
