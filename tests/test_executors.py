@@ -111,3 +111,36 @@ def test_a_dead_ray_address_fails_in_one_line_within_the_connect_timeout(tmp_pat
     log = tmp_path / "studies" / "fmnist-optimizers" / "ray.log"
     assert "cannot connect to a Ray cluster" in line or "no Ray cluster answered within 5 s" in line
     assert str(log) in line and log.stat().st_size > 0
+
+
+def test_a_ray_client_connection_that_fails_at_start_is_tried_again_within_the_limit(tmp_path, monkeypatch):
+    """Ray Client's per-connection server on the head dies at start now and then (Ray issue 63202):
+    through `ray://` the probe tries again while --connect-timeout allows, each attempt in the log;
+    a GCS address that refuses the probe fails at once (retrying a version mismatch would only wait)."""
+    import socket
+    import subprocess
+
+    import pytest
+
+    from bench.errors import BenchError
+    from bench.studies import ray_executor
+
+    exits = []
+
+    def probe_child(command, **kwargs):  # the child that runs ray.init: fails once, then connects
+        exits.append(1 if not exits else 0)
+        return subprocess.CompletedProcess(command, exits[-1])
+
+    monkeypatch.setattr(ray_executor.subprocess, "run", probe_child)
+    log = tmp_path / "ray.log"
+    with socket.socket() as head:  # something listens at the address, as a head does
+        head.bind(("127.0.0.1", 0))
+        head.listen()
+        port = head.getsockname()[1]
+        ray_executor.probe_address(f"ray://127.0.0.1:{port}", 30, log)
+        assert exits == [1, 0]
+        assert [line.split(" (")[1].split(",")[0] for line in log.read_text().splitlines()] == ["attempt 1", "attempt 2"]
+        exits.clear()
+        with pytest.raises(BenchError, match=f"--address 127.0.0.1:{port}: cannot connect to a Ray cluster"):
+            ray_executor.probe_address(f"127.0.0.1:{port}", 30, log)
+        assert exits == [1]
