@@ -5,12 +5,15 @@ Client, or `auto`).
 Connecting: a dead or wrong address must fail in seconds, in one line. `ray.init` retries a
 dead address for many minutes while printing its gRPC warnings, so the address is first tried
 in a child process bounded by --connect-timeout, all of Ray's output going to a log file that
-the error line names. Through Ray Client (`ray://`), a failed connection is tried again while
---connect-timeout allows: the head starts a server process for each client connection, forked
-from a process busy in gRPC, and that child now and then dies at start (Ray issue 63202, open;
-seen here in CI), which fails the connection after the head's channel
-timeout (30 s by default). While the study runs, Ray's own log lines (file descriptor 2, where its
-C++ core and its loggers write) go to that same file; the board keeps the terminal.
+the error line names. Through Ray Client (`ray://`), a failed probe is tried again while
+--connect-timeout allows, and the driver's own ray.init up to CLIENT_INIT_ATTEMPTS times: the
+head starts a server process for each client connection, forked from a process busy in gRPC,
+and that child now and then dies at start (Ray issue 63202, open; seen here in CI), which fails
+the connection after the head's channel timeout (30 s by default). The price: a ray:// address
+that fails for good (another Ray version, say) takes the whole limit to say so.
+
+While the study runs, Ray's own log lines (file descriptor 2, where its C++ core and its loggers
+write) go to that same file; the board keeps the terminal.
 
 Where cells run: each cell's result says on which Ray node it trained (study.placement). A
 task whose node (or worker process) was lost is retried on a surviving node, up to --retries
@@ -50,7 +53,7 @@ PROBE = "import ray, sys; ray.init(address=sys.argv[1], log_to_driver=False, log
 
 def host_port(address: str) -> tuple[str, int] | None:
     """HOST and PORT of `HOST:PORT` or `ray://HOST:PORT`; None for `auto` and other forms."""
-    rest = address.removeprefix("ray://")
+    rest = address.removeprefix(CLIENT_PREFIX)
     host, _, port = rest.rpartition(":")
     return (host.strip("[]"), int(port)) if host and port.isdigit() else None
 
