@@ -201,6 +201,7 @@ def join(device: torch.device, timeout_s: float | None = None) -> Dist:
         backend = "nccl"
     else:
         backend = "gloo"
+    _remember_ctrl_c()
     _terminate_on_sigterm()
     if not torch.distributed.is_initialized():
         torch.distributed.init_process_group(backend, timeout=datetime.timedelta(seconds=timeout_s),
@@ -242,8 +243,13 @@ def settle(exc: BaseException) -> BaseException:
     a rank that does not exit). A collective that failed because a peer left on Ctrl-C is this
     rank's Ctrl-C too: the signal that reaches it within the grace becomes the cause."""
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    # The launcher's SIGTERM (it stops the ranks on its own Ctrl-C) can land while this rank's own
-    # Ctrl-C is still on its way up: a KeyboardInterrupt anywhere in the chain is the cause.
+    if _ctrl_c.seen:  # its KeyboardInterrupt was raised where Python drops exceptions (see _remember_ctrl_c)
+        interrupt = KeyboardInterrupt()
+        interrupt.__context__ = exc
+        return interrupt
+    # A SIGTERM (the launcher stopping the ranks after a peer ended) can land while this rank's own
+    # Ctrl-C is still on its way up: a KeyboardInterrupt anywhere in the chain is the cause. (On
+    # Ctrl-C, torch 2.13's launcher forwards SIGINT to each rank's own session, rank 0 first.)
     cause: BaseException | None = exc
     while cause is not None:
         if isinstance(cause, KeyboardInterrupt):
@@ -256,6 +262,28 @@ def settle(exc: BaseException) -> BaseException:
     except KeyboardInterrupt as interrupt:
         return interrupt
     return exc
+
+
+class _CtrlC:
+    seen = False
+
+
+_ctrl_c = _CtrlC()
+
+
+def _remember_ctrl_c() -> None:
+    """Python's own Ctrl-C handler, which also notes that the signal came. A KeyboardInterrupt
+    raised while a finalizer or weakref callback runs (the garbage collector can run them at any
+    allocation) is printed as "Exception ignored" and dropped: the rank trains on into its next
+    collective, which fails once the peers have left on their Ctrl-C, and without the note that
+    failure would be recorded as the cause instead of the interrupt."""
+    _ctrl_c.seen = False
+
+    def handler(signum, frame):
+        _ctrl_c.seen = True
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, handler)
 
 
 def _terminate_on_sigterm() -> None:

@@ -250,7 +250,8 @@ def test_ctrl_c_ends_the_ranks_as_interrupted_with_the_finished_runs_kept(tmp_pa
     code, err, record = _stop_after_the_first_run(tmp_path, lambda launcher, pids: os.killpg(launcher.pid,
                                                                                             signal.SIGINT))
     assert code == 130, err[-3000:]
-    assert record["status"] == "interrupted" and record["aggregate"]["verdict"] == "INCOMPLETE"
+    assert record["status"] == "interrupted" and record["aggregate"]["verdict"] == "INCOMPLETE", \
+        (record["error"], err[-3000:])
     assert 1 <= len(record["runs"]) < 3 and record["error"] is None
 
 
@@ -286,5 +287,38 @@ def test_a_rank_whose_collective_failed_on_a_peers_ctrl_c_records_its_own_ctrl_c
         alone = Terminated("stopped by the launcher (SIGTERM): another rank ended")
         assert settle(alone) is alone  # a SIGTERM of its own (a peer died) stays a failure
     finally:
+        signal.signal(signal.SIGTERM, saved)
+        signal.signal(signal.SIGINT, saved_int)
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # the dropped Ctrl-C, as intended
+def test_a_ctrl_c_dropped_in_a_finalizer_is_still_the_ranks_cause():
+    """Python drops a KeyboardInterrupt raised inside a finalizer ("Exception ignored"): the rank
+    trains on until its next collective fails on the peers' exit. The Ctrl-C noted by the rank's
+    handler is still the cause, and at once (no grace to wait for a signal that already came)."""
+    from bench import distributed
+    from bench.distributed import settle
+
+    saved, saved_int = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
+
+    class Finalized:
+        def __del__(self):
+            os.kill(os.getpid(), signal.SIGINT)
+            for _ in range(10_000):  # the handler runs at one of the interpreter's checks in here
+                pass
+
+    try:
+        distributed._remember_ctrl_c()
+        peer_gone = RuntimeError("Connection closed by peer")
+        assert settle(peer_gone) is peer_gone  # no Ctrl-C came: the failure stands
+        signal.signal(signal.SIGTERM, saved)
+        obj = Finalized()
+        del obj  # the KeyboardInterrupt is raised and dropped here
+        start = time.monotonic()
+        cause = settle(peer_gone)
+        assert isinstance(cause, KeyboardInterrupt) and cause.__context__ is peer_gone
+        assert time.monotonic() - start < distributed.SIGNAL_GRACE_S
+    finally:
+        distributed._ctrl_c.seen = False
         signal.signal(signal.SIGTERM, saved)
         signal.signal(signal.SIGINT, saved_int)
