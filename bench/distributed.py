@@ -243,10 +243,6 @@ def settle(exc: BaseException) -> BaseException:
     a rank that does not exit). A collective that failed because a peer left on Ctrl-C is this
     rank's Ctrl-C too: the signal that reaches it within the grace becomes the cause."""
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    if _ctrl_c.seen:  # its KeyboardInterrupt was raised where Python drops exceptions (see _remember_ctrl_c)
-        interrupt = KeyboardInterrupt()
-        interrupt.__context__ = exc
-        return interrupt
     # A SIGTERM (the launcher stopping the ranks after a peer ended) can land while this rank's own
     # Ctrl-C is still on its way up: a KeyboardInterrupt anywhere in the chain is the cause. (On
     # Ctrl-C, torch 2.13's launcher forwards SIGINT to each rank's own session, rank 0 first.)
@@ -255,6 +251,10 @@ def settle(exc: BaseException) -> BaseException:
         if isinstance(cause, KeyboardInterrupt):
             return cause
         cause = cause.__context__
+    if _ctrl_c.seen:  # its KeyboardInterrupt was raised where Python drops exceptions (see _remember_ctrl_c)
+        interrupt = KeyboardInterrupt()
+        interrupt.__context__ = exc
+        return interrupt
     if isinstance(exc, Terminated):
         return exc
     try:
