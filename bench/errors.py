@@ -21,3 +21,11 @@ class BenchError(Exception):
 
     def __init__(self, message: str):
         super().__init__(" ".join(message.split()))
+
+
+def did_you_mean(name: str, known, otherwise: str, cutoff: float = 0.4) -> str:
+    """The end of an unknown-name error: up to three close names, else `otherwise` (where to look)."""
+    import difflib
+
+    close = difflib.get_close_matches(name, list(known), n=3, cutoff=cutoff)
+    return f"did you mean {', '.join(close)}?" if close else otherwise

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from bench.datasets import DATASET_NAMES
-from bench.errors import BenchError
+from bench.errors import BenchError, did_you_mean
 from bench.suite_checks import cross_checks
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -434,6 +434,5 @@ def _locate(ref: str) -> Path:
     suites = available_suites()
     if ref in suites:
         return suites[ref]
-    close = difflib.get_close_matches(ref, list(suites), n=3, cutoff=0.4)
-    hint = f"did you mean {', '.join(close)}?" if close else "run 'bench list' to see them"
+    hint = did_you_mean(ref, suites, "run 'bench list' to see them")
     raise BenchError(f"unknown suite '{ref}'; {hint}")

@@ -13,14 +13,13 @@ project's suites train.
 
 from __future__ import annotations
 
-import difflib
 import inspect
 from dataclasses import dataclass
 from typing import Any, Callable
 
 from torch import nn
 
-from bench.errors import BenchError
+from bench.errors import BenchError, did_you_mean
 
 Constructor = Callable[..., nn.Module]
 FAMILIES = ("zoo", "training")
@@ -75,8 +74,7 @@ def model_names(family: str | None = None) -> list[str]:
 
 def _unknown(name: str, where: str) -> BenchError:
     known = sorted(_REGISTRY)
-    close = difflib.get_close_matches(name, known, n=3)
-    hint = f"did you mean {', '.join(close)}?" if close else f"known models: {', '.join(known)}"
+    hint = did_you_mean(name, known, f"known models: {', '.join(known)}", cutoff=0.6)
     return BenchError(f"{where}: unknown model '{name}'; {hint}")
 
 

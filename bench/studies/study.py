@@ -48,7 +48,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.errors import BenchError
+from bench.errors import BenchError, did_you_mean
 from bench.studies.links import linked_grid, linked_groups
 from bench.suites import SCHEMA, Key, Suite, available_suites, schema_keys, schema_node, suite_dirs, suite_with
 
@@ -227,8 +227,7 @@ def _locate_study(ref: str) -> Path:
     studies = available_studies()
     if ref in studies:
         return studies[ref]
-    close = difflib.get_close_matches(ref, list(studies), n=3, cutoff=0.4)
-    hint = f"did you mean {', '.join(close)}?" if close else "run 'bench list' to see them"
+    hint = did_you_mean(ref, studies, "run 'bench list' to see them")
     raise BenchError(f"unknown study '{ref}'; {hint}")
 
 
@@ -242,8 +241,7 @@ def _locate_base(ref: str, study_path: Path, where: str) -> Path:
     suites = available_suites()
     if ref in suites:
         return suites[ref]
-    close = difflib.get_close_matches(ref, list(suites), n=3, cutoff=0.4)
-    hint = f"did you mean {', '.join(close)}?" if close else "run 'bench list' to see the suites"
+    hint = did_you_mean(ref, suites, "run 'bench list' to see the suites")
     raise BenchError(f"{where}: 'suite' names no suite '{ref}'; {hint}")
 
 
