@@ -174,3 +174,13 @@ def test_a_new_suite_key_at_its_default_keeps_every_cell_identity(monkeypatch):
     changed = load_study("fmnist-optimizers").points[0].suite
     assert identity_hash({**changed.resolved, "recipe": {**changed.recipe, "new_knob": 3.0}}) != \
         load_study("fmnist-optimizers").points[0].identity
+
+
+def test_a_suites_default_runs_and_description_keep_its_cells_results(tmp_path):
+    """A cell trains one seed: raising the base suite's default runs or rewording its description
+    changes nothing a cell ran, so the study's result files still stand for their cells."""
+    study = load_study("fmnist-91-budget")
+    point = study.points[0]
+    reworded = {**point.suite.resolved, "runs": point.suite.resolved["runs"] + 2, "description": "reworded"}
+    assert identity_hash(reworded) == point.identity
+    assert identity_hash({**point.suite.resolved, "recipe": {**point.suite.recipe, "epochs": 7}}) != point.identity

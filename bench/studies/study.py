@@ -142,6 +142,12 @@ def cell_key(point_identity: str, seed: int) -> str:
     return f"{point_identity}-s{seed}"
 
 
+# Suite keys that never change what one seed of a cell trains: where the target comes from (citing a
+# new calibration), how many seeds a plain `bench run` makes by default (a cell is one seed; the
+# study names its own), and the suite's prose. A result keeps its cell when one of them changes.
+NOT_RUN = ("target_source", "runs", "description")
+
+
 def identity_hash(resolved: dict[str, Any]) -> str:
     """The hash of a resolved suite without the keys that are at their schema default.
 
@@ -150,8 +156,7 @@ def identity_hash(resolved: dict[str, Any]) -> str:
     hash, then has one key more): a study's results still belong to its cells after such an
     upgrade instead of all being run again. A changed default still changes it (for the
     suites that take the default), as it changes what they run."""
-    # where the target comes from never changes what a cell runs: citing a new calibration keeps its results
-    kept = {key: value for key, value in resolved.items() if key != "target_source"}
+    kept = {key: value for key, value in resolved.items() if key not in NOT_RUN}
     text = json.dumps(_without_defaults(kept, SCHEMA), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
