@@ -19,7 +19,7 @@ it links each study report under the results folder and quotes its first finding
 bench.studies.findings). It is rewritten with the reports, and checked with them, when the README
 (--readme; default: README.md beside the results folder, where it holds the markers) is given.
 
-usage: python scripts/regenerate_reports.py [--results DIR] [--readme FILE] [--check]
+usage: python scripts/regenerate_reports.py [--results DIR] [--readme FILE] [--check [--tracked-only]]
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ import io
 import os
 import re
 import shutil
+import subprocess
 import sys
 import tempfile
 from dataclasses import dataclass, field
@@ -178,12 +179,40 @@ def compare_reports(committed: Path, regenerated: Path) -> Freshness:
     return found
 
 
-def check(results: Path, readme: Path | None = None) -> Freshness:
+def tracked_files(results: Path) -> list[str] | None:
+    """The files under `results` that git tracks (paths relative to it), or None where `results` is in
+    no git work tree (or git is missing)."""
+    try:
+        listed = subprocess.run(["git", "-C", str(results), "ls-files", "-z", "--", "."], capture_output=True,
+                                check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return [name for name in listed.decode().split("\0") if name]
+
+
+def copy_results(results: Path, copy: Path, tracked_only: bool) -> None:
+    """`results` copied to `copy`; with `tracked_only`, only the files git tracks there (in their
+    working-tree state), so a result file a local `make run` wrote does not count as committed."""
+    names = tracked_files(results) if tracked_only else None
+    if names is None:
+        shutil.copytree(results, copy, symlinks=True)
+        return
+    for name in names:
+        source = results / name
+        if source.is_file():  # tracked but deleted here: not in the copy either
+            (copy / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, copy / name, follow_symlinks=False)
+    copy.mkdir(exist_ok=True)
+
+
+def check(results: Path, readme: Path | None = None, tracked_only: bool = False) -> Freshness:
     """Regenerates the reports of a copy of `results` and compares them with the committed ones
-    (and the README's studies block with the one the regenerated reports make)."""
+    (and the README's studies block with the one the regenerated reports make). With `tracked_only`
+    the copy holds only the files git tracks (where `results` is in a git work tree): the committed
+    reports are views of the committed result files, not of the runs a user made since."""
     with tempfile.TemporaryDirectory(prefix="bench-reports-") as scratch:
         copy = Path(scratch) / results.name
-        shutil.copytree(results, copy, symlinks=True)
+        copy_results(results, copy, tracked_only)
         regenerate(copy)
         found = compare_reports(results, copy)
         if readme is not None:
@@ -206,6 +235,9 @@ def main(argv: list[str] | None = None) -> int:
                                                     "block's markers)")
     parser.add_argument("--check", action="store_true",
                         help="regenerate into a temporary copy and list the reports that differ; change nothing")
+    parser.add_argument("--tracked-only", action="store_true",
+                        help="with --check: regenerate from the result files git tracks only (leaving out the runs "
+                             "made here since; what tests/test_reports_fresh.py checks)")
     args = parser.parse_args(argv)
     if not args.results.is_dir():
         print(f"error: {args.results} is no folder; give the results folder with --results", file=sys.stderr)
@@ -220,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
             if readme is not None:
                 write_readme(args.results, readme)
             return 0
-        found = check(args.results, readme)
+        found = check(args.results, readme, args.tracked_only)
     except ReportsNotRegenerated as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
