@@ -135,7 +135,8 @@ SCHEMA: dict[str, Any] = {
                    expect="0 (none), 1 (mirror) or 2 (mirror + translate)"),
         "precision": Key("str", default="auto", choices=("auto", "fp32", "bf16", "fp16")),
         "channels_last": Key("str", default="auto", choices=("auto", "on", "off")),
-        # auto: max-autotune on CUDA, off on CPU (where compile pays only for fp32 NCHW)
+        # auto: compiled where the policy trial estimates it pays back within the run (max-autotune on
+        # CUDA, default on CPU; bench.train.policy.compile_pays)
         "compile": Key("str", default="off", choices=("off", "auto", "default", "reduce-overhead", "max-autotune")),
         # training steps on random labels before the clock (compiling, picking kernels), then undone
         "warmup_steps": Key("int", default=2, check=_non_negative, expect="an integer >= 0"),
