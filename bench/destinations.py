@@ -10,6 +10,7 @@ to root, and a place like /proc refuses files whatever its bits say.
 from __future__ import annotations
 
 import os
+import stat
 import tempfile
 from pathlib import Path
 
@@ -30,6 +31,19 @@ def _probe(folder: Path, flag: str, path: Path) -> None:
     except OSError as exc:
         raise BenchError(f"{flag} {path}: cannot write in {folder} ({exc.strerror or exc}); "
                          "choose a place you can write") from None
+
+
+def _not_a_regular_file(path: Path) -> str:
+    """What stands at `path` when it is there and is no regular file ("" otherwise); a link is
+    not followed."""
+    try:
+        mode = os.lstat(path).st_mode
+    except OSError:
+        return ""
+    if stat.S_ISREG(mode) or stat.S_ISDIR(mode):  # a folder is refused elsewhere, with its own words
+        return ""
+    return {stat.S_IFLNK: "a symbolic link", stat.S_IFIFO: "a named pipe", stat.S_IFSOCK: "a socket",
+            stat.S_IFCHR: "a device", stat.S_IFBLK: "a device"}.get(stat.S_IFMT(mode), "a special file")
 
 
 def _nearest_existing(path: Path, flag: str, shown: Path) -> Path:
@@ -65,6 +79,11 @@ def check_file(path: Path, flag: str, *, overwrite: bool, refused_inside: Path |
         raise BenchError(f"{flag} {path} is a folder; give a file name")
     if not overwrite and (target.exists() or target.is_symlink()):
         raise BenchError(f"{flag} {path} already exists; it is never overwritten: choose another name")
+    if overwrite and (kind := _not_a_regular_file(Path(os.path.abspath(path)))):
+        # the file is replaced by renaming a new one onto its name: that would put a plain file in
+        # place of a device, a pipe or a link (and, run as root, replace /dev/full itself)
+        raise BenchError(f"{flag} {path} is {kind}, not a regular file; it is replaced, not written "
+                         "through: give a regular file's name")
     if refused_inside is not None and refused_inside.exists():
         inside = resolved(refused_inside)
         if target == inside or inside in target.parents:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import shutil
+import stat
 from pathlib import Path
 
 import pandas as pd
@@ -155,3 +157,23 @@ def test_run_rows_carry_the_validation_accuracy_beside_the_test_accuracy(capsys,
     mine = frame[frame["id"] == "validated"]
     assert list(mine["validation_accuracy"]) == [0.5 + 0.01 * i for i in range(len(record["runs"]))]
     assert frame[frame["id"] != "validated"]["validation_accuracy"].isna().all()
+
+
+@pytest.mark.parametrize("kind", ["fifo", "symlink"])
+def test_an_out_that_is_no_regular_file_is_refused_and_left_as_it_is(capsys, tmp_path, results, kind):
+    # the export is renamed onto --out: over a pipe, a link or a device (/dev/full, as root) that
+    # would replace the thing itself with a plain file
+    out = tmp_path / "out.csv"
+    kept = tmp_path / "kept.csv"
+    if kind == "fifo":
+        os.mkfifo(out)
+    else:
+        kept.write_text("mine\n")
+        out.symlink_to(kept)
+    code = main(["export", "--results", str(results), "--out", str(out)])
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip()]
+    what = "a named pipe" if kind == "fifo" else "a symbolic link"
+    assert code == 2 and len(lines) == 1 and f"is {what}, not a regular file" in lines[0], err
+    assert (stat.S_ISFIFO(os.lstat(out).st_mode) if kind == "fifo" else out.is_symlink())
+    assert kind == "fifo" or kept.read_text() == "mine\n"
