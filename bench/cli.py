@@ -23,6 +23,7 @@ from bench.destinations import check_file, check_folder
 from bench.errors import (EXIT_BAD_INPUT, EXIT_BROKEN, EXIT_FAIL, EXIT_INTERRUPTED, EXIT_OK, EXIT_VIEW_NOT_SAVED,
                           BenchError)
 from bench.loaders import LOADER_KINDS
+from bench.seeds import check_seeds
 from bench.suites import SCHEMA
 
 
@@ -220,6 +221,9 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     overrides = args.overrides + ([f"recipe.compile={args.compile!r}".replace("'", '"')] if args.compile else [])
     # --set and --compile apply to every suite of a race: the same data and settings for all
     suites = [load_suite(ref, overrides) for ref in [args.suite, *args.versus]]
+    # before the launcher too, so a bad --seed is one line, not one per rank
+    check_seeds(args.seed, runs_auto[1] if runs_auto else runs if runs is not None
+                else max(s.resolved["runs"] for s in suites), "--seed")
     if args.save_weights is not None:  # checked before any training, as every destination is
         check_folder(args.save_weights, "--save-weights")
     unsaved: list[str] = []  # views asked for (weights, MLPerf logs) that could not be saved

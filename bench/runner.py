@@ -30,6 +30,7 @@ from bench.record.build import dataset_block, error_block, finish, invocation_he
 from bench.record.calibration import refuse_calibrated_seeds
 from bench.record.files import ResultNotWritten, ResultWriter
 from bench.record.stats import runs_auto_stop
+from bench.seeds import check_seeds
 from bench.sparsity import active_flops_per_image, output_positions
 from bench.suites import Suite
 from bench.train import PreparedData, resolve_device, train_run
@@ -151,6 +152,7 @@ class Invocation:
         count = runs_auto[1] if runs_auto else runs if runs is not None else suite.resolved["runs"]
         if count < 1:
             raise BenchError(f"--runs {count}: give at least 1")
+        check_seeds(seed, count, "--seed")
         self.seeds = [seed + i for i in range(count)]
         # before any work: a seed that chose the target must not be judged against it
         self.calibration = refuse_calibrated_seeds(suite, self.seeds)

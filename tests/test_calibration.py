@@ -139,6 +139,8 @@ def test_a_target_source_of_neither_kind_is_refused(tmp_path, source):
 @pytest.mark.parametrize("args, fragment", [
     (["--runs", 3, "--seed-base", 1], "must miss tiny's verdict seeds 0–1"),
     (["--runs", 1], "at least 2 runs"),
+    (["--runs", 3, "--seed-base", 2**32 - 2], f"give --seed-base from 0 to {2**32 - 3}"),
+    (["--runs", 3, "--seed-base", -5], "--seed-base -5: the seeds -5–-3 leave"),
     (["--runs", 3, "--quantile", 1.5], "--quantile 1.5"),
 ])
 def test_calibrate_input_is_one_line_before_training(tmp_path, capsys, monkeypatch, args, fragment):

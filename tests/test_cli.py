@@ -155,6 +155,17 @@ def test_a_named_file_that_is_no_result_is_one_line(capsys, results, tmp_path, c
 
 
 @pytest.mark.parametrize("args, fragment", [
+    (["--seed", str(2**64 - 1)], f"--seed {2**64 - 1}: the seeds"),  # torch's traceback before
+    (["--seed", str(2**32 - 1), "--runs", "2"], f"give --seed from 0 to {2**32 - 2}"),  # numpy's stream would wrap
+    (["--seed", "-1"], "--seed -1: the seeds -1–"),
+    (["--seed", "-1", "--nproc-per-node", "2"], "--seed -1: the seeds"),  # once, before any rank
+])
+def test_a_seed_out_of_numpys_range_is_one_line(capsys, results, args, fragment):
+    code, _, err = run_cli(capsys, "run", "fashion-mnist-smoke", "--device", "cpu", "--results", str(results), *args)
+    assert_one_line_error(code, err, results, fragment)
+
+
+@pytest.mark.parametrize("args, fragment", [
     (["--nproc-per-node", "3"], "recipe.batch_size 128 does not split over world size 3"),
     (["--nproc-per-node", "2", "--nnodes", "2"], "--nnodes > 1 needs --rdzv-endpoint"),
     (["--nproc-per-node", "2", "--nnodes", "2", "--node-rank", "1", "--rdzv-endpoint", "node0"], "give HOST:PORT"),

@@ -111,6 +111,7 @@ AXES = '[axes]\n"recipe.lr" = [0.1, 0.01]\n'
     (BASE + "[axes]\n", "'axes' must be a table ([axes]) with at least one axis"),
     (BASE + "speed = 3\n" + AXES, "unknown key 'speed'"),
     (BASE.replace("[0, 1]", "[0, 0]") + AXES, "'seeds' lists a seed twice"),
+    (BASE.replace("[0, 1]", f"[0, {2**32}]") + AXES, "'seeds' holds 4294967296, past 4294967295"),
     (BASE.replace("[0, 1]", "[]") + AXES, "'seeds' is []"),
     (BASE.replace("fashion-mnist-smoke", "fashion-mnist-smok") + AXES, "did you mean fashion-mnist-smoke"),
     (BASE + 'strategy = "random"\n' + AXES, "strategy random needs 'samples'"),

@@ -49,6 +49,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.errors import BenchError, did_you_mean
+from bench.seeds import MAX_SEED
 from bench.studies.links import linked_grid, linked_groups
 from bench.suites import SCHEMA, Key, Suite, available_suites, schema_keys, schema_node, suite_dirs, suite_with
 
@@ -356,6 +357,9 @@ def _identity(raw: dict[str, Any], where: str) -> tuple[str, str, list[int]]:
         raise BenchError(f"{where}: 'seeds' is {seeds!r}; give a non-empty list of integers >= 0, e.g. [0, 1]")
     if len(set(seeds)) != len(seeds):
         raise BenchError(f"{where}: 'seeds' lists a seed twice ({seeds!r})")
+    if max(seeds) > MAX_SEED:
+        raise BenchError(f"{where}: 'seeds' holds {max(seeds)}, past {MAX_SEED} (numpy's 32-bit seeds); give seeds "
+                         f"from 0 to {MAX_SEED}")
     return name, description, seeds
 
 

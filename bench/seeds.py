@@ -1,0 +1,23 @@
+"""The seeds a run may have: 0 .. 2**32 - 1.
+
+A run seeds torch and numpy; numpy takes 32 bits, so above that range two seeds would draw the
+same numpy stream (and torch refuses seeds past 2**64 - 1 with a traceback). Negative seeds are
+refused rather than wrapped, for the same reason: -1 and 2**32 - 1 would be one run.
+"""
+
+from __future__ import annotations
+
+from bench.errors import BenchError
+
+MAX_SEED = 2**32 - 1
+
+
+def check_seeds(first: int, count: int, flag: str) -> None:
+    """Seeds first .. first+count-1 all in range, or one line naming `flag` (the option or key
+    that gave them)."""
+    last = first + count - 1
+    if first < 0 or last > MAX_SEED:
+        most = MAX_SEED - count + 1
+        span = f"{first}" if count == 1 else f"{first}–{last}"
+        raise BenchError(f"{flag} {first}: the seeds {span} leave 0–{MAX_SEED} (numpy's 32-bit seeds); give "
+                         f"{flag} from 0 to {most}")
