@@ -90,7 +90,8 @@ def subset(dataset: ArrayDataset, train_size: int | None, test_size: int | None,
 def model_figures(suite: Suite, data: PreparedData) -> tuple[dict[str, Any], dict[str, int]]:
     """The result's model block, and where each conv and linear layer applies its weights (for
     the FLOPs a run's active weights imply), from one freshly built network."""
-    model = build_model(suite.model["name"], data.num_classes, data.in_shape, suite.model["args"], where="model")
+    model = build_model(suite.model["name"], data.num_classes, data.in_shape, suite.model["args"],
+                        where=f"{suite.path}: model")
     if suite.model["freeze"] == "features":  # the trainable count is what fine-tuning trains
         finetune.freeze_features(model, suite.model["name"])
     flops = forward_flops_per_image(model, data.in_shape)

@@ -136,6 +136,11 @@ def test_registry_errors_name_the_place_and_what_to_do() -> None:
         build_model("resnet18", 10, CIFAR, {"hidden": 3})
     with pytest.raises(BenchError, match=r"cannot be built with \{'activation': 'swish'\}"):
         build_model("resnet9", 10, CIFAR, {"activation": "swish"})
+    # widths that no layer can have: a torch error, or a model that fails only once it trains
+    with pytest.raises(BenchError, match=r"cannot be built with \{'hidden': \(-5,\)\}"):
+        build_model("mlp", 10, (1, 28, 28), {"hidden": [-5]})
+    with pytest.raises(BenchError, match=r"has a layer with no weights \(1.weight\); give every width at least 1"):
+        build_model("mlp", 10, (1, 28, 28), {"hidden": [0]})
 
 
 def test_registry_takes_one_constructor_signature_only() -> None:

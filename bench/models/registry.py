@@ -14,6 +14,7 @@ project's suites train.
 from __future__ import annotations
 
 import inspect
+import warnings
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -95,6 +96,13 @@ def build_model(name: str, num_classes: int, in_shape: tuple[int, int, int], arg
         raise BenchError(f"{where}.args: model '{name}' takes no argument {', '.join(unknown)}; "
                          f"it takes {', '.join(entry.options) or 'none'}")
     try:
-        return entry.build(num_classes, in_shape, **args)
-    except (TypeError, ValueError) as exc:
+        with warnings.catch_warnings():  # a width of 0 is refused below, in one line of its own
+            warnings.filterwarnings("ignore", message="Initializing zero-element tensors")
+            model = entry.build(num_classes, in_shape, **args)
+    except (TypeError, ValueError, RuntimeError) as exc:  # building runs no data: its errors are the args'
         raise BenchError(f"{where}.args: model '{name}' cannot be built with {args} ({exc})") from None
+    empty = next((n for n, p in model.named_parameters() if p.numel() == 0), None)
+    if empty is not None:  # a width of 0 builds, then fails somewhere in training with a traceback
+        raise BenchError(f"{where}.args: model '{name}' built with {args} has a layer with no weights ({empty}); "
+                         "give every width at least 1")
+    return model
