@@ -25,6 +25,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.markup import escape
 
+from bench.destinations import check_folder
 from bench.errors import EXIT_BROKEN, EXIT_INTERRUPTED, EXIT_OK, BenchError
 from bench.record.build import now
 from bench.record.calibration import FORMAT, KIND, citation, implied_target, seed_span, write_calibration
@@ -117,6 +118,7 @@ def command(args: argparse.Namespace, console: Console) -> int:
     suite = load_suite(args.suite)
     check_arguments(args, suite)
     out = args.out if args.out is not None else results_root() / "calibration"
+    check_folder(out, "--out")  # before the training, not after it
     try:
         record = train(args, suite)
     except Interrupted:

@@ -201,3 +201,15 @@ def test_a_study_cell_keeps_its_identity_when_its_target_source_changes(tmp_path
     cited = load_suite(str(suite)).resolved
     assert cited["target_source"] and identity_hash(cited) == identity_hash(plain)
     assert identity_hash({**plain, "target": 0.5}) != identity_hash(plain)  # the target itself still counts
+
+
+def test_a_calibration_out_that_takes_no_files_is_refused_before_training(tmp_path, capsys, monkeypatch):
+    # it was checked only when the file was written, after minutes of runs
+    monkeypatch.setattr("bench.runner.train_run", lambda *a, **k: pytest.fail("trained"))
+    suite = tmp_path / "tiny.toml"
+    suite.write_text(suite_text())
+    taken = tmp_path / "taken"
+    taken.write_text("mine")
+    code, _, err = run_cli(capsys, "calibrate", suite, "--runs", 3, "--out", taken)
+    assert code == 2 and f"--out {taken} is a file, not a folder" in one_error_line(err)
+    assert taken.read_text() == "mine"

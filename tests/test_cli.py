@@ -146,6 +146,23 @@ def test_bad_sweep_input_is_one_line(capsys, results, args, fragment):
     assert_one_line_error(code, err, results, fragment)
 
 
+@pytest.mark.parametrize("args, fragment", [
+    (["leaderboard", "--out", "{file}"], "--out {file} is a file, not a folder"),
+    (["compare", "--out", "{file}"], "--out {file} is a file, not a folder"),
+    (["compare", "--specs", "{tmp}/nowhere"], "--specs {tmp}/nowhere is no folder"),
+    (["specs", "--models", "lenet5", "--device", "cpu", "--out", "{file}"], "--out {file} is a file, not a folder"),
+])
+def test_a_report_folder_that_takes_no_files_is_one_line_before_any_work(capsys, results, tmp_path, args, fragment):
+    # a traceback from deep in the page writer before; specs measured for minutes first
+    file = tmp_path / "a-file"
+    file.write_text("mine")
+    argv = [a.format(file=file, tmp=tmp_path) for a in args]
+    code, _, err = run_cli(capsys, *argv[:1], "--results", str(results), *argv[1:]) if argv[0] != "specs" \
+        else run_cli(capsys, *argv)
+    assert_one_line_error(code, err, results, fragment.format(file=file, tmp=tmp_path))
+    assert file.read_text() == "mine"
+
+
 @pytest.mark.parametrize("command", ["check", "leaderboard --results", "compare --results"])
 def test_a_named_file_that_is_no_result_is_one_line(capsys, results, tmp_path, command):
     bad = tmp_path / "bad.json"

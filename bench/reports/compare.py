@@ -29,6 +29,7 @@ import pandas as pd
 from rich.console import Console
 from rich.markup import escape
 
+from bench.destinations import check_folder
 from bench.errors import BenchError
 from bench.progress import RichReporter
 from bench import formatting as fmt
@@ -323,6 +324,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def command(args: argparse.Namespace, console: Console) -> int:
     source = args.results or results_root()
     folder = source if source.is_dir() else source.parent
+    out = args.out or folder / "compare"
+    check_folder(out, "--out")  # before the reading: a place that takes no files is one line
+    if args.specs is not None and not args.specs.is_dir():
+        raise BenchError(f"--specs {args.specs} is no folder; give the folder 'bench specs' wrote (results/specs), "
+                         "or leave --specs out")
     reporter = RichReporter()  # notices on stderr, the report on stdout
     found = read_results(source, reporter)
     specs = read_spec_tables(args.specs or folder / "specs", reporter)
@@ -331,7 +337,7 @@ def command(args: argparse.Namespace, console: Console) -> int:
                          "'bench specs', or point --results at them")
     comparison = build_comparison(found, specs, args.baseline)
     parts = report_parts(comparison, found)
-    markdown, page = write_report(args.out or folder / "compare", "Hardware comparison", parts,
+    markdown, page = write_report(out, "Hardware comparison", parts,
                                   ("COMPARE.md", "compare.html"))
     for part in parts:
         if isinstance(part, ReportTable):

@@ -21,6 +21,7 @@ import pandas as pd
 from rich.console import Console
 from rich.markup import escape
 
+from bench.destinations import check_folder
 from bench.progress import RichReporter
 from bench import formatting as fmt
 from bench.record.files import results_root
@@ -160,9 +161,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def command(args: argparse.Namespace, console: Console) -> int:
     source = args.results or results_root()
+    out = args.out or (source if source.is_dir() else source.parent)
+    check_folder(out, "--out")  # before the reading: a place that takes no files is one line
     # notices on stderr, the report on stdout
     boards = build_boards(require_results(source, RichReporter()))
-    out = args.out or (source if source.is_dir() else source.parent)
     parts = report_parts(boards)
     markdown, page = write_report(out, "Leaderboard", parts, ("LEADERBOARD.md", "leaderboard.html"))
     for part in parts:

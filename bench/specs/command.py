@@ -9,6 +9,7 @@ from pathlib import Path
 
 from rich.console import Console
 
+from bench.destinations import check_folder
 from bench.errors import BenchError
 from bench.progress import RichReporter
 from bench.specs.files import write_specs
@@ -62,6 +63,7 @@ def command(args: argparse.Namespace, console: Console) -> int:
     """`bench specs`: measure, write the JSON and Markdown files, print in the chosen format."""
     models = parse_models(args.models)
     input_shape = parse_input(args.input)
+    check_folder(args.out, "--out")  # before minutes of measuring
     stderr = Console(stderr=True, highlight=False)
     report = run_specs(models, [args.device], args.batch, input_shape, amp=args.amp,
                        channels_last=args.channels_last, train=args.train, reporter=RichReporter(stderr),
