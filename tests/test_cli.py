@@ -163,10 +163,12 @@ def test_a_report_folder_that_takes_no_files_is_one_line_before_any_work(capsys,
     assert file.read_text() == "mine"
 
 
+@pytest.mark.parametrize("text", ["not json", "[" * 100_000 + "]" * 100_000], ids=["not-json", "nested-too-deep"])
 @pytest.mark.parametrize("command", ["check", "leaderboard --results", "compare --results"])
-def test_a_named_file_that_is_no_result_is_one_line(capsys, results, tmp_path, command):
+def test_a_named_file_that_is_no_result_is_one_line(capsys, results, tmp_path, command, text):
+    # JSON nested deeper than the parser's recursion limit was a RecursionError traceback
     bad = tmp_path / "bad.json"
-    bad.write_text("not json")
+    bad.write_text(text)
     code, _, err = run_cli(capsys, *command.split(), str(bad))
     assert_one_line_error(code, err, results, "give a result JSON written by 'bench run'")
 

@@ -93,6 +93,8 @@ def read_calibration(suite: Suite) -> dict[str, Any] | None:
         why = f"cannot be read ({getattr(exc, 'strerror', None) or exc})"
     except json.JSONDecodeError as exc:
         why = f"is not JSON ({exc.msg}, line {exc.lineno})"
+    except RecursionError:
+        why = "is not JSON bench reads (nested too deeply)"
     else:
         why = problem(data)
         if why is None:

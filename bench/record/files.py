@@ -246,6 +246,8 @@ def read_result(path: Path) -> tuple[dict[str, Any] | None, str | None]:
         record = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         return None, f"not readable as JSON ({type(exc).__name__}: {exc})"
+    except RecursionError:  # no result nests that deep: a file made to crash the reader
+        return None, "not readable as JSON (nested too deeply)"
     if not isinstance(record, dict):
         return None, "not a result file (the JSON is not an object)"
     missing = [k for k in REQUIRED_KEYS if k not in record]
@@ -255,7 +257,10 @@ def read_result(path: Path) -> tuple[dict[str, Any] | None, str | None]:
         raise BenchError(f"{path}: schema_version {record['schema_version']!r} is not one this bench reads "
                          f"(it reads 1 to {SCHEMA_VERSION}); upgrade bench or leave the file out")
     record = migrate(record)
-    invalid = problem(record)
+    try:
+        invalid = problem(record)
+    except RecursionError:  # the schema's walk of a value nested deeper than any result's
+        invalid = "a value is nested too deeply"
     if invalid:
         raise BenchError(f"{path}: not a valid result file: {invalid} (see bench/record/schema/result.schema.json); "
                          "fix the file or move it out of the results folder")

@@ -27,7 +27,7 @@ class SpecTable:
 def read_spec_file(path: Path, reporter: Reporter) -> SpecTable | None:
     try:
         report = read_spec_report(path)
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         reporter.notice(f"skipped spec table {path}: not readable as JSON ({type(exc).__name__})")
         return None
     except SpecFormatError as exc:

@@ -58,7 +58,7 @@ class Claims:
             return json.loads(self.path(key).read_text())
         except FileNotFoundError:
             return None
-        except (OSError, ValueError):  # not a claim bench wrote: nobody's, so it may be taken over
+        except (OSError, ValueError, RecursionError):  # not a claim bench wrote: nobody's, so it may be taken over
             return {}
 
     def release(self, key: str) -> None:

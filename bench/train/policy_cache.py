@@ -53,7 +53,7 @@ def key(parts: dict[str, Any]) -> str:
 def _read() -> dict[str, Any]:
     try:
         entries = json.loads(path().read_text())
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):  # unreadable: as if empty, the trial runs again
         return {}
     return entries if isinstance(entries, dict) else {}
 
