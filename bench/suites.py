@@ -14,6 +14,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -78,7 +79,9 @@ def _valid_pass_rule(v: Any) -> bool:
 
 
 SCHEMA: dict[str, Any] = {
-    "name": Key("str", required=True),
+    # it names result files, calibration files and --out paths: no '/', no '..', nothing a shell mangles
+    "name": Key("str", required=True, check=lambda v: re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", v) is not None,
+                expect="letters, digits, '.', '_' and '-', starting with a letter or digit"),
     "description": Key("str", default=""),
     "mode": Key("str", default="budget", choices=("budget", "reach")),
     "target": Key("float", required=True, check=lambda v: 0 < v <= 1, expect="a fraction in (0, 1], e.g. 0.94"),

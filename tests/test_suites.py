@@ -56,6 +56,8 @@ def test_override_is_recorded_and_changes_hash(tmp_path):
     (lambda t: t.replace("batch_size = 64", "batchsize = 64"), "did you mean 'recipe.batch_size'"),
     (lambda t: t.replace("batch_size = 64", "batch_size = 0"), "'recipe.batch_size' is 0"),
     (lambda t: t.replace("batch_size = 64", 'batch_size = "64"'), "'recipe.batch_size' must be an integer"),
+    # a name is part of file names (calibration files, --out): '../' would write outside the folder
+    (lambda t: t.replace('name = "t"', 'name = "../../elsewhere"', 1), "'name' is '../../elsewhere'"),
     (lambda t: t.replace("target = 0.9", "target = 1.5"), "'target' is 1.5"),
     (lambda t: t.replace("target = 0.9", "target = 0"), "'target' is 0"),
     (lambda t: t.replace("lr = 0.1", "lr = true"), "'recipe.lr' must be a number"),
