@@ -177,3 +177,17 @@ def test_an_out_that_is_no_regular_file_is_refused_and_left_as_it_is(capsys, tmp
     assert code == 2 and len(lines) == 1 and f"is {what}, not a regular file" in lines[0], err
     assert (stat.S_ISFIFO(os.lstat(out).st_mode) if kind == "fifo" else out.is_symlink())
     assert kind == "fifo" or kept.read_text() == "mine\n"
+
+
+def test_a_copied_result_file_is_counted_once_and_named(capsys, tmp_path, results):
+    # the merge of runs with their invocation on the id made n x m rows of two files with one id
+    one = sorted((results / "runs").glob("*.json"))[0]
+    shutil.copy(one, results / "runs" / "zz-copy-of-a-result.json")
+    code = main(["export", "--results", str(results), "--out", str(tmp_path / "runs.csv")])
+    err = capsys.readouterr().err
+    assert code == 0
+    said = "".join(err.split())  # rich wraps the notice at the terminal's width
+    assert "".join(f"zz-copy-of-a-result.json: holds result {json.loads(one.read_text())['id']}, as {one} does"
+                   .split()) in said
+    frame = pd.read_csv(tmp_path / "runs.csv")
+    assert len(frame) == sum(len(r["runs"]) for r in RECORDS)

@@ -228,9 +228,16 @@ def load_results(sources: Path | Iterable[Path], reporter: Reporter | None = Non
                 seen.add(path.resolve())
                 paths.append((path, named))
     loaded = []
+    first_with_id: dict[str, Path] = {}
     for path, named in paths:
         record, why_not = read_result(path)
+        if why_not is None and record["id"] in first_with_id:
+            # a copy of a result (ids are unique per invocation): counted twice, it would double its
+            # runs in every table and weigh twice in every median
+            why_not = f"holds result {record['id']}, as {first_with_id[record['id']]} does (a copy?); counted once"
+            named = False
         if why_not is None:
+            first_with_id[record["id"]] = path
             loaded.append(LoadedResult(path, record))
         elif named:
             raise BenchError(f"{path}: {why_not}; give a result JSON written by 'bench run'")
