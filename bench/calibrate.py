@@ -25,7 +25,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.markup import escape
 
-from bench.destinations import check_folder
+from bench.destinations import check_folder, path_argument
 from bench.errors import EXIT_BROKEN, EXIT_INTERRUPTED, EXIT_OK, BenchError
 from bench.record.build import now
 from bench.record.calibration import FORMAT, KIND, citation, implied_target, seed_span, write_calibration
@@ -49,7 +49,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
                         help="where to train (default: cuda when available)")
     parser.add_argument("--offline", action="store_true", help="never download data sets")
-    parser.add_argument("--out", type=Path, metavar="DIR",
+    parser.add_argument("--out", type=path_argument, metavar="DIR",
                         help="folder for the calibration file (default results/calibration, or "
                              "$BENCH_RESULTS/calibration)")
 

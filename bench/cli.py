@@ -1,7 +1,8 @@
 """`bench` command line: a thin face over suites, runner, and reports.
 
 Exit codes: 0 PASS (or a command that succeeded), 1 verdict FAIL, 2 bad input
-(one line, no traceback), 3 diverged or failed run (or its result file could not be written),
+(one line, no traceback), 3 diverged or failed run (or its result file could not be written, or
+a bench bug: its traceback, then one line),
 4 the runs are complete and their result files written, but a view asked for (--save-weights,
 --mllog) could not be saved (said in a line each; the verdict in the result file stands),
 130 interrupted.
@@ -19,7 +20,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from bench import __version__
-from bench.destinations import check_file, check_folder
+from bench.destinations import check_file, check_folder, path_argument
 from bench.errors import (EXIT_BAD_INPUT, EXIT_BROKEN, EXIT_FAIL, EXIT_INTERRUPTED, EXIT_OK, EXIT_VIEW_NOT_SAVED,
                           BenchError)
 from bench.loaders import LOADER_KINDS
@@ -105,19 +106,19 @@ def _add_run_arguments(run: argparse.ArgumentParser) -> None:
                      help="override a suite key, e.g. --set recipe.epochs=2 (recorded; changes the suite hash)")
     run.add_argument("--compile", choices=SCHEMA["recipe"]["compile"].choices,
                      help="torch.compile mode, instead of the suite's recipe.compile (recorded as an override)")
-    run.add_argument("--results", type=Path, help="folder for result files (default results/runs, or "
+    run.add_argument("--results", type=path_argument, help="folder for result files (default results/runs, or "
                                                   "$BENCH_RESULTS/runs)")
     run.add_argument("--versus", action="append", default=[], metavar="SUITE",
                      help="race another suite in the same invocation: seeds interleaved (A B A B ...), one "
                           "result file each (e.g. bench run cifar10-94 --versus airbench94)")
     run.add_argument("--offline", action="store_true", help="never download data sets")
-    run.add_argument("--save-weights", type=Path, metavar="DIR",
+    run.add_argument("--save-weights", type=path_argument, metavar="DIR",
                      help="save each run's final (evaluated) weights as DIR/<result id>-seed<N>.pt, a state dict "
                           "that model.init reads; the result file names it")
     run.add_argument("--loader", default="auto", choices=LOADER_KINDS,
                      help="how batches reach the model: resident (whole set on the device), torch "
                           "(DataLoader), dali (NVIDIA DALI); auto picks resident when it fits (default)")
-    run.add_argument("--mllog", type=Path, metavar="FILE",
+    run.add_argument("--mllog", type=path_argument, metavar="FILE",
                      help="also write each run in MLPerf's log format (mlperf-logging), built from the result "
                           "file; several runs are numbered FILE_0, FILE_1, ... (never overwritten)")
     scale = run.add_argument_group("one run on many devices (DDP under torch.distributed.run; NCCL on CUDA, "
@@ -396,7 +397,13 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_BROKEN
     except Exception as exc:
         if not launched():
-            raise
+            # a bug: its traceback, and exit 3 (something broke), never 1, which says a verdict FAILed
+            import traceback
+
+            traceback.print_exc()
+            errors.print(f"[bold red]failed:[/bold red] an unexpected {type(exc).__name__} (a bench bug: the "
+                         "traceback above says where; please report it)", soft_wrap=True)
+            return EXIT_BROKEN
         # A rank's failure (a peer gone, a collective timed out) is recorded in the result file
         # with its traceback; every rank says it in one line, as the others may not know it.
         import os

@@ -9,12 +9,21 @@ to root, and a place like /proc refuses files whatever its bits say.
 
 from __future__ import annotations
 
+import argparse
 import os
 import stat
 import tempfile
 from pathlib import Path
 
 from bench.errors import BenchError
+
+
+def path_argument(text: str) -> Path:
+    """argparse's type for a path option: an empty one (`--results ""`, an unset shell variable)
+    would be Path(""), the working directory, and the files would land there unasked."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("an empty path; give a file or folder name")
+    return Path(text)
 
 
 def resolved(path: Path) -> Path:

@@ -9,7 +9,7 @@ that escapes is a bug and keeps its traceback.
 EXIT_OK = 0             # PASS, or a command that did what it was asked
 EXIT_FAIL = 1           # a verdict FAIL, or a check that found a regression
 EXIT_BAD_INPUT = 2      # bad input: one line, no traceback, nothing run
-EXIT_BROKEN = 3         # a run diverged or failed, a cell failed, a rank died
+EXIT_BROKEN = 3         # a run diverged or failed, a cell failed, a rank died, a bench bug
 EXIT_VIEW_NOT_SAVED = 4  # the runs and verdict stand, but a view asked for (weights, MLPerf log) was not saved
 EXIT_INTERRUPTED = 130  # Ctrl-C (128 + SIGINT, as shells report it); finished runs kept
 

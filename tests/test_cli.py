@@ -7,6 +7,7 @@ import sys
 import pytest
 import torch
 
+from bench import cli
 from bench.cli import main
 from tests.helpers import separable_dataset, suite_text
 
@@ -120,6 +121,10 @@ def test_no_traceback_from_a_real_process(tmp_path):
 @pytest.mark.parametrize("args, fragment", [
     (["run", "fashion-mnist-91", "--runs", "x"], "bench run: argument --runs: 'x': give a whole number of runs or auto"),
     (["run", "fashion-mnist-91", "--loader", "fast"], "bench run: argument --loader: invalid choice"),
+    # an empty path was the working directory: result files, weights or reports landed there unasked
+    (["run", "fashion-mnist-91", "--results", ""], "bench run: argument --results: an empty path"),
+    (["run", "fashion-mnist-91", "--save-weights", " "], "bench run: argument --save-weights: an empty path"),
+    (["leaderboard", "--out", ""], "bench leaderboard: argument --out: an empty path"),
     (["run", "fashion-mnist-91", "--bogus"], "bench run: unrecognized arguments: --bogus"),
     (["specs", "--bogus"], "bench specs: unrecognized arguments"),
     (["check"], "bench check: the following arguments are required: baseline"),
@@ -274,3 +279,14 @@ def test_shuffled_bptt_windows_that_skip_steps_are_refused(capsys, results, suit
         "[recipe]\n", '[recipe]\nbptt = { mode = "shuffled", length = 2, step = 4 }\n')
     code, _, err = run_cli(capsys, "run", suite_path(text), "--device", "cpu", "--results", str(results))
     assert_one_line_error(code, err, results, "shuffled windows would skip steps; make step <= length")
+
+
+def test_an_unexpected_error_keeps_its_traceback_and_exits_3_not_the_verdicts_1(capsys, monkeypatch):
+    # exit 1 means a verdict FAILed (or a regression): a CI step must not read a crash as one
+    def broken(args, console):
+        raise ZeroDivisionError("a bug")
+
+    monkeypatch.setitem(cli.COMMANDS, "env", broken)
+    code, _, err = run_cli(capsys, "env")
+    assert code == 3
+    assert "Traceback" in err and "ZeroDivisionError: a bug" in err and "an unexpected ZeroDivisionError" in err

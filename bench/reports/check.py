@@ -45,6 +45,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from bench.destinations import path_argument
 from bench.errors import EXIT_FAIL, EXIT_OK, BenchError
 from bench.progress import RichReporter
 from bench import formatting as fmt
@@ -279,12 +280,12 @@ def regressions_table(reports: list[PairReport]) -> Table:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("baseline", type=Path,
+    parser.add_argument("baseline", type=path_argument,
                         help="baseline result file, or a folder (its newest complete result per suite)")
-    parser.add_argument("candidate", type=Path, nargs="?",
+    parser.add_argument("candidate", type=path_argument, nargs="?",
                         help="candidate result file or folder (default: the newest result of the same suite "
                              "under --results)")
-    parser.add_argument("--results", type=Path, metavar="DIR",
+    parser.add_argument("--results", type=path_argument, metavar="DIR",
                         help="where to look for the default candidate (default: results, or $BENCH_RESULTS)")
     parser.add_argument("--accuracy-floor", type=float, default=GateRule.accuracy_floor, metavar="FRACTION",
                         help="allowed accuracy drop when a result has no CI (one run); default 0.01 (1 point)")

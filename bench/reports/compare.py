@@ -23,13 +23,12 @@ from __future__ import annotations
 import argparse
 import re
 from dataclasses import dataclass
-from pathlib import Path
 
 import pandas as pd
 from rich.console import Console
 from rich.markup import escape
 
-from bench.destinations import check_folder
+from bench.destinations import check_folder, path_argument
 from bench.errors import BenchError
 from bench.progress import RichReporter
 from bench import formatting as fmt
@@ -315,9 +314,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--baseline", metavar="MACHINE",
                         help="the machine ratios are taken against: its label or a part of it naming one machine "
                              "(default: the machine that ran the most suites)")
-    parser.add_argument("--specs", type=Path, metavar="DIR",
+    parser.add_argument("--specs", type=path_argument, metavar="DIR",
                         help="folder of spec tables (default: the results folder's specs/; skipped when absent)")
-    parser.add_argument("--out", type=Path, metavar="DIR",
+    parser.add_argument("--out", type=path_argument, metavar="DIR",
                         help="where compare.html, COMPARE.md and its PNGs go (default: the results folder's compare/)")
 
 

@@ -26,7 +26,7 @@ import pandas as pd
 from rich.console import Console
 from rich.markup import escape
 
-from bench.destinations import check_file
+from bench.destinations import check_file, path_argument
 from bench.errors import BenchError
 from bench.progress import RichReporter
 from bench.record.files import result_files, results_root
@@ -124,7 +124,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="runs: one row per run (default); invocations: one per result file; curves: one per epoch")
     parser.add_argument("--format", choices=FORMATS,
                         help="csv, parquet or json (records); default: from --out's suffix, else csv")
-    parser.add_argument("--out", type=Path, metavar="FILE",
+    parser.add_argument("--out", type=path_argument, metavar="FILE",
                         help="file to write (replaced atomically); default: stdout (csv and json only)")
 
 

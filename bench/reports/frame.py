@@ -21,6 +21,7 @@ from typing import Any, Iterable
 
 import pandas as pd
 
+from bench.destinations import path_argument
 from bench.errors import BenchError
 from bench.progress import Reporter
 from bench.record.calibration import record_source_text
@@ -28,7 +29,7 @@ from bench.record.files import LoadedResult, load_results
 
 
 def add_results_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--results", type=Path, metavar="DIR",
+    parser.add_argument("--results", type=path_argument, metavar="DIR",
                         help="folder of result files: its runs/ when it has one (default: results, or $BENCH_RESULTS)")
 
 

@@ -15,13 +15,12 @@ from __future__ import annotations
 import argparse
 import re
 from dataclasses import dataclass
-from pathlib import Path
 
 import pandas as pd
 from rich.console import Console
 from rich.markup import escape
 
-from bench.destinations import check_folder
+from bench.destinations import check_folder, path_argument
 from bench.progress import RichReporter
 from bench import formatting as fmt
 from bench.record.files import results_root
@@ -155,7 +154,7 @@ def report_parts(boards: list[SuiteBoard]) -> list[Part]:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_results_argument(parser)
-    parser.add_argument("--out", type=Path, metavar="DIR",
+    parser.add_argument("--out", type=path_argument, metavar="DIR",
                         help="where LEADERBOARD.md and leaderboard.html go (default: the --results folder)")
 
 

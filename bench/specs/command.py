@@ -9,7 +9,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from bench.destinations import check_folder
+from bench.destinations import check_folder, path_argument
 from bench.errors import BenchError
 from bench.progress import RichReporter
 from bench.specs.files import write_specs
@@ -37,7 +37,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--repeats", type=int, default=10, help="timed batches per measurement (default 10)")
     parser.add_argument("--warmup", type=int, default=2, help="warm-up batches before timing (default 2)")
     parser.add_argument("--threads", type=int, help="torch CPU threads for the run (default: torch's choice)")
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"folder for the files (default {DEFAULT_OUT})")
+    parser.add_argument("--out", type=path_argument, default=DEFAULT_OUT, help=f"folder for the files (default {DEFAULT_OUT})")
 
 
 def parse_models(text: str | None) -> list[str] | None:

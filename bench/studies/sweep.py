@@ -28,6 +28,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from bench.destinations import path_argument
 from bench.errors import EXIT_BROKEN, EXIT_INTERRUPTED, EXIT_OK, BenchError
 from bench.progress import BoardReporter, RichReporter
 from bench.record.files import ResultNotWritten, ResultWriter, results_root
@@ -65,7 +66,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     slurm.add_argument("--slurm-cluster", choices=("slurm", "local"), default="slurm",
                        help="local: run the array's tasks as processes of this machine through submitit's local "
                             "executor (to try the submission without a cluster)")
-    parser.add_argument("--results", type=Path, metavar="DIR",
+    parser.add_argument("--results", type=path_argument, metavar="DIR",
                         help="results folder; the study goes in its studies/<study>/ (default: results, or "
                              "$BENCH_RESULTS)")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
