@@ -416,3 +416,16 @@ def test_command_rejects_bad_input_before_measuring(tmp_path):
         with pytest.raises(BenchError):
             cli.command(parse([*argv, "--device", "cpu", "--out", str(tmp_path)]), Console(file=io.StringIO()))
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_cpu_allocators_refusal_halves_like_out_of_memory():
+    # torch's own message for an allocation the machine cannot give (`bench specs --batch 100000000`
+    # on CPU was a traceback): a real refusal, not a made-up string
+    try:
+        torch.empty(2**50, dtype=torch.uint8)
+    except RuntimeError as exc:
+        refusal = exc
+    else:
+        pytest.skip("this machine allocated a petabyte")
+    entry = measure.measure_device(OutOfMemoryAbove(limit=64, error=refusal), (3, 4, 4), 10, CPU, 128, QUICK)
+    assert entry["batch"] == 64 and entry["note"] == "OOM at 128, halved to 64"

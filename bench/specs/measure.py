@@ -222,9 +222,10 @@ def release_memory(device: torch.device) -> None:
 
 
 # Allocation failures outside torch's caching allocator: cuDNN and cuBLAS workspaces and handles,
-# and raw CUDA allocations. They mean the batch does not fit, as torch.OutOfMemoryError does.
+# raw CUDA allocations, and the CPU allocator's refusal (a plain RuntimeError: `--batch 100000000`
+# on CPU was a traceback). They mean the batch does not fit, as torch.OutOfMemoryError does.
 _OOM_MARKERS = ("CUDNN_STATUS_ALLOC_FAILED", "CUBLAS_STATUS_ALLOC_FAILED", "CUDNN_STATUS_NOT_ENOUGH_WORKSPACE",
-                "CUDA error: out of memory", "CUDA out of memory")
+                "CUDA error: out of memory", "CUDA out of memory", "DefaultCPUAllocator: can't allocate memory")
 
 
 def is_out_of_memory(exc: BaseException) -> bool:
