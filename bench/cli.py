@@ -23,7 +23,7 @@ from bench import __version__
 from bench.destinations import check_file, check_folder, path_argument
 from bench.errors import (EXIT_BAD_INPUT, EXIT_BROKEN, EXIT_FAIL, EXIT_INTERRUPTED, EXIT_OK, EXIT_VIEW_NOT_SAVED,
                           BenchError)
-from bench.loaders import LOADER_KINDS
+from bench.loader_kinds import LOADER_KINDS
 from bench.seeds import check_seeds
 from bench.suites import SCHEMA
 
@@ -369,6 +369,14 @@ COMMANDS = {"list": cmd_list, "run": cmd_run, "calibrate": cmd_calibrate, "sweep
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:  # during the imports and the parser's set-up (torch: seconds), before any work
+        Console(stderr=True, highlight=False).print("[yellow]interrupted[/yellow]")
+        return EXIT_INTERRUPTED
+
+
+def _main(argv: list[str] | None) -> int:
     parser = _parser()
     args, extra = parser.parse_known_args(argv)
     if extra:  # the subcommand's own help lists what it takes

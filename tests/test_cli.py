@@ -290,3 +290,20 @@ def test_an_unexpected_error_keeps_its_traceback_and_exits_3_not_the_verdicts_1(
     code, _, err = run_cli(capsys, "env")
     assert code == 3
     assert "Traceback" in err and "ZeroDivisionError: a bug" in err and "an unexpected ZeroDivisionError" in err
+
+
+def test_a_ctrl_c_while_the_parser_is_set_up_is_one_line_and_130(capsys, monkeypatch):
+    # the parser's set-up imports torch (seconds): a Ctrl-C there printed a KeyboardInterrupt traceback
+    def interrupted():
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "_parser", interrupted)
+    code, _, err = run_cli(capsys, "list")
+    assert code == 130 and err.strip() == "interrupted" and "Traceback" not in err
+
+
+def test_importing_the_command_line_imports_no_torch():
+    # the `bench` script imports bench.cli before main() can catch a Ctrl-C: that import must be quick
+    done = subprocess.run([sys.executable, "-c", "import sys, bench.cli; print('torch' in sys.modules)"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == "False", done.stderr

@@ -13,8 +13,8 @@ BENCH = Path(__file__).resolve().parent.parent / "bench"
 # the small shared modules every stage uses; then the data flow: suite -> data -> loader ->
 # model -> trainer -> record -> the views and drivers above them.
 LAYERS = [
-    {"errors", "formatting"},
-    {"suite_checks"},
+    {"errors", "formatting", "loader_kinds"},
+    {"suite_checks", "seeds"},
     {"progress", "env", "destinations", "distributed", "finetune", "sparsity", "measure", "summary"},
     {"gpu_monitor", "datasets"},
     {"suites", "loaders", "models"},

@@ -26,10 +26,10 @@ import numpy as np
 import torch
 
 from bench.errors import BenchError
+from bench.loader_kinds import LOADER_KINDS
 from bench.loaders.resident import Augment, EpochPlan, ResidentLoader, channel_stats
 from bench.loaders.torch_loader import TorchLoader
 
-LOADER_KINDS = ("auto", "resident", "torch", "dali")
 
 # Keep the resident copy to a small share of device memory: the rest is for training.
 _RESIDENT_SHARE = 0.25
