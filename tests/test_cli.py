@@ -1,8 +1,10 @@
 """The command line: bad input is one line, a non-zero exit, no traceback, and results/ untouched."""
 
+import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -307,3 +309,16 @@ def test_importing_the_command_line_imports_no_torch():
     done = subprocess.run([sys.executable, "-c", "import sys, bench.cli; print('torch' in sys.modules)"],
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and done.stdout.strip() == "False", done.stderr
+
+
+def test_a_nan_in_a_result_file_is_refused_not_averaged(capsys, results, tmp_path):
+    # Python's json reads NaN (not JSON); the schema's number type took it, and every median with it
+    committed = sorted((Path(__file__).resolve().parent.parent / "results" / "runs").glob("*.json"))[0]
+    text = committed.read_text()
+    record = json.loads(text)
+    accuracy = json.dumps(record["runs"][0]["accuracy"])
+    bad = tmp_path / "nan.json"
+    bad.write_text(text.replace(f'"accuracy": {accuracy}', '"accuracy": NaN', 1))
+    assert "NaN" in bad.read_text()
+    code, _, err = run_cli(capsys, "check", str(bad))
+    assert_one_line_error(code, err, results, "NaN is not JSON")

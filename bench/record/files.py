@@ -246,12 +246,18 @@ def load_results(sources: Path | Iterable[Path], reporter: Reporter | None = Non
     return loaded
 
 
+def _not_json(constant: str) -> Any:
+    """Python's json reads NaN and Infinity, which are not JSON: bench writes null for them
+    (`_finite`), and a NaN accuracy would pass the schema's number type into every median."""
+    raise ValueError(f"{constant} is not JSON (bench writes null where a figure is not finite)")
+
+
 def read_result(path: Path) -> tuple[dict[str, Any] | None, str | None]:
     """The record brought to the current schema version, or None and why the file is not a
     result. A result this bench cannot read, or one the schema refuses, is a BenchError."""
     try:
-        record = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        record = json.loads(path.read_text(), parse_constant=_not_json)
+    except (OSError, ValueError) as exc:  # ValueError: JSONDecodeError, UnicodeDecodeError, a NaN
         return None, f"not readable as JSON ({type(exc).__name__}: {exc})"
     except RecursionError:  # no result nests that deep: a file made to crash the reader
         return None, "not readable as JSON (nested too deeply)"
