@@ -5,12 +5,13 @@ Exit codes: 0 PASS (or a command that succeeded), 1 verdict FAIL, 2 bad input
 a bench bug: its traceback, then one line),
 4 the runs are complete and their result files written, but a view asked for (--save-weights,
 --mllog) could not be saved (said in a line each; the verdict in the result file stands),
-130 interrupted.
+130 interrupted, 143 terminated (SIGTERM, taken as a Ctrl-C).
 """
 
 from __future__ import annotations
 
 import argparse
+import signal
 import json
 import sys
 from pathlib import Path
@@ -21,8 +22,8 @@ from rich.table import Table
 
 from bench import __version__
 from bench.destinations import check_file, check_folder, path_argument
-from bench.errors import (EXIT_BAD_INPUT, EXIT_BROKEN, EXIT_FAIL, EXIT_INTERRUPTED, EXIT_OK, EXIT_VIEW_NOT_SAVED,
-                          BenchError)
+from bench.errors import (EXIT_BAD_INPUT, EXIT_BROKEN, EXIT_FAIL, EXIT_INTERRUPTED, EXIT_OK, EXIT_TERMINATED,
+                          EXIT_VIEW_NOT_SAVED, BenchError)
 from bench.loader_kinds import LOADER_KINDS
 from bench.seeds import check_seeds
 from bench.suites import SCHEMA
@@ -385,13 +386,52 @@ def _main(argv: list[str] | None) -> int:
     if args.command is None:
         parser.print_help()
         return EXIT_BAD_INPUT
-    from bench.distributed import Terminated, launched, main_process_output
+    from bench.distributed import launched, main_process_output
 
     # Logs and pipes get rich's 80 columns by default, too narrow for the run tables.
     # Of several ranks only rank 0 speaks: the others hold the same records and errors.
     quiet = not main_process_output()
     console = Console(highlight=False, width=None if sys.stdout.isatty() else 120, quiet=quiet)
     errors = Console(stderr=True, highlight=False, quiet=quiet)
+    # a rank has the launcher's SIGTERM handling (bench.distributed); any other process takes a
+    # SIGTERM (kill, SLURM's scancel, a CI timeout) as a Ctrl-C, so its finished runs are saved
+    with SigtermAsInterrupt(enabled=not launched()) as sigterm:
+        code = _dispatch(args, console, errors)
+    if sigterm.received and code == EXIT_INTERRUPTED:
+        errors.print("[yellow]terminated[/yellow] (SIGTERM): finished runs kept")
+        return EXIT_TERMINATED
+    return code
+
+
+class SigtermAsInterrupt:
+    """While active, SIGTERM raises KeyboardInterrupt (once; `received` says it came)."""
+
+    def __init__(self, enabled: bool):
+        import threading
+
+        self.enabled = enabled and threading.current_thread() is threading.main_thread()
+        self.received = False
+        self.previous = None
+
+    def _handler(self, signum, frame):
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second one while the record is saved: ignored
+        self.received = True
+        raise KeyboardInterrupt
+
+    def __enter__(self) -> "SigtermAsInterrupt":
+        if self.enabled:
+            self.previous = signal.signal(signal.SIGTERM, self._handler)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.enabled:
+            signal.signal(signal.SIGTERM, self.previous)
+
+
+def _dispatch(args: argparse.Namespace, console: Console, errors: Console) -> int:
+    """The command, its BenchError as one line, a Ctrl-C as 130."""
+    from bench.distributed import Terminated, launched
+
     try:
         return COMMANDS[args.command](args, console)
     except BenchError as exc:

@@ -1,6 +1,7 @@
 """The trainer and the invocation runner on synthetic data: contract, determinism, failure modes."""
 
 import json
+import os
 
 import pytest
 import torch
@@ -186,3 +187,30 @@ def test_train_eval_measures_the_training_set_after_the_run_without_changing_it(
     assert b["accuracy"] == a["accuracy"] and [p["loss"] for p in b["curve"]] == [p["loss"] for p in a["curve"]]
     everything = train_run(load_suite(suite_file(epochs=1), ["recipe.train_eval=100000"]).resolved, data, 0, CPU)
     assert everything["train_eval_images"] == len(data.dataset.train_labels)
+
+
+def test_a_sigterm_is_taken_as_a_ctrl_c_the_finished_runs_kept_and_exit_143(tmp_path, suite_file, fake_load,
+                                                                           monkeypatch, capsys):
+    # kill, scancel and CI timeouts send SIGTERM: it ended the process where it stood, no line said so
+    import signal
+
+    import bench.runner as runner
+    from bench.cli import main
+
+    real, calls = runner.train_run, []
+
+    def terminated_in_the_second(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(runner, "train_run", terminated_in_the_second)
+    before = signal.getsignal(signal.SIGTERM)
+    code = main(["run", suite_file(epochs=1), "--runs", "3", "--device", "cpu", "--results", str(tmp_path / "r")])
+    err = capsys.readouterr().err
+    assert code == 143 and "terminated (SIGTERM): finished runs kept" in err and "Traceback" not in err
+    [path] = list((tmp_path / "r").glob("*.json"))
+    saved = json.loads(path.read_text())
+    assert saved["status"] == "interrupted" and len(saved["runs"]) == 1
+    assert signal.getsignal(signal.SIGTERM) == before  # the handler lives only as long as the command
