@@ -75,7 +75,7 @@ def test_unwritable_results_folder(capsys, tmp_path, results):
     blocked = tmp_path / "file-not-folder"
     blocked.write_text("")
     code, _, err = run_cli(capsys, "run", "fashion-mnist-91", "--results", str(blocked / "runs"))
-    assert_one_line_error(code, err, results, "is not writable")
+    assert_one_line_error(code, err, results, f"is not writable: {blocked} is a file, not a folder")
 
 
 def test_dataset_missing_offline(capsys, results, tmp_path, monkeypatch):

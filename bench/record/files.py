@@ -72,6 +72,10 @@ class ResultWriter:
             os.close(fd)
             os.unlink(probe)
         except OSError as exc:
+            blocker = next((p for p in [self.folder, *self.folder.parents] if p.exists() and not p.is_dir()), None)
+            if blocker is not None:  # no permission would help: a file stands where a folder must be
+                raise BenchError(f"results folder {self.folder} is not writable: {blocker} is a file, not a folder; "
+                                 "choose another with --results DIR") from None
             raise BenchError(f"results folder {self.folder} is not writable ({exc.strerror or exc}); "
                              "fix its permissions or choose another with --results DIR") from None
         remove_orphaned_temps(self.folder)
