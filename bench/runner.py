@@ -63,12 +63,6 @@ def subset(dataset: ArrayDataset, train_size: int | None, test_size: int | None,
 
     if train_size is None and test_size is None and not validation_size:
         return dataset
-    # more than the set has would be quietly all of it, and the record would claim the size asked for
-    for key, size, total in (("train_size", train_size, len(dataset.train_labels)),
-                             ("test_size", test_size, len(dataset.test_labels))):
-        if size is not None and size > total:
-            raise BenchError(f"dataset.{key} {size}: {dataset.name} has {total} {key.split('_')[0]} images; "
-                             f"give at most {total}")
     test_x, test_y = pick(dataset.test_images, dataset.test_labels, test_size)
     if not validation_size:
         train_x, train_y = pick(dataset.train_images, dataset.train_labels, train_size)
