@@ -169,6 +169,11 @@ class Invocation:
         t0 = time.perf_counter()
         dataset = load_dataset(suite.dataset["name"], path=suite.dataset["path"], reporter=self.reporter,
                                offline=self.offline)
+        for key, whole in (("train_size", len(dataset.train_labels)), ("test_size", len(dataset.test_labels))):
+            asked = suite.dataset[key]
+            if asked is not None and asked > whole:  # all of it is used; the record's dataset block counts it
+                self.reporter.notice(f"{suite.name}: dataset.{key} {asked} is more than {dataset.name}'s {whole} "
+                                     f"images; all {whole} are used")
         try:
             dataset = subset(dataset, suite.dataset["train_size"], suite.dataset["test_size"],
                              suite.dataset["validation_size"])

@@ -161,3 +161,25 @@ def test_dalis_file_reader_is_refused_a_split_it_would_train_on(tmp_path, monkey
     data = PreparedData.from_dataset(subset(load_dataset("imagefolder", path=tmp_path / "set"), None, None, 8))
     with pytest.raises(BenchError, match="DALI's file reader reads every training image"):
         train_run(resolved, data, seed=0, device=torch.device("cpu"), loader="dali")
+
+
+def test_a_size_past_the_set_uses_all_of_it_and_says_so(tmp_path, monkeypatch):
+    # all of the set is trained on, as before; the notice says so and the record counts what was used
+    from bench.progress import NullReporter
+    from bench.runner import run_invocation
+    from bench.suites import load_suite
+    from tests.helpers import separable_dataset, suite_text
+
+    notices = []
+
+    class Noting(NullReporter):
+        def notice(self, message):
+            notices.append(message)
+
+    monkeypatch.setattr("bench.runner.load_dataset", lambda *a, **k: separable_dataset())
+    path = tmp_path / "tiny.toml"
+    path.write_text(suite_text(epochs=1))
+    suite = load_suite(str(path), ["dataset.train_size=100000"])
+    record, _ = run_invocation(suite, runs=1, device_choice="cpu", results_dir=tmp_path / "r", reporter=Noting())
+    assert record["dataset"]["train_size"] == 256
+    assert any("dataset.train_size 100000 is more than" in n and "all 256 are used" in n for n in notices), notices
