@@ -18,6 +18,7 @@ from torch import nn
 
 from bench.formatting import si
 from bench.specs import command as cli
+from bench import load as load_module
 from bench.specs import files, measure, views
 from bench.specs import report as specs_report
 from bench.specs.files import SpecRow
@@ -210,12 +211,12 @@ def test_competing_load_is_machine_busy_time_less_our_own(monkeypatch):
 
     def step():
         current.update(zip(("busy", "own", "clock"), next(readings)))
-    monkeypatch.setattr(measure.CompetingLoad, "_machine_busy_s", staticmethod(lambda: current["busy"]))
-    monkeypatch.setattr(measure.CompetingLoad, "_own_cpu_s", staticmethod(lambda: current["own"]))
-    monkeypatch.setattr(measure, "time", types.SimpleNamespace(perf_counter=lambda: current["clock"]))
-    monkeypatch.setattr(measure.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(load_module.CompetingLoad, "_machine_busy_s", staticmethod(lambda: current["busy"]))
+    monkeypatch.setattr(load_module.CompetingLoad, "_own_cpu_s", staticmethod(lambda: current["own"]))
+    monkeypatch.setattr(load_module, "time", types.SimpleNamespace(perf_counter=lambda: current["clock"]))
+    monkeypatch.setattr(load_module.os, "cpu_count", lambda: 2)
     step()
-    with measure.CompetingLoad() as load:
+    with load_module.CompetingLoad() as load:
         step()
     # others kept the machine busy 4 - 1 = 3 CPU-seconds over 2 s on 2 cores
     assert load.share == pytest.approx(3 / (2 * 2))

@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from bench.load import CompetingLoad, busy_note  # noqa: F401  (re-exported: specs and its tests use these names)
 from bench.measure import Stopwatch, count_params, forward_flops_per_image
 from bench.models.zoo import layer_counts
 
@@ -39,53 +40,6 @@ class SpecsOptions:
     train: bool = False
     repeats: int = 10
     warmup: int = 2
-
-
-# Above this share of the machine's CPU time used by other processes, a row says its timings are suspect.
-BUSY_MACHINE_SHARE = 0.2
-
-
-class CompetingLoad:
-    """The share of the machine's CPU time that *other* processes used during a region.
-
-    Timings on a shared machine are only as good as the machine was quiet: on a 2-core
-    box, a second busy process can make a 2-thread torch forward of a small net 100x
-    slower (OpenMP threads wait for a descheduled sibling). Measured as the machine's
-    busy time (Linux /proc/stat, steal included) less this process's own CPU time, per
-    wall second per core: 0 is a quiet machine, 0.5 one core of two busy elsewhere.
-    `share` is None where /proc/stat cannot be read.
-    """
-
-    def __init__(self) -> None:
-        self.share: float | None = None
-
-    @staticmethod
-    def _machine_busy_s() -> float | None:
-        try:
-            with open("/proc/stat") as f:
-                fields = [int(v) for v in f.readline().split()[1:]]
-        except (OSError, ValueError):
-            return None
-        # user nice system idle iowait irq softirq steal ...: all but idle and iowait is busy
-        busy = sum(fields[:8]) - fields[3] - fields[4]
-        return busy / os.sysconf("SC_CLK_TCK")
-
-    @staticmethod
-    def _own_cpu_s() -> float:
-        t = os.times()
-        return t.user + t.system
-
-    def __enter__(self) -> "CompetingLoad":
-        self._start = (self._machine_busy_s(), self._own_cpu_s(), time.perf_counter())
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        busy0, own0, t0 = self._start
-        busy1, own1, wall = self._machine_busy_s(), self._own_cpu_s(), time.perf_counter() - t0
-        if busy0 is None or busy1 is None or wall <= 0:
-            return
-        others = max(0.0, (busy1 - busy0) - (own1 - own0))
-        self.share = min(1.0, others / (wall * (os.cpu_count() or 1)))
 
 
 # =============================================================================== per-network figures
@@ -254,11 +208,6 @@ def measure_device(master: nn.Module, in_shape: tuple[int, int, int], num_classe
         entry["note"] = f"OOM at {' and '.join(map(str, oom_at))}, halved to {batch}"
     return entry
 
-
-def busy_note(share: float | None) -> str | None:
-    if share is None or share <= BUSY_MACHINE_SHARE:
-        return None
-    return f"busy: {share:.0%} CPU elsewhere"
 
 
 def absent_entry(reason: str, device: torch.device | str, options: SpecsOptions) -> dict[str, Any]:
