@@ -11,8 +11,9 @@ a bench bug: its traceback, then one line),
 from __future__ import annotations
 
 import argparse
-import signal
 import json
+import os
+import signal
 import sys
 from pathlib import Path
 
@@ -38,13 +39,27 @@ class _OneLineParser(argparse.ArgumentParser):
         raise SystemExit(EXIT_BAD_INPUT)
 
 
-def _parser() -> argparse.ArgumentParser:
+# Commands whose parser needs none of the others': their set-up imports no torch (seconds) or pandas.
+LIGHT_COMMANDS = ("list", "show")
+
+
+def _parser(light: bool = False) -> argparse.ArgumentParser:
+    """The command line; `light`: the LIGHT_COMMANDS' parsers alone (`bench list` in a blink)."""
     parser = _OneLineParser(prog="bench", description="Time-to-accuracy benchmarks for PyTorch "
                                      "image classifiers (DAWNBench / MLPerf style).")
-    parser.add_argument("--version", action="version", version=f"bench {__version__}")
+    parser.add_argument("-V", "--version", action="version", version=f"bench {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    sub.add_parser("list", help="list the suites", description="List the suites in suites/ (and $BENCH_SUITES).")
+    sub.add_parser("list", help="list the suites", description="List the suites bench ships (and those in "
+                   "$BENCH_SUITES), one line each; 'bench show NAME' shows one whole.")
+
+    from bench import show
+
+    show.add_arguments(sub.add_parser("show", help="a suite with every default filled in, and its target's source; "
+                                      "--keys: every suite key", description=show.__doc__,
+                                      formatter_class=argparse.RawDescriptionHelpFormatter))
+    if light:
+        return parser
 
     _add_run_arguments(sub.add_parser("run", help="train a suite to its target over several seeds",
                                       description="Train a suite's recipe to its target accuracy over N seeds, "
@@ -87,6 +102,12 @@ def _parser() -> argparse.ArgumentParser:
         report = sub.add_parser(name, help=summary, description=module.__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
         module.add_arguments(report)
+    completion = sub.add_parser("completion", help="print a shell completion script (bash or zsh)",
+                                description="Print the completion script for your shell, generated from this "
+                                            "command line (shtab). bash: bench completion bash > "
+                                            "~/.local/share/bash-completion/completions/bench; zsh: bench "
+                                            "completion zsh > ~/.zfunc/_bench (a folder in your fpath).")
+    completion.add_argument("shell", choices=("bash", "zsh"))
     return parser
 
 
@@ -159,56 +180,9 @@ def runs_options(args: argparse.Namespace) -> tuple[int | None, tuple[float, int
 
 
 def cmd_list(args: argparse.Namespace, console: Console) -> int:
-    from bench.record.calibration import source_text
-    from bench.suites import available_suites, load_suite
+    from bench.listing import command
 
-    table = Table(title="suites", caption="* provisional target: not yet measured on the hardware the suite is "
-                                          "sized for")
-    for column in ("name", "dataset", "model", "target", "mode", "runs", "devices"):
-        table.add_column(column, no_wrap=True)
-    table.add_column("description", ratio=1)
-    # where each target comes from: a table of its own, as the sources run long
-    sources = Table(title="target sources (suite key target_source; bench calibrate writes calibrations)")
-    sources.add_column("name", no_wrap=True)
-    sources.add_column("target", no_wrap=True)
-    sources.add_column("source", ratio=1)
-    for name, path in available_suites().items():
-        try:
-            s = load_suite(str(path))
-        except BenchError as exc:
-            table.add_row(escape(name), "[red]invalid[/red]", "", "", "", "", "", escape(str(exc)))
-            continue
-        try:
-            source = escape(source_text(s))
-        except BenchError as exc:  # a cited calibration file that is missing or invalid
-            source = f"[red]invalid[/red]: {escape(str(exc))}"
-        target = f"{s.target:g}" + ("*" if s.resolved["provisional"] else "")
-        table.add_row(*map(escape, (name, s.dataset["name"], s.model["name"], target, s.mode, str(s.resolved["runs"]),
-                                    ",".join(s.resolved["devices"]), s.resolved["description"])))
-        sources.add_row(escape(name), escape(target), source)
-    console.print(table)
-    console.print(sources)
-    console.print(studies_table())
-    return EXIT_OK
-
-
-def studies_table() -> Table:
-    from bench.studies.study import available_studies, load_study
-
-    table = Table(title="studies (bench sweep)")
-    for column in ("name", "base suite", "axes", "points", "seeds", "runs"):
-        table.add_column(column, no_wrap=column != "axes")
-    table.add_column("description", ratio=1)
-    for name, path in available_studies().items():
-        try:
-            study = load_study(str(path))
-        except BenchError as exc:
-            table.add_row(escape(name), "[red]invalid[/red]", "", "", "", "", escape(str(exc)))
-            continue
-        axes = ", ".join(f"{axis} ×{len(values)}" for axis, values in study.axes.items())
-        table.add_row(*map(escape, (name, study.base_ref, axes, str(len(study.points)), str(len(study.seeds)),
-                                    str(len(study.cells)), study.description)))
-    return table
+    return command(args, console)
 
 
 def cmd_run(args: argparse.Namespace, console: Console) -> int:
@@ -353,6 +327,19 @@ def cmd_report(args: argparse.Namespace, console: Console) -> int:
     return importlib.import_module(f"bench.reports.{args.command}").command(args, console)
 
 
+def cmd_completion(args: argparse.Namespace, console: Console) -> int:
+    import shtab
+
+    print(shtab.complete(_parser(), shell=args.shell), end="")
+    return EXIT_OK
+
+
+def cmd_show(args: argparse.Namespace, console: Console) -> int:
+    from bench.show import command
+
+    return command(args, console)
+
+
 def cmd_calibrate(args: argparse.Namespace, console: Console) -> int:
     from bench.calibrate import command
 
@@ -365,7 +352,7 @@ def cmd_sweep(args: argparse.Namespace, console: Console) -> int:
     return command(args, console)
 
 
-COMMANDS = {"list": cmd_list, "run": cmd_run, "calibrate": cmd_calibrate, "sweep": cmd_sweep, "env": cmd_env, "specs": cmd_specs,
+COMMANDS = {"list": cmd_list, "show": cmd_show, "completion": cmd_completion, "run": cmd_run, "calibrate": cmd_calibrate, "sweep": cmd_sweep, "env": cmd_env, "specs": cmd_specs,
             "leaderboard": cmd_report, "compare": cmd_report, "check": cmd_report, "export": cmd_report}
 
 
@@ -378,7 +365,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main(argv: list[str] | None) -> int:
-    parser = _parser()
+    words = sys.argv[1:] if argv is None else argv
+    if words[:1] in (["-V"], ["--version"]):  # before any parser: no imports past bench's own
+        print(f"bench {__version__}")
+        return EXIT_OK
+    parser = _parser(light=bool(words) and words[0] in LIGHT_COMMANDS)
     args, extra = parser.parse_known_args(argv)
     if extra:  # the subcommand's own help lists what it takes
         prog = f"bench {args.command}" if args.command else "bench"
@@ -386,12 +377,16 @@ def _main(argv: list[str] | None) -> int:
     if args.command is None:
         parser.print_help()
         return EXIT_BAD_INPUT
-    from bench.distributed import launched, main_process_output
+    if args.command in LIGHT_COMMANDS:  # never a rank; bench.distributed imports torch
+        launched, quiet = (lambda: False), False
+    else:
+        from bench.distributed import launched, main_process_output
 
+        # Of several ranks only rank 0 speaks: the others hold the same records and errors.
+        quiet = not main_process_output()
     # Logs and pipes get rich's 80 columns by default, too narrow for the run tables.
-    # Of several ranks only rank 0 speaks: the others hold the same records and errors.
-    quiet = not main_process_output()
-    console = Console(highlight=False, width=None if sys.stdout.isatty() else 120, quiet=quiet)
+    console = Console(highlight=False, width=None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 120,
+                      quiet=quiet)
     errors = Console(stderr=True, highlight=False, quiet=quiet)
     # a rank has the launcher's SIGTERM handling (bench.distributed); any other process takes a
     # SIGTERM (kill, SLURM's scancel, a CI timeout) as a Ctrl-C, so its finished runs are saved
@@ -430,8 +425,10 @@ class SigtermAsInterrupt:
 
 def _dispatch(args: argparse.Namespace, console: Console, errors: Console) -> int:
     """The command, its BenchError as one line, a Ctrl-C as 130."""
-    from bench.distributed import Terminated, launched
-
+    # a light command never imports bench.distributed (torch), and so never raises its Terminated
+    distributed = sys.modules.get("bench.distributed")
+    Terminated = distributed.Terminated if distributed is not None else ()
+    launched = distributed.launched if distributed is not None else (lambda: False)
     try:
         return COMMANDS[args.command](args, console)
     except BenchError as exc:

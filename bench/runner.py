@@ -156,7 +156,7 @@ class Invocation:
         check_seeds(seed, count, "--seed")
         self.seeds = [seed + i for i in range(count)]
         # before any work: a seed that chose the target must not be judged against it
-        self.calibration = refuse_calibrated_seeds(suite, self.seeds)
+        self.calibration = refuse_calibrated_seeds(suite, self.seeds, reporter.notice)
         self.command = command
         self.record: dict[str, Any] = {}
         self.path: Path | None = None

@@ -25,7 +25,44 @@ from bench.errors import BenchError, did_you_mean
 from bench.suite_checks import cross_checks
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-SUITES_DIR = REPO_ROOT / "suites"
+# The package that ships suites/ (and results/calibration/ as its `calibration`) in a wheel:
+# setup.py maps the folders into it, so they stay where they are in the repository.
+SHIPPED_PACKAGE = "bench_suites"
+
+
+def _checkout() -> bool:
+    """True when bench runs from a clone (editable install, PYTHONPATH): its own suites/ beside it."""
+    return (REPO_ROOT / "suites").is_dir() and (REPO_ROOT / "pyproject.toml").is_file()
+
+
+def _shipped(part: str | None = None) -> Path | None:
+    """A folder of the installed package data, read through importlib.resources; None when absent."""
+    import importlib.resources
+
+    try:
+        resource = importlib.resources.files(SHIPPED_PACKAGE)
+    except ModuleNotFoundError:
+        return None
+    if part is not None:
+        resource = resource.joinpath(part)
+    if isinstance(resource, Path):
+        return resource if resource.is_dir() else None
+    # a namespace package (the folders have no __init__.py) is a MultiplexedPath: its entries are paths
+    entries = [entry for entry in resource.iterdir() if isinstance(entry, Path)] if resource.is_dir() else []
+    return entries[0].parent if entries else None
+
+
+def shipped_suites_dir() -> Path | None:
+    """The suites bench ships: the clone's suites/, or the installed package's copy."""
+    return REPO_ROOT / "suites" if _checkout() else _shipped()
+
+
+def shipped_calibration_dir() -> Path | None:
+    """The calibration files the shipped suites cite: the clone's results/calibration/, or the package's copy."""
+    return REPO_ROOT / "results" / "calibration" if _checkout() else _shipped("calibration")
+
+
+SUITES_DIR = shipped_suites_dir()
 
 SCHEDULES = ("constant", "piecewise", "onecycle", "step", "cosine_restarts")
 # adam and adadelta take torch's defaults for their other settings (betas, rho, eps);
@@ -343,15 +380,26 @@ class Suite:
 def suite_dirs() -> list[Path]:
     """The shipped suites, plus any folders named in $BENCH_SUITES (os.pathsep separated)."""
     extra = [Path(p) for p in os.environ.get("BENCH_SUITES", "").split(os.pathsep) if p]
-    return [SUITES_DIR, *extra]
+    return [*([SUITES_DIR] if SUITES_DIR is not None else []), *extra]
 
 
-def available_suites() -> dict[str, Path]:
+def searched_text() -> str:
+    """Where suites were looked for, in words (for the error when none are found)."""
+    folders = [str(folder) for folder in suite_dirs()]
+    return ", ".join(folders) if folders else "no folder (bench ships none here and $BENCH_SUITES is unset)"
+
+
+def available_suites(required: bool = False) -> dict[str, Path]:
+    """Every suite by name (the first folder holding a name wins). `required`: finding none is a
+    BenchError (a broken install, a wrong $BENCH_SUITES), not an empty list."""
     found: dict[str, Path] = {}
     for folder in suite_dirs():
         if folder.is_dir():
             for path in sorted(folder.glob("*.toml")):
                 found.setdefault(path.stem, path)
+    if required and not found:
+        raise BenchError(f"no suites found in {searched_text()}; reinstall bench from its repository (pip install .) or name a "
+                         "folder of .toml suites in $BENCH_SUITES")
     return found
 
 
@@ -435,7 +483,7 @@ def _locate(ref: str) -> Path:
         if not path.is_file():
             raise BenchError(f"suite file {ref} not found; give the path of a .toml suite or a name from 'bench list'")
         return path
-    suites = available_suites()
+    suites = available_suites(required=True)
     if ref in suites:
         return suites[ref]
     hint = did_you_mean(ref, suites, "run 'bench list' to see them")

@@ -111,7 +111,6 @@ def test_run_outside_the_calibration_records_it(calibrated, capsys, tmp_path):
 
 
 @pytest.mark.parametrize("content, fragment", [
-    (None, "does not exist"),
     ("{not json", "is not JSON"),
     ('{"kind": "bench-calibration", "format": 1, "seeds": [], "accuracies": [], "target": 0.5}', "'seeds'"),
     ('{"kind": "bench-calibration", "format": 1, "seeds": [1000], "accuracies": [1.5], "target": 0.5}',
@@ -126,6 +125,40 @@ def test_a_missing_or_invalid_calibration_is_one_line(tmp_path, capsys, content,
     code, _, err = run_cli(capsys, "run", suite, "--device", "cpu", "--results", tmp_path / "runs")
     line = one_error_line(err)
     assert code == 2 and str(suite) in line and "'target_source'" in line and fragment in line
+
+
+def test_a_copied_suite_runs_its_target_unsourced(tmp_path, capsys, synthetic):
+    """A shipped suite copied out of the repository (and renamed) cites a calibration path that is
+    not beside the copy: the copy runs, a notice says its target is unsourced, the result records
+    no calibration, and `bench list` says 'no source' (it was one line, exit 2)."""
+    text = (SUITES_DIR / "fashion-mnist-smoke.toml").read_text().replace('"fashion-mnist-smoke"', '"my-smoke"')
+    copy = tmp_path / "my.toml"
+    copy.write_text(text)
+    code, _, err = run_cli(capsys, "run", copy, "--runs", 1, "--device", "cpu", "--results", tmp_path / "runs")
+    assert code in (0, 1), err
+    assert "my-smoke: target 0.824 is unsourced" in " ".join(err.split()) and "does not exist" in err
+    (result,) = (tmp_path / "runs").glob("*.json")
+    assert json.loads(result.read_text())["invocation"]["calibration"] is None
+    code, out, _ = run_cli(capsys, "show", copy)
+    assert code == 0 and "no source: it cites the calibration file" in " ".join(out.split())
+
+
+def test_a_copy_citing_another_suites_calibration_is_unsourced(tmp_path, capsys):
+    """A renamed copy whose citation resolves (an absolute path) still cites another suite's
+    calibration: unsourced, not that suite's source. A sibling suite's (mlp-pruned citing mlp) counts."""
+    text = (SUITES_DIR / "fashion-mnist-smoke.toml").read_text().replace('"fashion-mnist-smoke"', '"my-smoke"')
+    cited = SUITES_DIR.parent / "results" / "calibration"
+    (calibration,) = cited.glob("fashion-mnist-smoke-*.json")
+    copy = tmp_path / "my.toml"
+    copy.write_text(text.replace("calibration:results/calibration/", f"calibration:{cited}/"))
+    suite = load_suite(str(copy))
+    notices = []
+    from bench.record.calibration import refuse_calibrated_seeds, source_text
+
+    assert refuse_calibrated_seeds(suite, [0], notices.append) is None
+    assert "calibrated suite 'fashion-mnist-smoke', not 'my-smoke'" in notices[0]
+    assert source_text(suite).startswith("no source")
+    assert read_calibration(load_suite("fashion-mnist-mlp-pruned"))["suite"]["name"] == "fashion-mnist-mlp"
 
 
 @pytest.mark.parametrize("source", ["", "calibration:", "reference:  ", "Jordan 2024", "calibrated"])

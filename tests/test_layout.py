@@ -18,10 +18,11 @@ LAYERS = [
     {"progress", "env", "destinations", "distributed", "finetune", "sparsity", "measure", "summary"},
     {"gpu_monitor", "datasets"},
     {"suites", "loaders", "models"},
-    {"record"},
+    {"record", "suite_keys"},
     {"train", "specs"},
     {"runner", "reports"},
-    {"studies", "calibrate"},
+    {"studies", "calibrate", "show", "api"},
+    {"listing"},
     {"cli"},
     {"__main__"},
 ]

@@ -17,13 +17,13 @@ import json
 import math
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
 from bench.errors import BenchError
 from bench.record.files import link_new, new_run_id, staged_file
-from bench.suites import Suite
+from bench.suites import Suite, shipped_calibration_dir, shipped_suites_dir
 
 KIND = "bench-calibration"
 FORMAT = 1
@@ -45,12 +45,20 @@ def repository_root(suite_path: Path) -> Path:
 
 
 def cited_path(suite: Suite) -> Path | None:
-    """The calibration file a suite cites, or None when its target has another source (or none)."""
+    """The calibration file a suite cites, or None when its target has another source (or none).
+    A shipped suite's results/calibration/ path is the installed package's copy where bench is
+    installed from a wheel (no repository around it)."""
     source = suite.target_source
     if not source or not source.startswith(CALIBRATION_PREFIX):
         return None
     path = Path(source[len(CALIBRATION_PREFIX):].strip()).expanduser()
-    return path if path.is_absolute() else repository_root(suite.path) / path
+    if path.is_absolute():
+        return path
+    shipped, calibrations = shipped_suites_dir(), shipped_calibration_dir()
+    if shipped is not None and calibrations is not None and path.parts[:2] == ("results", "calibration") \
+            and Path(suite.path).resolve().parent == shipped.resolve():
+        return calibrations.joinpath(*path.parts[2:])
+    return repository_root(suite.path) / path
 
 
 def citation(path: Path, suite_path: Path) -> str:
@@ -82,13 +90,25 @@ def problem(data: Any) -> str | None:
 def read_calibration(suite: Suite) -> dict[str, Any] | None:
     """The calibration the suite cites, checked; None when it cites none. A missing or invalid
     file is one BenchError line naming the suite file and the key."""
+    calibration, unsourced = calibration_of(suite)
+    if unsourced is not None:
+        raise BenchError(f"{suite.path}: 'target_source' {unsourced}; fix the path, or run 'bench calibrate "
+                         f"{suite.name} --runs 5' and cite the file it writes")
+    return calibration
+
+
+def calibration_of(suite: Suite) -> tuple[dict[str, Any] | None, str | None]:
+    """(the calibration the suite cites, checked, or None), and why a citation sources nothing:
+    the file is not there (a suite copied away from its repository cites its original's path) or
+    calibrates another suite (a copy renamed). Such a target is unsourced until the suite is
+    calibrated itself, which a notice says; a file that is there but invalid is a BenchError."""
     path = cited_path(suite)
     if path is None:
-        return None
+        return None, None
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        why = "does not exist"
+        return None, f"cites the calibration file {path}, which does not exist"
     except (OSError, UnicodeDecodeError) as exc:
         why = f"cannot be read ({getattr(exc, 'strerror', None) or exc})"
     except json.JSONDecodeError as exc:
@@ -97,10 +117,24 @@ def read_calibration(suite: Suite) -> dict[str, Any] | None:
         why = "is not JSON bench reads (nested too deeply)"
     else:
         why = problem(data)
+        calibrated = (data.get("suite") or {}).get("name") if why is None else None
+        if isinstance(calibrated, str) and calibrated != suite.name and not _sibling(suite, calibrated):
+            return None, f"cites the calibration file {path}, which calibrated suite {calibrated!r}, not {suite.name!r}"
         if why is None:
-            return {**data, "path": str(path)}
+            return {**data, "path": str(path)}, None
     raise BenchError(f"{suite.path}: 'target_source' cites the calibration file {path}, which {why}; fix the "
                      f"path, or run 'bench calibrate {suite.name} --runs 5' and cite the file it writes")
+
+
+def _sibling(suite: Suite, name: str) -> bool:
+    """A suite beside this one's file is called `name`: citing its calibration is deliberate (a
+    pruned variant keeps its dense parent's target), not a copy carrying its original's citation."""
+    return (Path(suite.path).parent / f"{name}.toml").is_file()
+
+
+def unsourced_notice(suite: Suite, why: str) -> str:
+    return (f"{suite.name}: target {suite.target:g} is unsourced: target_source {why} (a copied suite cites its "
+            f"original's); run 'bench calibrate {suite.path} --runs 5' and cite the file it writes")
 
 
 def seed_span(seeds: list[int]) -> str:
@@ -111,10 +145,14 @@ def seed_span(seeds: list[int]) -> str:
     return ", ".join(map(str, ordered))
 
 
-def refuse_calibrated_seeds(suite: Suite, seeds: list[int]) -> dict[str, Any] | None:
+def refuse_calibrated_seeds(suite: Suite, seeds: list[int],
+                            notice: Callable[[str], None] | None = None) -> dict[str, Any] | None:
     """Before any training: the calibration the suite cites (as the result records it), or a
-    BenchError when a seed to judge is one the calibration trained on."""
-    calibration = read_calibration(suite)
+    BenchError when a seed to judge is one the calibration trained on. A citation that sources
+    nothing (a copied suite's) is told to `notice`; the result then records no calibration."""
+    calibration, unsourced = calibration_of(suite)
+    if unsourced is not None and notice is not None:
+        notice(unsourced_notice(suite, unsourced))
     if calibration is None:
         return None
     used = sorted(set(seeds) & set(calibration["seeds"]))
@@ -166,7 +204,9 @@ def source_text(suite: Suite) -> str:
         return NO_SOURCE
     if source.startswith(REFERENCE_PREFIX):
         return source[len(REFERENCE_PREFIX):].strip()
-    calibration = read_calibration(suite)
+    calibration, unsourced = calibration_of(suite)
+    if unsourced is not None:
+        return f"{NO_SOURCE}: it {unsourced}"
     relative = source[len(CALIBRATION_PREFIX):].strip()
     return f"calibration {os.path.basename(relative)}: {calibration['rule']['text']}, seeds " \
            f"{seed_span(calibration['seeds'])} -> {calibration['target']:g}"
