@@ -140,6 +140,15 @@ def _add_run_arguments(run: argparse.ArgumentParser) -> None:
     run.add_argument("--loader", default="auto", choices=LOADER_KINDS,
                      help="how batches reach the model: resident (whole set on the device), torch "
                           "(DataLoader), dali (NVIDIA DALI); auto picks resident when it fits (default)")
+    run.add_argument("--dry-run", action="store_true",
+                     help="check the suite, its seeds, data, model and destinations as a run would, then stop "
+                          "before training (one line a suite)")
+    run.add_argument("--json", action="store_true",
+                     help="print the summary as JSON on stdout (verdict, aggregate, runs, result file); "
+                          "progress and notices stay on stderr")
+    run.add_argument("--quiet", "-q", action="store_true",
+                     help="no progress bars, notices or tables: one line a suite (verdict, result file); errors "
+                          "are still said")
     run.add_argument("--mllog", type=path_argument, metavar="FILE",
                      help="also write each run in MLPerf's log format (mlperf-logging), built from the result "
                           "file; several runs are numbered FILE_0, FILE_1, ... (never overwritten)")
@@ -191,7 +200,6 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     from bench.record.files import default_results_dir
     from bench.runner import Interrupted, run_race
     from bench.suites import load_suite
-    from bench.summary import aggregate_table, runs_table
 
     runs, runs_auto = runs_options(args)
     overrides = args.overrides + ([f"recipe.compile={args.compile!r}".replace("'", '"')] if args.compile else [])
@@ -206,6 +214,12 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     # the MLPerf log names are checked here (and in the launcher, before any rank starts); rank 0 writes them
     after_run = _mllog_writer(args.mllog, suites, runs_auto[1] if runs_auto else runs, console, unsaved) \
         if args.mllog is not None and distributed.main_process_output() else None
+    if args.json:  # stdout carries the JSON alone; what the tables and lines would say goes to stderr
+        console = Console(stderr=True, highlight=False, quiet=args.quiet)
+    if args.dry_run:
+        from bench.run_views import dry_run_command
+
+        return dry_run_command(args, suites, runs, console)
     if not distributed.launched() and (args.nproc_per_node is not None or args.nnodes > 1):
         return _launch(args, suites)
     dist = distributed.SINGLE
@@ -213,7 +227,8 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
         from bench.train import resolve_device
 
         dist = distributed.join(resolve_device(args.device), args.dist_timeout)
-    reporter = RichReporter(Console(stderr=True, highlight=False)) if dist.is_main else NullReporter()
+    reporter = RichReporter(Console(stderr=True, highlight=False)) if dist.is_main and not args.quiet \
+        else NullReporter()
     try:
         finished = run_race(suites, runs=runs, runs_auto=runs_auto, seed=args.seed, device_choice=args.device,
                             results_dir=args.results or default_results_dir(), reporter=reporter,
@@ -225,10 +240,9 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
         console.print(f"[yellow]interrupted[/yellow]: {escape(where)}")
         return EXIT_INTERRUPTED
     distributed.leave(dist)  # on the way out after success; a failing rank just exits
-    for record, path in finished:
-        console.print(runs_table(record))
-        console.print(aggregate_table(record))
-        console.print(f"result: {escape(str(path))}")
+    from bench.run_views import say_finished
+
+    say_finished(args, finished, console)
     if any(record["status"] != "complete" for record, _ in finished):
         return EXIT_BROKEN
     if unsaved:  # the verdict stands (it is in the result file); what was asked for and is missing is said

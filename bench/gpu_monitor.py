@@ -101,6 +101,7 @@ class GpuMonitor:
         # Query name -> why it is not available; a query that fails once is not asked again.
         self._unsupported: dict[str, str] = {}
         self._reason: str | None = None
+        self._expected = False  # no CUDA device at all: the record says why the GPU figures are null
         self._lock = threading.Lock()       # a sample is kept only while the region runs
         self._running = False
         self._stretch_start: float | None = None
@@ -137,7 +138,10 @@ class GpuMonitor:
         self._t_start = time.perf_counter()
         self._open()
         if self._handle is None:
-            _tell_once(self._reason or "NVML unavailable", self._reporter)
+            if self._expected:  # a CPU run: no GPU to monitor is what was asked for, not news
+                log.info("GPU monitor: %s", self._reason)
+            else:
+                _tell_once(self._reason or "NVML unavailable", self._reporter)
             return
         self.resume()
         self._thread = threading.Thread(target=self._run, name=f"gpu-monitor-{self.device_index}", daemon=True)
@@ -195,6 +199,7 @@ class GpuMonitor:
     def _open(self) -> None:
         if not _cuda_available():
             self._reason = "no CUDA device (torch.cuda.is_available() is False)"
+            self._expected = True
             return
         try:
             import pynvml

@@ -85,7 +85,10 @@ class _RichTask(Task):
         self._id = task_id
 
     def advance(self, amount: float = 1, **fields: Any) -> None:
-        self._progress.update(self._id, advance=amount, info=_format_fields(fields) or None)
+        if fields:
+            self._progress.update(self._id, advance=amount, info=_format_fields(fields))
+        else:  # the figures of the last epoch stay (info=None was drawn as a literal "None")
+            self._progress.update(self._id, advance=amount)
 
     def update(self, **fields: Any) -> None:
         self._progress.update(self._id, info=_format_fields(fields))

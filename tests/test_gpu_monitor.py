@@ -142,6 +142,9 @@ def test_without_cuda_every_figure_is_null_with_reason_and_no_thread():
     assert all(summary[key] is None for key in FIGURES)
     assert summary["samples"] == 0
     assert "no CUDA device" in summary["reason"]
+    # a CPU run asked for no GPU: the record says why the figures are null, the progress display
+    # says nothing (it printed "GPU monitor: no CUDA device" inside every CPU run's progress bar)
+    assert reporter.notices == []
 
 
 def test_real_pynvml_without_driver_says_library_not_found_once(monkeypatch):

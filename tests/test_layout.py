@@ -21,8 +21,8 @@ LAYERS = [
     {"record", "suite_keys"},
     {"train", "specs"},
     {"runner", "reports"},
-    {"studies", "calibrate", "show", "api"},
-    {"listing"},
+    {"studies", "calibrate", "show", "api", "dry_run"},
+    {"listing", "run_views"},
     {"cli"},
     {"__main__"},
 ]

@@ -84,3 +84,17 @@ def test_queue_reporter_events_replay_on_the_board_and_are_throttled():
         board.replay(events[3], "lr=0.1 seed 0")
     assert "lr=0.1 seed 0: run" in shown and "100/100" in shown
     assert board._remote == {}  # the close event took the bar away
+
+
+def test_live_bar_shows_no_none_before_the_first_epoch_ends():
+    """Steps without figures (every step before an epoch ends) leave the figures column blank, or
+    as the last epoch left it; it showed a literal None until the first epoch ended."""
+    out = io.StringIO()
+    reporter = RichReporter(Console(file=out, force_terminal=True, width=120))
+    with reporter.task("run 1/1", total=6) as task:
+        for _ in range(3):
+            task.advance(1)
+        task.advance(0, epoch=1, loss=0.5)
+        task.advance(1)
+    text = out.getvalue()
+    assert "None" not in text and "epoch 1  loss 0.5" in text
