@@ -11,24 +11,31 @@ SUITE  ?= fashion-mnist-91
 ARGS   ?=
 FMNIST := /usr/share/datasets/fashion-mnist
 
-.PHONY: setup data browser run test gate perf reports
+.PHONY: setup setup-test data browser run test gate perf reports
 
-# One pip call installs torch (where none imports) and the package with every extra the tests use:
-# DALI (a 199 MB wheel), Ray with its Client and submitit (80 MB), triton. `--no-compile`: pip's
-# byte-compiling of everything it installs took half of the 70 s set-up here (three calls, compiled:
-# 70 s; one, not compiled: 37 s). Python compiles what is imported instead, once, into the venv: for
-# that the recipes below run with PYTHONDONTWRITEBYTECODE unset, which this CI machine sets, and which
-# with --no-compile alone made every process recompile torch (imports 3 s -> 6 s; tests 337 -> 469 s).
+# `make run` installs what the main job needs: torch (where none imports) and the package. `make test`
+# adds every extra the tests use: DALI (a 199 MB wheel), Ray with its Client and submitit (80 MB),
+# triton, pytest. `--no-compile`: pip's byte-compiling of everything it installs took half of the
+# 70 s set-up here (three calls, compiled: 70 s; one, not compiled: 37 s). Python compiles what is
+# imported instead, once, into the venv: for that the recipes below run with PYTHONDONTWRITEBYTECODE
+# unset, which this CI machine sets, and which with --no-compile alone made every process recompile
+# torch (imports 3 s -> 6 s; tests 337 -> 469 s).
 unexport PYTHONDONTWRITEBYTECODE
 EXTRAS := test,dali,cluster
-# the Makefile too: a venv set up by an older Makefile (torch and .[test] only) gets the extras
-$(BIN)/bench: pyproject.toml Makefile
+TEST_STAMP := $(VENV)/.test-extras
+# the Makefile too: a venv set up by an older Makefile gets what this one installs
+$(BIN)/bench: pyproject.toml setup.py Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --no-compile $$($(BIN)/python -c "import torch" 2>/dev/null || echo "$(TORCH)") \
-	  -e ".[$(EXTRAS)]"
+	$(BIN)/pip install -q --no-compile $$($(BIN)/python -c "import torch" 2>/dev/null || echo "$(TORCH)") -e .
+	touch $@
+
+$(TEST_STAMP): $(BIN)/bench
+	$(BIN)/pip install -q --no-compile -e ".[$(EXTRAS)]"
 	touch $@
 
 setup: $(BIN)/bench
+
+setup-test: $(TEST_STAMP)
 
 # Fashion-MNIST comes from Debian's package when apt can install it; otherwise bench
 # downloads it from the official URL on first use (and says where to put the files).
@@ -47,7 +54,7 @@ browser:
 run: setup data
 	$(BIN)/bench run $(SUITE) $(ARGS)
 
-test: setup data browser
+test: setup-test data browser
 	# the functional tests in 2 worker processes of one thread each (one per core of the 2-core CI
 	# machine; a test file stays in one worker, so a file's shared fixtures are made once)
 	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -n 2 --dist loadfile tests -m "not long" \
@@ -69,7 +76,7 @@ gate: setup data
 	$(BIN)/bench run fashion-mnist-smoke --device cpu --results $(GATE_DIR)
 	$(BIN)/bench check results/baselines $(GATE_DIR) --time-floor 0.5
 
-perf: setup data
+perf: setup-test data
 	$(BIN)/python -m pytest -q tests/perf --benchmark-only
 
 # Every committed report (leaderboard, compare/, each study's report and figures) rewritten from the

@@ -29,7 +29,8 @@ def _cpu_model() -> str | None:
 
 def _ram_gb() -> float | None:
     try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+        # to 0.1 GiB, as a machine's memory is read (it printed as 23.540279388427734)
+        return round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)
     except (ValueError, OSError, AttributeError):
         return None
 

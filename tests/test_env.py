@@ -112,3 +112,10 @@ def test_git_dirty_is_about_the_code_not_the_results_it_wrote(tmp_path, monkeypa
     assert env.code_version()["git_dirty"] is False
     (tmp_path / "code.py").write_text("x = 2\n")
     assert env.code_version()["git_dirty"] is True
+
+
+def test_ram_is_given_to_a_tenth_of_a_gib():
+    from bench.env import _ram_gb
+
+    ram = _ram_gb()
+    assert ram is None or (ram > 0 and ram == round(ram, 1) and len(repr(ram).split(".")[-1]) == 1)

@@ -376,6 +376,11 @@ def test_csv_and_rich_table_have_every_row(small_report):
     assert float(rows[0]["cpu_train_images_per_s"]) > 0 and rows[0]["cuda_infer_images_per_s"] == ""
     table = views.specs_table(small_report)
     assert table.row_count == 3
+    # on a narrow screen every figure is still whole (they were cut with "…": "11,689,…")
+    out = io.StringIO()
+    Console(file=out, width=160, force_terminal=False).print(table)
+    text = out.getvalue()
+    assert "…" not in text and "61,706" in text.replace("\n", "")
 
 
 def test_figures_read_the_one_way_numbers_read_everywhere(small_report):

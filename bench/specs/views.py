@@ -122,8 +122,9 @@ def specs_table(report: SpecReport) -> Table:
     for header, _ in columns:
         if header == "note":
             table.add_column(header, overflow="fold")
-        else:  # figures stay whole on one line; a narrow screen drops columns' padding first
-            table.add_column(header, justify="left" if header in ("network", "input") else "right", no_wrap=True)
+        else:  # a figure is one word: the headers and notes wrap first, and a figure is folded, never cut
+            # (no_wrap columns were cut evenly at 160 columns: "11,689,…")
+            table.add_column(header, justify="left" if header in ("network", "input") else "right", overflow="fold")
     for row in report.rows:
         table.add_row(*(cell(row) for _, cell in columns))
     return table
