@@ -644,3 +644,22 @@ def test_reports_read_the_genuine_results_too(measured, tmp_path):
     assert "## tiny" in (folder.parent / "LEADERBOARD.md").read_text()
     assert compare.command(namespace(compare, ["--results", str(folder.parent)]), quiet()) == 0
     assert (folder.parent / "compare" / "compare.html").stat().st_size > 10_000
+
+
+@pytest.mark.parametrize("energy, panels", [(None, ["time to target (s)", "training images/s"]),
+                                            (1234.0, ["time to target (s)", "energy per run (J)",
+                                                      "training images/s"])])
+def test_machine_bars_draw_no_energy_panel_when_no_machine_measured_energy(monkeypatch, energy, panels):
+    """CPU machines measure no energy: the panel was drawn empty, with ±0.04 ticks."""
+    import pandas as pd
+
+    from bench.reports import plots
+
+    drawn = []
+    monkeypatch.setattr(plots, "figure_png", lambda figure: drawn.append(figure) or b"")
+    entries = pd.DataFrame({"machine": ["cpu A", "cpu B"], "id": ["a", "b"], "median_time_s": [10.0, 12.0],
+                            "mean_energy_j": [energy, None], "median_train_images_per_s": [900.0, 800.0]})
+    runs = pd.DataFrame({"id": ["a", "b"], "time_to_target_s": [10.0, 12.0]})
+    plots.machine_bars_png(entries, runs, "suite", {})
+    (figure,) = drawn
+    assert [axes.get_xlabel() for axes in figure.axes] == panels
