@@ -41,7 +41,7 @@ def _shipped(part: str | None = None) -> Path | None:
 
     try:
         resource = importlib.resources.files(SHIPPED_PACKAGE)
-    except ModuleNotFoundError:
+    except (ImportError, OSError):  # not installed; or an editable install's mapping (the clone is used then)
         return None
     if part is not None:
         resource = resource.joinpath(part)

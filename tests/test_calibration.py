@@ -138,7 +138,9 @@ def test_a_copied_suite_runs_its_target_unsourced(tmp_path, capsys, synthetic):
     assert code in (0, 1), err
     assert "my-smoke: target 0.824 is unsourced" in " ".join(err.split()) and "does not exist" in err
     (result,) = (tmp_path / "runs").glob("*.json")
-    assert json.loads(result.read_text())["invocation"]["calibration"] is None
+    record = json.loads(result.read_text())
+    assert record["invocation"]["calibration"] is None
+    assert record_source_text(record).startswith("no source: cites results/calibration/fashion-mnist-smoke-")
     code, out, _ = run_cli(capsys, "show", copy)
     assert code == 0 and "no source: it cites the calibration file" in " ".join(out.split())
 

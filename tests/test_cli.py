@@ -296,7 +296,7 @@ def test_an_unexpected_error_keeps_its_traceback_and_exits_3_not_the_verdicts_1(
 
 def test_a_ctrl_c_while_the_parser_is_set_up_is_one_line_and_130(capsys, monkeypatch):
     # the parser's set-up imports torch (seconds): a Ctrl-C there printed a KeyboardInterrupt traceback
-    def interrupted():
+    def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(cli, "_parser", interrupted)

@@ -222,7 +222,8 @@ def record_source_text(record: dict[str, Any]) -> str:
     if source.startswith(REFERENCE_PREFIX):
         return source[len(REFERENCE_PREFIX):].strip()
     facts = (record.get("invocation") or {}).get("calibration")
-    if not isinstance(facts, dict):
-        return source
+    if not isinstance(facts, dict):  # the run found the cited file missing or another suite's (a copy)
+        return f"{NO_SOURCE}: cites {source[len(CALIBRATION_PREFIX):].strip()}, which was not this suite's " \
+               "calibration where it ran"
     return f"calibration {os.path.basename(str(facts.get('file')))}: {facts.get('rule')}, seeds " \
            f"{seed_span(facts.get('seeds') or [0])} -> {facts.get('target')}"
