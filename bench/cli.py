@@ -210,12 +210,12 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
                 else max(s.resolved["runs"] for s in suites), "--seed")
     if args.save_weights is not None:  # checked before any training, as every destination is
         check_folder(args.save_weights, "--save-weights")
+    if args.json:  # stdout carries the JSON alone; what the tables and lines would say goes to stderr
+        console = Console(stderr=True, highlight=False, quiet=args.quiet)
     unsaved: list[str] = []  # views asked for (weights, MLPerf logs) that could not be saved
     # the MLPerf log names are checked here (and in the launcher, before any rank starts); rank 0 writes them
     after_run = _mllog_writer(args.mllog, suites, runs_auto[1] if runs_auto else runs, console, unsaved) \
         if args.mllog is not None and distributed.main_process_output() else None
-    if args.json:  # stdout carries the JSON alone; what the tables and lines would say goes to stderr
-        console = Console(stderr=True, highlight=False, quiet=args.quiet)
     if args.dry_run:
         from bench.run_views import dry_run_command
 

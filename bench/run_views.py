@@ -9,6 +9,7 @@ import json
 from rich.console import Console
 from rich.markup import escape
 
+from bench.distributed import main_process_output
 from bench.errors import EXIT_OK
 
 
@@ -22,13 +23,13 @@ def say_finished(args: argparse.Namespace, finished: list, console: Console) -> 
                for record, path in finished]
     for result in results:
         if args.quiet:
-            Console(highlight=False, stderr=args.json).print(
+            Console(highlight=False, stderr=args.json, quiet=not main_process_output()).print(
                 escape(f"{result.suite}: {result.verdict or result.status} -> {result.path}"), soft_wrap=True)
             continue
         console.print(runs_table(result.record))
         console.print(aggregate_table(result.record))
         console.print(f"result: {escape(str(result.path))}")
-    if args.json:
+    if args.json and main_process_output():  # of several ranks, rank 0 alone speaks
         summaries = [result.summary() for result in results]
         print(json.dumps(summaries[0] if len(summaries) == 1 else summaries, indent=1, allow_nan=False))
 
