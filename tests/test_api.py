@@ -54,3 +54,15 @@ def test_run_json_and_quiet_and_dry_run(tmp_path, monkeypatch, capsys):
     assert code in (0, 1) and summary["verdict"] in ("PASS", "FAIL") and len(summary["runs"]) == 1
     assert Path(summary["result_file"]).is_file() and "curve" not in summary["runs"][0]
     assert err.strip() == f"fashion-mnist-smoke: {summary['verdict']} -> {summary['result_file']}"
+
+
+def test_dry_run_refuses_missing_data_in_one_line_before_any_work(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr("bench.runner.train_run", lambda *a, **k: pytest.fail("trained"))
+    suite = tmp_path / "mine.toml"
+    suite.write_text((ROOT / "suites" / "fashion-mnist-smoke.toml").read_text()
+                     .replace('name = "fashion-mnist-smoke"', 'name = "mine"')
+                     .replace('name = "fashion-mnist"', f'name = "imagefolder"\npath = "{tmp_path / "nowhere"}"'))
+    code = main(["run", str(suite), "--dry-run", "--device", "cpu", "--results", str(tmp_path / "r")])
+    _, err = capsys.readouterr()
+    lines = [line for line in err.splitlines() if line.strip() and "unsourced" not in line]
+    assert code == 2 and lines[-1].startswith("error:") and "nowhere does not exist" in " ".join(err.split())
