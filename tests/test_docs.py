@@ -10,6 +10,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tomllib
 import unicodedata
 from pathlib import Path
 
@@ -192,7 +193,7 @@ def test_the_readme_image_folder_walk_through_runs_as_written(tmp_path):
     commands = [line.strip() for block in fenced(section, "sh") for line in block.splitlines() if line.strip()]
     assert [c.split()[:2] for c in commands] == [["bench", "calibrate"], ["bench", "run"]]
     suite_file = re.search(r"(\S+\.toml)", commands[0]).group(1)
-    data = re.search(r'^path = "([^"]+)"', suite_text, flags=re.M).group(1)
+    data = tomllib.loads(suite_text)["dataset"].get("path", "shapes")  # where the images go
 
     make_shapes(tmp_path / data)
     (tmp_path / suite_file).write_text(suite_text)
