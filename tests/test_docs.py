@@ -217,3 +217,69 @@ def test_the_readme_image_folder_walk_through_runs_as_written(tmp_path):
     assert ran.returncode == 0, ran.stdout + ran.stderr
     assert "PASS" in ran.stdout
     assert len(list((tmp_path / "results" / "runs").glob("*.json"))) == 1
+
+
+# ------------------------------------------------------------------- the README's results table ----
+
+def _regenerate_reports_script():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("regenerate_reports_for_docs", ROOT / "scripts" / "regenerate_reports.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def fixture_readme(tmp_path_factory):
+    """The synthetic fixture results with their reports, and a README holding both blocks, written."""
+    reports = _regenerate_reports_script()
+    folder = tmp_path_factory.mktemp("readme")
+    results = shutil.copytree(ROOT / "tests" / "fixtures" / "results", folder / "results")
+    reports.regenerate(results)
+    readme = folder / "README.md"
+    readme.write_text(f"# front page\n\n{reports.RESULTS_BEGIN}\n{reports.RESULTS_END}\n\n"
+                      f"{reports.README_BEGIN}\n{reports.README_END}\n")
+    reports.write_readme(results, readme)
+    return reports, results, readme
+
+
+def _table_rows(text: str) -> list[str]:
+    begin, end = text.index("<!-- results:begin -->"), text.index("<!-- results:end -->")
+    return [line for line in text[begin:end].splitlines() if line.startswith("| `")]
+
+
+def test_the_readme_results_table_holds_the_leaderboards_first_entry_per_suite_and_target(fixture_readme):
+    from bench import formatting as fmt
+    from bench.reports.frame import read_results
+    from bench.reports.leaderboard import build_boards
+
+    reports, results, readme = fixture_readme
+    boards = [b for b in build_boards(read_results(results)) if not b.ranked.empty and b.target is not None]
+    rows = _table_rows(readme.read_text())
+    assert len(rows) == len(boards) >= 2
+    for row, board in zip(rows, boards):
+        best = board.ranked.iloc[0]
+        assert row.startswith(f"| `{board.suite}` | {fmt.percent(board.target)}")
+        assert fmt.time_to_target(best["median_time_s"], best["iqr_time_s"], best["timed_runs"],
+                                  best["complete_runs"]) in row
+        assert str(best["machine"]) in row
+
+
+def test_a_stale_readme_results_table_is_named(fixture_readme, tmp_path):
+    reports, results, readme = fixture_readme
+    assert not reports.check(results, readme).stale
+    planted = tmp_path / "README.md"
+    first = _table_rows(readme.read_text())[0]
+    planted.write_text(readme.read_text().replace(first, first.replace("| `", "| `renamed-", 1)))
+    stale = reports.check(results, planted).stale
+    assert any(line.startswith("README.md: the results table") for line in stale), stale
+
+
+def test_a_target_changed_since_says_what_it_is_now(fixture_readme, monkeypatch):
+    reports, results, _ = fixture_readme
+    monkeypatch.setattr(reports, "current_target", lambda suite: 0.5)
+    assert all("(now 50.00%)" in row for row in _table_rows(reports.results_block(results)))
+    monkeypatch.setattr(reports, "current_target", lambda suite: None)
+    assert all("(no such suite now)" in row for row in _table_rows(reports.results_block(results)))
