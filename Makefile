@@ -11,7 +11,7 @@ SUITE  ?= fashion-mnist-91
 ARGS   ?=
 FMNIST := /usr/share/datasets/fashion-mnist
 
-.PHONY: setup setup-test data browser run test gate perf reports
+.PHONY: setup setup-test data browser run test gate perf reports docs
 
 # `make run` installs what the main job needs: torch (where none imports) and the package. `make test`
 # adds every extra the tests use: DALI (a 199 MB wheel), Ray with its Client and submitit (80 MB),
@@ -66,6 +66,7 @@ test: setup-test data browser
 	# a local Ray sweep now starts its own, tests/test_ray_cluster.py)
 	$(BIN)/python -m pytest -q tests/test_ray_cluster.py -m "not long"
 	$(MAKE) --no-print-directory gate
+	$(MAKE) --no-print-directory docs
 
 # The regression gate: a fresh fashion-mnist-smoke invocation against the committed baseline.
 # The time floor is wide (50%) because the baseline was measured on another day's machine;
@@ -84,3 +85,8 @@ perf: setup-test data
 # while a committed report differs from what this writes.
 reports: setup
 	$(BIN)/python scripts/regenerate_reports.py --results results
+
+# The documentation site (mkdocs.yml, docs/), built with --strict: a broken link, a missing anchor or a
+# page left out of the navigation fails. The site goes to .site/ (ignored by git); `mkdocs serve` to read.
+docs: setup-test  # mkdocs and its theme are in the test extra
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir .site

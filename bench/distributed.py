@@ -1,7 +1,7 @@
 """One run on many processes: torch.distributed.run starts the ranks, this module joins them.
 
-DESIGN.md section 8: one run on many devices is still one run. Each rank trains on its
-slice of every global batch (the suite's batch_size is the global batch, so a suite is the
+One run on many devices is still one run (docs/design.md#8-studies-scale-out-and-interop). Each
+rank trains on its slice of every global batch (the suite's batch_size is the global batch, so a suite is the
 same recipe at any world size), DistributedDataParallel averages the gradients, evaluation
 is sharded and its counts summed, rank 0 keeps the clock and writes the one result file.
 

@@ -12,6 +12,7 @@ from typing import Any
 import torch
 
 import bench
+from bench.nvml_device import device_handle
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -38,7 +39,8 @@ def _ram_gb() -> float | None:
 def _gpu() -> dict[str, Any] | None:
     if not torch.cuda.is_available():
         return None
-    props = torch.cuda.get_device_properties(0)
+    index = torch.cuda.current_device()  # the device this process trains on (CUDA_VISIBLE_DEVICES applied)
+    props = torch.cuda.get_device_properties(index)
     info: dict[str, Any] = {
         "name": props.name,
         "count": torch.cuda.device_count(),
@@ -46,11 +48,11 @@ def _gpu() -> dict[str, Any] | None:
         "capability": f"{props.major}.{props.minor}",
         "driver": None,
     }
-    info.update(_nvml_facts())
+    info.update(_nvml_facts(index))
     return info
 
 
-def _nvml_facts() -> dict[str, Any]:
+def _nvml_facts(cuda_index: int) -> dict[str, Any]:
     """What bounds a GPU's speed beside its name: driver, power limit, clocks, MIG mode.
     A figure NVML cannot give is None, with the reasons under `nvml_reason`."""
     try:
@@ -73,7 +75,7 @@ def _nvml_facts() -> dict[str, Any]:
         return value.decode() if isinstance(value, bytes) else str(value)
 
     try:
-        handle = pynvml.nvmlDeviceGetHandleByIndex(0)
+        handle = device_handle(pynvml, cuda_index)
         ask("driver", pynvml.nvmlSystemGetDriverVersion, text)
         ask("power_limit_w", lambda: pynvml.nvmlDeviceGetEnforcedPowerLimit(handle), lambda mw: mw / 1000.0)
         ask("sm_clock_mhz", lambda: pynvml.nvmlDeviceGetClockInfo(handle, pynvml.NVML_CLOCK_SM))
@@ -84,7 +86,7 @@ def _nvml_facts() -> dict[str, Any]:
         ask("mig_mode", lambda: pynvml.nvmlDeviceGetMigMode(handle),
             lambda mode: "enabled" if mode[0] == pynvml.NVML_DEVICE_MIG_ENABLE else "disabled")
     except Exception as exc:
-        failed.append(f"device 0: {type(exc).__name__}")
+        failed.append(f"device {cuda_index}: {type(exc).__name__}")
     finally:
         try:
             pynvml.nvmlShutdown()

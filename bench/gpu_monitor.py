@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any, Callable
 
+from bench.nvml_device import device_handle
 from bench.progress import Reporter
 
 log = logging.getLogger(__name__)
@@ -212,7 +213,7 @@ class GpuMonitor:
             self._reason = f"NVML unavailable ({type(exc).__name__}: {exc})"
             return
         try:
-            self._handle = _device_handle(pynvml, self.device_index)
+            self._handle = device_handle(pynvml, self.device_index)
         except pynvml.NVMLError as exc:
             self._reason = f"NVML has no device {self.device_index} ({type(exc).__name__}: {exc})"
             try:
@@ -342,24 +343,6 @@ class GpuMonitor:
             why.append("too few power samples to integrate energy")
         out["reason"] = "; ".join(why) or None
         return out
-
-
-def _device_handle(pynvml: ModuleType, cuda_index: int) -> Any:
-    """The NVML handle of CUDA device `cuda_index`: by UUID when torch knows it (NVML numbers
-    devices by PCI order, ignoring CUDA_VISIBLE_DEVICES), else by the same index."""
-    uuid = None
-    try:
-        import torch
-
-        uuid = str(torch.cuda.get_device_properties(cuda_index).uuid)
-    except Exception:  # older torch without .uuid, no CUDA runtime: fall back to the index
-        uuid = None
-    if uuid:
-        try:
-            return pynvml.nvmlDeviceGetHandleByUUID(uuid if uuid.startswith(("GPU-", "MIG-")) else f"GPU-{uuid}")
-        except pynvml.NVMLError:
-            pass
-    return pynvml.nvmlDeviceGetHandleByIndex(cuda_index)
 
 
 def _trapezoid(points: list[tuple[float, float]]) -> float:

@@ -14,10 +14,14 @@ compares figures drawn with this machine's software byte for byte and names the 
 comparable here, never as fresh. The HTML pages carry their figures inline: their text is compared
 with the figures masked, the figures themselves as the PNG files beside the Markdown page.
 
-The README's list of studies is a report too: between the markers README_BEGIN and README_END
-it links each study report under the results folder and quotes its first finding (the best point,
-bench.studies.findings). It is rewritten with the reports, and checked with them, when the README
-(--readme; default: README.md beside the results folder, where it holds the markers) is given.
+The README holds two reports too. Its results table, between RESULTS_BEGIN and RESULTS_END: per
+suite and target, the leaderboard's first entry (bench.reports.leaderboard's ranking of the
+committed result files), with its hardware and date, and the suite's target today where it has
+changed since. Its list of studies, between
+README_BEGIN and README_END: a link to each study report under the results folder and its first
+finding (the best point, bench.studies.findings). Both are rewritten with the reports, and checked
+with them, when the README (--readme; default: README.md beside the results folder, where it holds
+the markers) is given.
 
 usage: python scripts/regenerate_reports.py [--results DIR] [--readme FILE] [--check [--tracked-only]]
 """
@@ -44,11 +48,12 @@ MASKED_FIGURE = b'src="data:image/png;base64,(the figure: compared as its PNG fi
 
 
 README_BEGIN, README_END = "<!-- studies:begin -->", "<!-- studies:end -->"
+RESULTS_BEGIN, RESULTS_END = "<!-- results:begin -->", "<!-- results:end -->"
 
 
 class ReportsNotRegenerated(Exception):
     """A bench command that writes a report failed (it said why on stderr), or the README has no
-    place for the studies' block."""
+    place for the studies' block or the results table."""
 
 
 def report_files(results: Path) -> list[str]:
@@ -103,14 +108,63 @@ def studies_block(results: Path, link_base: str) -> str:
     return "\n".join([*lines, README_END])
 
 
-def with_studies_block(readme: Path, block: str) -> str:
-    """The README's text with its block between the markers replaced by `block`."""
-    text = readme.read_text()
-    begin, end = text.find(README_BEGIN), text.find(README_END)
+def with_block(text: str, block: str, where: Path) -> str:
+    """`text` (the README at `where`) with its block between the markers `block` starts and ends with
+    replaced by `block`."""
+    begin_marker, end_marker = block.splitlines()[0], block.splitlines()[-1]
+    begin, end = text.find(begin_marker), text.find(end_marker)
     if begin < 0 or end < begin:
-        raise ReportsNotRegenerated(f"{readme} has no {README_BEGIN} ... {README_END} block; add the two markers "
-                                    "where the list of study reports goes")
-    return text[:begin] + block + text[end + len(README_END):]
+        raise ReportsNotRegenerated(f"{where} has no {begin_marker} ... {end_marker} block; add the two markers "
+                                    "where it goes")
+    return text[:begin] + block + text[end + len(end_marker):]
+
+
+def with_readme_blocks(readme: Path, results: Path, link_base: str) -> str:
+    """The README's text with its studies block and its results table rewritten from `results`."""
+    text = with_block(readme.read_text(), studies_block(results, link_base), readme)
+    return with_block(text, results_block(results), readme)
+
+
+# ---------------------------------------------------------------- the README's results table ----
+
+RESULTS_COLUMNS = ("suite", "target", "median time to target", "mean accuracy ± 95% CI", "runs", "hardware", "date")
+
+
+def current_target(suite: str) -> float | None:
+    """The target the suite file (shipped or on $BENCH_SUITES) sets today; None where it no longer loads."""
+    from bench.errors import BenchError
+    from bench.suites import load_suite
+
+    try:
+        return float(load_suite(suite).target)
+    except BenchError:
+        return None
+
+
+def results_block(results: Path) -> str:
+    """A Markdown table: per suite and target, the leaderboard's fastest ranked entry; a target the
+    suite has changed since says what it is now."""
+    from bench import formatting as fmt
+    from bench.progress import NullReporter
+    from bench.reports.frame import read_results
+    from bench.reports.leaderboard import build_boards
+
+    lines = [RESULTS_BEGIN,
+             "<!-- written by `make reports` (scripts/regenerate_reports.py) from the committed result files -->",
+             "| " + " | ".join(RESULTS_COLUMNS) + " |", "|" + "---|" * len(RESULTS_COLUMNS)]
+    found = read_results(results, NullReporter())
+    for board in ([] if found.empty else build_boards(found)):
+        if board.ranked.empty or board.target is None:
+            continue
+        row, now = board.ranked.iloc[0], current_target(board.suite)
+        target = fmt.percent(board.target) + ("" if now == board.target else
+                                              " (no such suite now)" if now is None else f" (now {fmt.percent(now)})")
+        time = fmt.time_to_target(row["median_time_s"], row["iqr_time_s"], row["timed_runs"], row["complete_runs"])
+        cells = [f"`{board.suite}`", target, time,
+                 fmt.accuracy_with_ci(row["mean_accuracy"], row["ci_half_width"]),
+                 fmt.runs_count(row["complete_runs"], row["runs"]), str(row["machine"]), fmt.text(row["date"])]
+        lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |")
+    return "\n".join([*lines, RESULTS_END])
 
 
 def readme_link_base(results: Path, readme: Path) -> str:
@@ -216,23 +270,24 @@ def check(results: Path, readme: Path | None = None, tracked_only: bool = False)
         regenerate(copy)
         found = compare_reports(results, copy)
         if readme is not None:
-            now = with_studies_block(readme, studies_block(copy, readme_link_base(results, readme)))
+            now = with_readme_blocks(readme, copy, readme_link_base(results, readme))
             if where := first_difference(readme.read_bytes(), now.encode()):
-                found.stale.append(f"{readme.name}: the studies block differs from its regeneration: {where}")
+                found.stale.append(f"{readme.name}: the results table or the studies block differs from its "
+                                   f"regeneration: {where}")
         return found
 
 
 def write_readme(results: Path, readme: Path) -> None:
-    readme.write_text(with_studies_block(readme, studies_block(results, readme_link_base(results, readme))))
-    print(f"{readme}: studies block written", file=sys.stderr)
+    readme.write_text(with_readme_blocks(readme, results, readme_link_base(results, readme)))
+    print(f"{readme}: results table and studies block written", file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--results", type=Path, default=Path("results"), help="the results folder (default results)")
-    parser.add_argument("--readme", type=Path, help="the README whose studies block lists the study reports "
-                                                    "(default: README.md beside the results folder, if it has the "
-                                                    "block's markers)")
+    parser.add_argument("--readme", type=Path, help="the README whose results table and studies block are "
+                                                    "rewritten (default: README.md beside the results folder, if it "
+                                                    "has the studies block's markers)")
     parser.add_argument("--check", action="store_true",
                         help="regenerate into a temporary copy and list the reports that differ; change nothing")
     parser.add_argument("--tracked-only", action="store_true",

@@ -35,6 +35,7 @@ class FakeNvmlWithFacts(FakeNvml):
 def fake_cuda(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
     monkeypatch.setattr(torch.cuda, "get_device_properties", lambda i: SimpleNamespace(
         name="NVIDIA H100 80GB HBM3", total_memory=80 * 2**30, major=9, minor=0))
 
@@ -112,6 +113,23 @@ def test_git_dirty_is_about_the_code_not_the_results_it_wrote(tmp_path, monkeypa
     assert env.code_version()["git_dirty"] is False
     (tmp_path / "code.py").write_text("x = 2\n")
     assert env.code_version()["git_dirty"] is True
+
+
+def test_gpu_fingerprint_asks_nvml_about_the_gpu_this_process_trains_on(fake_cuda, monkeypatch):
+    # CUDA_VISIBLE_DEVICES=3: torch's device 0 is NVML's GPU 3, found by UUID. By index 0 the
+    # record held GPU 3's name beside GPU 0's clocks and power limit.
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda i: SimpleNamespace(
+        name="NVIDIA H100 80GB HBM3", total_memory=80 * 2**30, major=9, minor=0, uuid="abc-3"))
+
+    class ByUuid(FakeNvmlWithFacts):
+        def nvmlDeviceGetHandleByUUID(self, uuid):
+            return ("handle", uuid)
+
+        def nvmlDeviceGetEnforcedPowerLimit(self, handle):
+            return {("handle", "GPU-abc-3"): 350_000}.get(handle, 700_000)
+
+    monkeypatch.setitem(sys.modules, "pynvml", ByUuid())
+    assert env._gpu()["power_limit_w"] == 350.0
 
 
 def test_ram_is_given_to_a_tenth_of_a_gib():

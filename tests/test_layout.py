@@ -13,7 +13,7 @@ BENCH = Path(__file__).resolve().parent.parent / "bench"
 # the small shared modules every stage uses; then the data flow: suite -> data -> loader ->
 # model -> trainer -> record -> the views and drivers above them.
 LAYERS = [
-    {"errors", "formatting", "loader_kinds", "load"},
+    {"errors", "formatting", "loader_kinds", "load", "nvml_device"},
     {"suite_checks", "seeds"},
     {"progress", "env", "destinations", "distributed", "finetune", "sparsity", "measure", "summary"},
     {"gpu_monitor", "datasets"},

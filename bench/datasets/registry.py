@@ -39,7 +39,7 @@ CIFAR10_MD5 = "c58f30108f718f92721af3b95e74349a"
 CIFAR10_TARBALL = "cifar-10-python.tar.gz"
 
 CIFAR10_JPEG_ARCHIVE = "cifar10-jpeg.tar.xz"
-CIFAR10_JPEG_SHA256 = "800436a78764c8ee7ee12e61b519fdd7dd20ceb878bc34f7b766ec00a5839758"  # shared/data/README.md
+CIFAR10_JPEG_SHA256 = "800436a78764c8ee7ee12e61b519fdd7dd20ceb878bc34f7b766ec00a5839758"  # the archive bench was built against
 # The checkout's sibling shared/ folder: <repo>/../shared/data, with <repo> the parent of bench/.
 SHARED_DATA_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 

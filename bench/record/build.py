@@ -48,7 +48,7 @@ def dataset_block(dataset: Any, shape: tuple[int, ...]) -> dict[str, Any]:
 def invocation_head(suite: Suite, *, run_id: str | None, status: str, env: dict[str, Any],
                     model: dict[str, Any] | None, dataset: dict[str, Any] | None, invocation: dict[str, Any],
                     started_at: str | None = None) -> dict[str, Any]:
-    """A record with no run yet: who ran what, where, with which code (DESIGN.md section 4)."""
+    """A record with no run yet: who ran what, where, with which code (docs/design.md#4-result-files)."""
     return {
         "schema_version": SCHEMA_VERSION,
         "id": run_id,

@@ -36,7 +36,7 @@ from bench.record.schema import SCHEMA_VERSION, known_version, migrate, problem
 
 STATUSES = ("complete", "interrupted", "diverged", "failed")
 
-# Keys a file must have to be read as a result at all (DESIGN.md section 4).
+# Keys a file must have to be read as a result at all (docs/design.md#4-result-files).
 REQUIRED_KEYS = ("schema_version", "id", "status", "suite", "env", "aggregate")
 
 

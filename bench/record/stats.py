@@ -5,7 +5,7 @@ mean final accuracy over the runs reaches the target, the default), `every` (MLP
 reaches it) or `fraction:P` (at least a fraction P of the runs reach it). The 95% confidence
 interval of the mean accuracy is Student t's, clipped to [0, 1] (an accuracy cannot leave it).
 Time to target is reported over the runs that reached the target only, as the median (the
-headline) with min, max, IQR and MLPerf's olympic mean; never a best-of-N (DESIGN.md section 3).
+headline) with min, max, IQR and MLPerf's olympic mean; never a best-of-N (docs/design.md#3-the-measurement-contract).
 The timed region (`timed_s`, the whole budget in budget mode) has its own median.
 """
 

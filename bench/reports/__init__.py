@@ -1,4 +1,4 @@
-"""Reports built from result files only (DESIGN.md section 4): nothing here trains or measures.
+"""Reports built from result files only (docs/design.md#4-result-files): nothing here trains or measures.
 
 frame        result files -> pandas DataFrames (invocations, runs, curves), machine labels
 leaderboard  `bench leaderboard`: PASS entries ranked per suite, the rest listed apart

@@ -1,4 +1,5 @@
-"""Studies (DESIGN.md section 8): grids of suite variants over seeds, run as ordinary invocations.
+"""Studies: grids of suite variants over seeds, run as ordinary invocations
+(docs/design.md#8-studies-scale-out-and-interop).
 
     study (suites/studies/*.toml) -> cells (base suite + axis overrides, x seeds)
          -> executor (local | ray) -> one ordinary invocation per cell

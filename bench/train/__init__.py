@@ -1,6 +1,6 @@
 """One run: a seed of a suite trained on a prepared dataset, measured per the contract.
 
-Order of a run (DESIGN.md section 3):
+Order of a run (docs/design.md#3-the-measurement-contract):
   init (model, optimizer)  ->  data upload (loader) and the data-dependent init's image
   batch  ->  compile + warm-up: every first call the timed region will make (the training
   step on a real loader batch with random labels, the loader's plan, gathers and kernels,

@@ -32,7 +32,8 @@ ROUNDS = 3              # timed rounds per candidate, after one untimed step (on
 HOPELESS_BF16 = 4.0     # bf16 is not tried where the probe matmul is this many times slower than fp32
 PROBE_CALLS = 5         # the probe's timed calls per dtype (the fastest counts)
 # torch.compile's cost and the best it can win, for the payback estimate; compilation is not tried
-# to find out, since on CPU that alone costs 17-28 s (DESIGN.md section 7) and more: on the 2-core
+# to find out, since on CPU that alone costs 17-28 s (docs/perf-notes.md#early-speed-facts-2-cpu-cores-no-gpu)
+# and more: on the 2-core
 # AVX2 EPYC, fashion-mnist-91's step compiled in 91-102 s and then ran 3-6x slower than eager
 # (1.86 vs 0.67 s NCHW, 3.48 vs 0.56 s channels-last, a shared machine; issue 21). The CPU gain is
 # an optimistic bound, so compiling is tried only for runs long enough that it could pay.
