@@ -65,6 +65,13 @@ def _parser() -> argparse.ArgumentParser:
                                            description=calibrate.__doc__,
                                            formatter_class=argparse.RawDescriptionHelpFormatter))
 
+    cache = sub.add_parser("cache", help="show or empty the compute-policy cache (decisions of earlier trials)",
+                           description="The compute-policy cache: the decisions of earlier policy trials, per machine, "
+                                       "model, input shape and batch ($BENCH_CACHE_DIR, else $XDG_CACHE_HOME/bench, "
+                                       "else ~/.cache/bench; policy.json). Only trials made under low load whose "
+                                       "winner stood apart from the runner-up are kept.")
+    cache.add_argument("action", choices=("show", "clear"), help="show: list the decisions; clear: remove them all")
+
     env = sub.add_parser("env", help="print the environment fingerprint",
                          description="Print the environment fingerprint recorded in every result file.")
     env.add_argument("--json", action="store_true", help="print JSON")
@@ -113,6 +120,9 @@ def _add_run_arguments(run: argparse.ArgumentParser) -> None:
                      help="race another suite in the same invocation: seeds interleaved (A B A B ...), one "
                           "result file each (e.g. bench run cifar10-94 --versus airbench94)")
     run.add_argument("--offline", action="store_true", help="never download data sets")
+    run.add_argument("--retrial", action="store_true",
+                     help="decide the compute policy by a fresh trial instead of the policy cache's decision (the "
+                          "trial replaces the cached one when it earns it: low load, candidates apart)")
     run.add_argument("--save-weights", type=path_argument, metavar="DIR",
                      help="save each run's final (evaluated) weights as DIR/<result id>-seed<N>.pt, a state dict "
                           "that model.init reads; the result file names it")
@@ -217,7 +227,7 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     from bench.record.files import default_results_dir
     from bench.runner import Interrupted, run_race
     from bench.suites import load_suite
-    from bench.summary import aggregate_table, runs_table
+    from bench.summary import aggregate_table, policy_line, runs_table, warnings
 
     runs, runs_auto = runs_options(args)
     overrides = args.overrides + ([f"recipe.compile={args.compile!r}".replace("'", '"')] if args.compile else [])
@@ -244,7 +254,8 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
         finished = run_race(suites, runs=runs, runs_auto=runs_auto, seed=args.seed, device_choice=args.device,
                             results_dir=args.results or default_results_dir(), reporter=reporter,
                             offline=args.offline, command=["bench", *sys.argv[1:]], loader=args.loader,
-                            after_run=after_run, save_weights=args.save_weights, dist=dist, unsaved=unsaved)
+                            after_run=after_run, save_weights=args.save_weights, dist=dist, unsaved=unsaved,
+                            retrial=args.retrial)
     except Interrupted as stop:
         where = f"finished runs kept in {', '.join(map(str, stop.paths))}" if stop.paths else \
             "no run had finished; nothing written"
@@ -254,6 +265,11 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     for record, path in finished:
         console.print(runs_table(record))
         console.print(aggregate_table(record))
+        policy = policy_line(record)
+        if policy:
+            console.print(escape(policy), soft_wrap=True)
+        for line in warnings(record):
+            console.print(f"[yellow]warning[/yellow]: {escape(line)}", soft_wrap=True)
         console.print(f"result: {escape(str(path))}")
     if any(record["status"] != "complete" for record, _ in finished):
         return EXIT_BROKEN
@@ -341,6 +357,30 @@ def cmd_env(args: argparse.Namespace, console: Console) -> int:
     return EXIT_OK
 
 
+def cmd_cache(args: argparse.Namespace, console: Console) -> int:
+    from bench.train import policy_cache
+
+    where = policy_cache.path()
+    if args.action == "clear":
+        held = policy_cache.clear()
+        console.print(escape(f"policy cache {where}: {held} decision{'s' if held != 1 else ''} removed; the next run "
+                             "of each suite with an auto policy key tries its candidates again"))
+        return EXIT_OK
+    entries = policy_cache.entries()
+    table = Table(title=escape(f"policy cache {where}: {len(entries)} decisions"), title_justify="left")
+    for column in ("key", "chosen", "eval batch", "measured", "trial's load"):
+        table.add_column(column)
+    for key, entry in entries.items():
+        trial = entry.get("trial") if isinstance(entry.get("trial"), dict) else {}
+        share = (trial.get("load") or {}).get("competing_cpu_share")
+        table.add_row(escape(key), escape(str(trial.get("chosen", entry["choice"]))),
+                      escape(str(entry["choice"].get("eval_batch_size"))),
+                      escape(str(entry.get("measured_at") or "not recorded")),
+                      "not measured" if share is None else f"{share:.0%} CPU elsewhere")
+    console.print(table)
+    return EXIT_OK
+
+
 def cmd_specs(args: argparse.Namespace, console: Console) -> int:
     from bench.specs.command import command
 
@@ -366,6 +406,7 @@ def cmd_sweep(args: argparse.Namespace, console: Console) -> int:
 
 
 COMMANDS = {"list": cmd_list, "run": cmd_run, "calibrate": cmd_calibrate, "sweep": cmd_sweep, "env": cmd_env, "specs": cmd_specs,
+            "cache": cmd_cache,
             "leaderboard": cmd_report, "compare": cmd_report, "check": cmd_report, "export": cmd_report}
 
 

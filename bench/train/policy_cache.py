@@ -2,7 +2,10 @@
 ($BENCH_CACHE_DIR, else $XDG_CACHE_HOME/bench, else ~/.cache/bench), keyed by the machine
 (CPU model, flags and ISA caps or GPU name, torch version and threads), the model and its arguments, the
 input shape, the batch size and the recipe's policy keys. A later invocation with the same key
-skips the trial. An unreadable cache is a miss, never an error: it only saves time."""
+skips the trial. An unreadable cache is a miss, never an error: it only saves time. Only trials
+that earned it are stored (bench.train.policy: low load, the winner apart from the runner-up),
+each with the time it was measured; `bench cache show` lists them, `bench cache clear` empties
+the file, `bench run --retrial` measures again."""
 
 from __future__ import annotations
 
@@ -75,3 +78,22 @@ def store(entry_key: str, entry: dict[str, Any]) -> None:
         os.replace(f.name, path())
     except OSError:
         pass  # a read-only home: every invocation runs its trial, which costs seconds, not results
+
+
+def entries() -> dict[str, dict[str, Any]]:
+    """Every readable decision, by key."""
+    return {k: v for k, v in _read().items() if isinstance(v, dict) and "choice" in v}
+
+
+def clear() -> int:
+    """Empties the cache (the file is removed); the number of decisions it held."""
+    held = len(entries())
+    try:
+        path().unlink()
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        from bench.errors import BenchError
+
+        raise BenchError(f"{path()}: cannot remove the policy cache ({exc.strerror or exc}); remove it by hand")
+    return held
