@@ -5,6 +5,7 @@ Exit codes: 0 PASS (or a command that succeeded), 1 verdict FAIL, 2 bad input
 a bench bug: its traceback, then one line),
 4 the runs are complete and their result files written, but a view asked for (--save-weights,
 --mllog) could not be saved (said in a line each; the verdict in the result file stands),
+5 (bench check) no regression found but a time not judged: inconclusive, the machine was busy,
 130 interrupted, 143 terminated (SIGTERM, taken as a Ctrl-C).
 """
 
@@ -360,25 +361,7 @@ def cmd_env(args: argparse.Namespace, console: Console) -> int:
 def cmd_cache(args: argparse.Namespace, console: Console) -> int:
     from bench.train import policy_cache
 
-    where = policy_cache.path()
-    if args.action == "clear":
-        held = policy_cache.clear()
-        console.print(escape(f"policy cache {where}: {held} decision{'s' if held != 1 else ''} removed; the next run "
-                             "of each suite with an auto policy key tries its candidates again"))
-        return EXIT_OK
-    entries = policy_cache.entries()
-    table = Table(title=escape(f"policy cache {where}: {len(entries)} decisions"), title_justify="left")
-    for column in ("key", "chosen", "eval batch", "measured", "trial's load"):
-        table.add_column(column)
-    for key, entry in entries.items():
-        trial = entry.get("trial") if isinstance(entry.get("trial"), dict) else {}
-        share = (trial.get("load") or {}).get("competing_cpu_share")
-        table.add_row(escape(key), escape(str(trial.get("chosen", entry["choice"]))),
-                      escape(str(entry["choice"].get("eval_batch_size"))),
-                      escape(str(entry.get("measured_at") or "not recorded")),
-                      "not measured" if share is None else f"{share:.0%} CPU elsewhere")
-    console.print(table)
-    return EXIT_OK
+    return policy_cache.command(args.action, console)
 
 
 def cmd_specs(args: argparse.Namespace, console: Console) -> int:

@@ -97,3 +97,29 @@ def clear() -> int:
 
         raise BenchError(f"{path()}: cannot remove the policy cache ({exc.strerror or exc}); remove it by hand")
     return held
+
+
+def command(action: str, console) -> int:
+    """`bench cache show` (a table of the decisions) or `bench cache clear`; exit 0."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    where = path()
+    if action == "clear":
+        held = clear()
+        console.print(escape(f"policy cache {where}: {held} decision{'s' if held != 1 else ''} removed; the next run "
+                             "of each suite with an auto policy key tries its candidates again"))
+        return 0
+    found = entries()
+    table = Table(title=escape(f"policy cache {where}: {len(found)} decisions"), title_justify="left")
+    for column in ("key", "chosen", "eval batch", "measured", "trial's load"):
+        table.add_column(column)
+    for entry_key, entry in found.items():
+        trial = entry.get("trial") if isinstance(entry.get("trial"), dict) else {}
+        share = (trial.get("load") or {}).get("competing_cpu_share")
+        table.add_row(escape(entry_key), escape(str(trial.get("chosen", entry["choice"]))),
+                      escape(str(entry["choice"].get("eval_batch_size"))),
+                      escape(str(entry.get("measured_at") or "not recorded")),
+                      "not measured" if share is None else f"{share:.0%} CPU elsewhere")
+    console.print(table)
+    return 0
