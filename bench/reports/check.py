@@ -387,7 +387,9 @@ def rerun_command(record: dict, folder: Path) -> list[str]:
     suite, invocation = record["suite"], record["invocation"]
     sets = [f"{key}={_toml(value)}" for key, value in (suite.get("overrides") or {}).items()]
     seeds = invocation.get("seeds") or [record["runs"][0]["seed"]]
-    return [sys.executable, "-m", "bench", "run", suite["path"], *[a for s in sets for a in ("--set", s)],
+    # the file it ran from, or (moved, another checkout) the suite of that name here
+    ref = suite["path"] if Path(suite["path"]).is_file() else suite["name"]
+    return [sys.executable, "-m", "bench", "run", ref, *[a for s in sets for a in ("--set", s)],
             "--runs", str(len(seeds)), "--seed", str(seeds[0]), "--device", invocation["device"],
             "--results", str(folder)]
 
