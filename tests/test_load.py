@@ -168,3 +168,49 @@ def test_a_trial_beside_a_real_competitor_is_not_cached(competitors, tmp_path):
     assert trial["not_cached"].startswith("the trial met high load")
     assert not policy_cache.entries()
     assert run["load"]["high"] is True  # the run's own timed region met the competitors too
+
+
+def test_the_leaderboard_marks_runs_made_under_load(tmp_path):
+    """A result whose runs met high load is marked, with a note saying what the mark means; a
+    result from before the load was recorded carries none (tests/test_reports_fresh.py keeps
+    the committed pages, all of such results, as they were)."""
+    import json
+    import shutil
+
+    from bench.reports import leaderboard
+    from tests.test_reports import namespace, quiet
+
+    source = next((Path(__file__).parent.parent / "results" / "baselines").glob("*.json"))
+    record = json.loads(source.read_text())
+    folder = tmp_path / "results" / "runs"
+    folder.mkdir(parents=True)
+    shutil.copy(source, folder / "old.json")
+    record["id"] += "-busy"
+    for run, share in zip(record["runs"], [0.5, 0.05, 0.6, 0.05, 0.05]):
+        run["load"] = {"competing_cpu_share": share, "high": share > HIGH_LOAD_SHARE}
+    (folder / "busy.json").write_text(json.dumps(record))
+    assert leaderboard.command(namespace(leaderboard, ["--results", str(folder.parent)]), quiet()) == 0
+    page = (folder.parent / "LEADERBOARD.md").read_text()
+    assert page.count("[busy: 2 of 5 runs]") == 1 and "busy: runs whose timed region met high load" in page
+    (folder / "busy.json").unlink()
+    assert leaderboard.command(namespace(leaderboard, ["--results", str(folder.parent)]), quiet()) == 0
+    assert "busy" not in (folder.parent / "LEADERBOARD.md").read_text()
+
+
+def test_a_sweeps_cells_carry_their_load_into_the_report(synthetic_study):
+    """Each cell is a run: its result records the load, the study's cells frame carries it (the
+    report's Findings read comparable cells from there) and the report says it in a line."""
+    from bench.studies.figures import study_frames
+    from bench.studies.ledger import read_ledger
+    from bench.studies.report_sections import load_line
+    from bench.studies.study import load_study
+
+    study_path, folder = synthetic_study
+    study = load_study(str(study_path))
+    cells = study_frames(study, read_ledger(study, folder / "runs")).cells
+    assert len(cells) == 8 and cells["competing_cpu_share"].between(0, 1).all()
+    assert set(cells["load_high"]) <= {True, False}
+    line = load_line(cells)
+    assert line.startswith("Load: other processes took ") and "of the CPU during the 8 measured cells" in line
+    old = cells.assign(competing_cpu_share=None, load_high=None)  # files from before the load was recorded
+    assert load_line(old) is None

@@ -228,6 +228,19 @@ def _load_columns(runs: list[Any]) -> dict[str, Any]:
             "max_competing_cpu_share": max(shares) if shares else None}
 
 
+BUSY_NOTE = ("busy: runs whose timed region met high load, other processes taking more than the threshold "
+             "share of the machine's CPU (bench.load.HIGH_LOAD_SHARE); their times are suspect. Results from "
+             "before bench recorded the load carry no mark: their load was not measured.")
+
+
+def busy_mark(row: pd.Series) -> str:
+    """' [busy: 2 of 3 runs]' after a time measured partly under high load; '' otherwise."""
+    busy = row.get("busy_runs")
+    if busy is None or pd.isna(busy) or int(busy) == 0:
+        return ""
+    return f" [busy: {int(busy)} of {int(row['runs'] or 0)} runs]"
+
+
 def world_size(record: dict[str, Any]) -> int:
     """Processes that trained each run: the invocation's world size, else the machine
     description's (env.distributed), else 1 (a file from before distributed runs)."""
