@@ -64,7 +64,7 @@ from bench.errors import EXIT_BROKEN, EXIT_FAIL, EXIT_INCONCLUSIVE, EXIT_OK, Ben
 from bench.progress import RichReporter
 from bench import formatting as fmt
 from bench.record.files import load_results, result_files, results_root
-from bench.reports.check_load import Side, time_basis
+from bench.reports.check_load import QUIET_ALL, Side, time_basis
 from bench.reports.frame import newest_first, read_results
 
 OK, REGRESSION, CHANGED, INFO, INCONCLUSIVE = "ok", "REGRESSION", "changed", "info", "inconclusive"
@@ -195,13 +195,13 @@ def check_time(baseline: pd.Series, candidate: pd.Series, rule: GateRule,
     if whole:  # every run counts: the results' own figures, as they were written
         threshold, why = time_threshold(baseline, candidate, rule)
         slowdown = median_c / median_b - 1
-    else:
+    else:  # paired ratios, or some runs left out or pooled in: figures of the runs judged
         slowdown, noise, spread = basis.slowdown_and_noise()
         threshold, why = _threshold(noise, spread, rule)
-        why = f"{why}; {basis.why}"
         if basis.how == "quiet":
-            shown_c = f"{fmt.seconds(statistics.median(basis.candidate_times))} (median of the {len(basis.candidate_times)} judged runs)"
-    if basis.how == "quiet" and basis.why != "every run under low load" and whole:
+            shown_c = (f"{fmt.seconds(statistics.median(basis.candidate_times))} (median of the "
+                       f"{len(basis.candidate_times)} judged runs)")
+    if basis.why != QUIET_ALL:  # what the judgement rests on, where it is not simply every run
         why = f"{why}; {basis.why}"
     return Finding("median time to target", shown_b, shown_c, fmt.signed_percent(slowdown),
                    f"slowdown ≤ {fmt.percent(threshold, 1)} ({why})", REGRESSION if slowdown > threshold else OK,

@@ -22,7 +22,6 @@ suite (several with `bench check --rerun`: the candidate's reruns pooled with it
 from __future__ import annotations
 
 import math
-import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +32,7 @@ from bench.load import HIGH_LOAD_SHARE, run_is_high, run_load
 from bench.record.files import load_results
 
 MIN_OVERLAP = 0.5   # of the shorter span: the two sides ran over the same stretch of time
+QUIET_ALL = "every run under low load"
 
 
 @dataclass(frozen=True)
@@ -161,10 +161,6 @@ def time_basis(baseline: Side, candidate: Side) -> TimeBasis:
             notes.append(f"{side.name}: {dropped} of {len(side.runs)} runs left out, under high load")
         if unmeasured:
             notes.append(f"{side.name}: load of {unmeasured} runs not measured, taken as quiet")
-    return TimeBasis("quiet", "; ".join(notes) or "every run under low load",
+    return TimeBasis("quiet", "; ".join(notes) or QUIET_ALL,
                      baseline_times=[r.time_s for r in baseline.quiet],
                      candidate_times=[r.time_s for r in candidate.quiet])
-
-
-def median_or_none(values: list[float]) -> float | None:
-    return statistics.median(values) if values else None
