@@ -142,3 +142,13 @@ def test_without_rerun_the_busy_candidate_stays_inconclusive(tmp_path, monkeypat
     monkeypatch.setattr(check.subprocess, "run", lambda *a, **k: pytest.fail("rerun without --rerun"))
     code, _ = gate(tmp_path, baseline(), candidate(baseline(), "-busy", shares=BUSY))
     assert code == 5
+
+
+def test_a_negative_rerun_is_one_line_exit_2(tmp_path):
+    from bench.errors import BenchError
+
+    path = tmp_path / "base.json"
+    path.write_text(json.dumps(baseline()))
+    with pytest.raises(BenchError, match=r"--rerun -1: give a number of reruns >= 0") as error:
+        check.command(namespace(check, [str(path), str(path), "--rerun", "-1"]), quiet())
+    assert error.value.exit_code == 2
