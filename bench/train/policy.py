@@ -194,11 +194,10 @@ def within_noise(rounds: dict[Policy, list[float]]) -> str | None:
 
 def not_cached_why(rounds: dict[Policy, list[float]], load: dict[str, Any]) -> str | None:
     """Why a trial must not be cached (it decides its own run only), or None: it ran under high
-    load, or its winner is within the candidates' own noise."""
-    if load.get("high"):
-        return (f"the trial met high load ({load['competing_cpu_share']:.0%} of the CPU taken by other "
-                f"processes, above {HIGH_LOAD_SHARE:.0%})")
-    return within_noise(rounds)
+    load, or its winner is within the candidates' own noise (both said where both hold)."""
+    reasons = [f"the trial met high load ({load['competing_cpu_share']:.0%} of the CPU taken by other "
+               f"processes, above {HIGH_LOAD_SHARE:.0%})" if load.get("high") else None, within_noise(rounds)]
+    return "; ".join(r for r in reasons if r) or None
 
 
 def eval_images_per_s(model: nn.Module, policy: Policy, images: torch.Tensor, batch_sizes: tuple[int, ...],
