@@ -114,6 +114,10 @@ def policy_line(record: dict[str, Any]) -> str | None:
         return None
     first = record["runs"][0]
     chosen = trial.get("chosen") or _policy_name(first)
+    if trial.get("reused"):  # a later run of the process whose trial was not cached
+        earlier = trial.get("trial") or {}
+        return (f"policy: {earlier.get('chosen') or _policy_name(first)} (measured {trial.get('measured_at')} by an "
+                f"earlier run of this process, not cached: {trial.get('not_cached')})")
     if trial.get("cached"):
         return f"policy: {chosen} (cached, measured {trial.get('measured_at') or 'at an unrecorded date'})"
     if trial.get("tried"):

@@ -97,6 +97,11 @@ def test_the_summary_says_which_policy_ran_and_from_where():
     noisy = {"runs": [{**run, "policy_trial": {"tried": True, "cached": False, "chosen": "bf16 channels-last",
                                                "not_cached": "the trial met high load (45% ...)"}}]}
     assert policy_line(noisy) == "policy: bf16 channels-last (measured now, not cached: the trial met high load (45% ...))"
+    reused = {"runs": [{**run, "policy_trial": {"tried": False, "cached": False, "reused": True,
+                                                "measured_at": "2026-12-08 02:00 UTC", "not_cached": "why",
+                                                "trial": {"chosen": "bf16 channels-last"}}}]}
+    assert policy_line(reused) == ("policy: bf16 channels-last (measured 2026-12-08 02:00 UTC by an earlier run of "
+                                   "this process, not cached: why)")
 
 
 # ---------------------------------------------------------------- a real competitor ----

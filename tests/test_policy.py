@@ -236,6 +236,11 @@ def test_a_trial_within_its_own_noise_is_not_cached(conv_suite, rgb_data, monkey
     assert "fp32 NCHW and fp32 channels-last" in trial["not_cached"]
     assert first["precision"] == "fp32" and first["channels_last"] is False  # the run takes its own choice
     assert not policy_cache.entries()
+    # the process's later runs (an invocation's other seeds) take the same choice, said so; a new process tries
+    later = train_run(conv_suite(), rgb_data, seed=1, device=CPU)["policy_trial"]
+    assert later["tried"] is False and later["reused"] is True and later["choice"] == trial["choice"]
+    assert later["not_cached"] == trial["not_cached"] and not policy_cache.entries()
+    monkeypatch.setattr(policy_module, "_UNCACHED", {})
     assert train_run(conv_suite(), rgb_data, seed=1, device=CPU)["policy_trial"]["tried"] is True
 
 

@@ -8,7 +8,8 @@ of the model and puts the random state back, so the run itself is bit-identical 
 the chosen policy explicitly. The decision is cached per machine, model, input shape and batch
 (bench.train.policy_cache), so later invocations skip the trial and say so, but only a decision
 that earned it: a trial under high load (bench.load) or whose winner is within the candidates'
-own noise decides its own run and is not cached (`not_cached` says why). Explicit settings
+own noise is not cached (`not_cached` says why): it decides this process's runs only (an
+invocation's later seeds reuse it, `reused`). Explicit settings
 are never overridden: only `auto` keys have candidates.
 """
 
@@ -42,6 +43,10 @@ PROBE_CALLS = 5         # the probe's timed calls per dtype (the fastest counts)
 COMPILE_COST_S = {"cpu": 30.0, "cuda": 60.0}
 COMPILE_GAIN = {"cpu": 0.10, "cuda": 0.30}
 EVAL_BATCHES = (256, 512, 1024)  # the evaluation batch sizes tried where eval_batch_size is auto
+# Decisions this process made that were not cached, by (cache file, key): a trial not trusted for
+# later invocations still decides every later run of this one (its other seeds, a sweep's other
+# cells), so an invocation's seeds never run in two arithmetics (bf16 for one, fp32 for the next).
+_UNCACHED: dict[tuple[str, str], dict[str, Any]] = {}
 
 
 @dataclass(frozen=True)
@@ -267,6 +272,13 @@ def choose(recipe: dict, device: torch.device, model: nn.Module, batch: tuple[to
                                   "recipe": {k: recipe[k] for k in ("precision", "channels_last", "compile",
                                                                     "eval_batch_size", "label_smoothing")}})
     cached = None if retrial else policy_cache.load(entry_key)
+    earlier = None if retrial else _UNCACHED.get((str(policy_cache.path()), entry_key))
+    if cached is None and earlier is not None:  # this process's own trial: the same arithmetic for every seed
+        policy, eval_batch_size = _from_choice(earlier["choice"])
+        return Decision(policy, eval_batch_size, {"tried": False, "cached": False, "reused": True,
+                                                  "cache_key": entry_key, "choice": earlier["choice"],
+                                                  "not_cached": earlier["not_cached"],
+                                                  "measured_at": earlier["measured_at"], "trial": earlier})
     if cached is not None:
         policy, eval_batch_size = _from_choice(cached["choice"])
         return Decision(policy, eval_batch_size, {"tried": False, "cached": True,
@@ -282,6 +294,9 @@ def choose(recipe: dict, device: torch.device, model: nn.Module, batch: tuple[to
     trial["not_cached"] = not_cached_why(rounds, trial["load"])
     if trial["not_cached"] is None:
         policy_cache.store(entry_key, {"choice": trial["choice"], "trial": trial, "measured_at": trial["measured_at"]})
+        _UNCACHED.pop((str(policy_cache.path()), entry_key), None)
+    else:
+        _UNCACHED[(str(policy_cache.path()), entry_key)] = trial
     policy, eval_batch_size = _from_choice(trial["choice"])
     return Decision(policy, eval_batch_size,
                     {"tried": True, "cached": False, "cache_file": str(policy_cache.path()), **trial})
