@@ -28,9 +28,11 @@ class CompetingLoad:
     `gpu_other_processes` stays None where NVML cannot say).
     """
 
-    def __init__(self, gpu_index: int | None = None) -> None:
+    def __init__(self, gpu_index: int | None = None, tree_root: int | None = None) -> None:
         self.share: float | None = None
         self.gpu_index = gpu_index
+        # with several ranks (torch.distributed.run), the launcher: its other ranks are the run's own work
+        self.tree_root = tree_root
         self.gpu_other_processes: int | None = None
 
     @staticmethod
@@ -54,12 +56,17 @@ class CompetingLoad:
 
     def __enter__(self) -> "CompetingLoad":
         self._gpu_others = set() if self.gpu_index is None else gpu_other_pids(self.gpu_index)
-        self._start = (self._machine_busy_s(), self._own_cpu_s(), time.perf_counter())
+        self._start = (self._machine_busy_s(), self._tree_cpu_s(), time.perf_counter())
         return self
+
+    def _tree_cpu_s(self) -> float:
+        """The CPU seconds that count as the region's own: this process tree's, or with
+        `tree_root` every descendant of that process (this one among them)."""
+        return self._own_cpu_s() if self.tree_root is None else _descendants_cpu_s(self.tree_root)
 
     def __exit__(self, *exc: object) -> None:
         busy0, own0, t0 = self._start
-        busy1, own1, wall = self._machine_busy_s(), self._own_cpu_s(), time.perf_counter() - t0
+        busy1, own1, wall = self._machine_busy_s(), self._tree_cpu_s(), time.perf_counter() - t0
         if self.gpu_index is not None:  # who held the GPU at either end (NVML has no history)
             others = gpu_other_pids(self.gpu_index)
             if others is not None and self._gpu_others is not None:

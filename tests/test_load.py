@@ -219,3 +219,27 @@ def test_a_sweeps_cells_carry_their_load_into_the_report(synthetic_study):
     assert line.startswith("Load: other processes took ") and "of the CPU during the 8 measured cells" in line
     old = cells.assign(competing_cpu_share=None, load_high=None)  # files from before the load was recorded
     assert load_line(old) is None
+
+
+LAUNCHER = """
+import subprocess, sys
+child = subprocess.Popen([sys.executable, "-c", sys.argv[1]], stdin=subprocess.PIPE, text=True)
+child.communicate(sys.stdin.readline())
+"""
+
+
+def test_with_several_ranks_the_launchers_other_ranks_are_the_runs_own():
+    """Under torch.distributed.run the ranks are siblings, children of the launcher: a rank's
+    probe counts every descendant of the launcher as its own, not as a competitor."""
+    spinner = SPIN_UNTIL_CPU.format(seconds=0.3)
+    launcher = subprocess.Popen([sys.executable, "-c", LAUNCHER, spinner.replace('print("spun", flush=True)',
+                                                                               'print("spun", file=sys.stderr, '
+                                                                               'flush=True)')],
+                                stdin=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    load = CompetingLoad(tree_root=launcher.pid)
+    before = load._tree_cpu_s()
+    try:
+        assert launcher.stderr.readline().strip() == "spun"  # the other "rank" has worked 0.3 s
+        assert load._tree_cpu_s() - before >= 0.25
+    finally:
+        launcher.communicate("\n", timeout=60)

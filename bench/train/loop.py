@@ -9,6 +9,7 @@ the loss is synced once per epoch, so every rank takes the same divergence decis
 from __future__ import annotations
 
 import math
+import os
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
@@ -86,7 +87,8 @@ class TimedLoop:
         outcome.compiles_before = compile_count()
         device = self.run.device
         # what other processes took of the CPU (and who else held the GPU) while the clock ran
-        load = CompetingLoad(device.index or 0 if device.type == "cuda" else None)
+        load = CompetingLoad(device.index or 0 if device.type == "cuda" else None,
+                             tree_root=os.getppid() if dist.active else None)  # the ranks are the run's own
         with self.reporter.task(label, total=self.total_steps) as progress, load:
             dist.barrier()  # every rank starts the clock together; rank 0's clock is the run's
             region.start()
