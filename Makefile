@@ -71,11 +71,16 @@ test: setup-test data browser
 # The regression gate: a fresh fashion-mnist-smoke invocation against the committed baseline.
 # The time floor is wide (50%) because the baseline was measured on another day's machine;
 # accuracy is compared exactly (fp32). Fine speed gates are ratios, in tests/perf.
+# A busy machine (other jobs on the CI runner) makes the time inconclusive, not a regression:
+# check reruns the smoke suite up to twice while it is, and a final inconclusive (exit 5) is not a
+# failure of CI, which says why; a regression (exit 1) or anything else still fails.
 GATE_DIR := .gate-results
 gate: setup data
 	rm -rf $(GATE_DIR)
 	$(BIN)/bench run fashion-mnist-smoke --device cpu --results $(GATE_DIR)
-	$(BIN)/bench check results/baselines $(GATE_DIR) --time-floor 0.5
+	$(BIN)/bench check results/baselines $(GATE_DIR) --time-floor 0.5 --rerun 2; code=$$?; \
+	  if [ $$code -eq 5 ]; then echo "gate: time inconclusive (the machine was busy: see the load above); accuracy and status were judged; not a failure"; \
+	  else exit $$code; fi
 
 perf: setup-test data
 	$(BIN)/python -m pytest -q tests/perf --benchmark-only

@@ -5,6 +5,7 @@ Exit codes: 0 PASS (or a command that succeeded), 1 verdict FAIL, 2 bad input
 a bench bug: its traceback, then one line),
 4 the runs are complete and their result files written, but a view asked for (--save-weights,
 --mllog) could not be saved (said in a line each; the verdict in the result file stands),
+5 (bench check) no regression found but a time not judged: inconclusive, the machine was busy,
 130 interrupted, 143 terminated (SIGTERM, taken as a Ctrl-C).
 """
 
@@ -80,6 +81,13 @@ def _parser(light: bool = False) -> argparse.ArgumentParser:
                                            description=calibrate.__doc__,
                                            formatter_class=argparse.RawDescriptionHelpFormatter))
 
+    cache = sub.add_parser("cache", help="show or empty the compute-policy cache (decisions of earlier trials)",
+                           description="The compute-policy cache: the decisions of earlier policy trials, per machine, "
+                                       "model, input shape and batch ($BENCH_CACHE_DIR, else $XDG_CACHE_HOME/bench, "
+                                       "else ~/.cache/bench; policy.json). Only trials made under low load whose "
+                                       "winner stood apart from the runner-up are kept.")
+    cache.add_argument("action", choices=("show", "clear"), help="show: list the decisions; clear: remove them all")
+
     env = sub.add_parser("env", help="print the environment fingerprint",
                          description="Print the environment fingerprint recorded in every result file.")
     env.add_argument("--json", action="store_true", help="print JSON")
@@ -134,6 +142,9 @@ def _add_run_arguments(run: argparse.ArgumentParser) -> None:
                      help="race another suite in the same invocation: seeds interleaved (A B A B ...), one "
                           "result file each (e.g. bench run cifar10-94 --versus airbench94)")
     run.add_argument("--offline", action="store_true", help="never download data sets")
+    run.add_argument("--retrial", action="store_true",
+                     help="decide the compute policy by a fresh trial instead of the policy cache's decision (the "
+                          "trial replaces the cached one when it earns it: low load, candidates apart)")
     run.add_argument("--save-weights", type=path_argument, metavar="DIR",
                      help="save each run's final (evaluated) weights as DIR/<result id>-seed<N>.pt, a state dict "
                           "that model.init reads; the result file names it")
@@ -233,7 +244,8 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
         finished = run_race(suites, runs=runs, runs_auto=runs_auto, seed=args.seed, device_choice=args.device,
                             results_dir=args.results or default_results_dir(), reporter=reporter,
                             offline=args.offline, command=["bench", *sys.argv[1:]], loader=args.loader,
-                            after_run=after_run, save_weights=args.save_weights, dist=dist, unsaved=unsaved)
+                            after_run=after_run, save_weights=args.save_weights, dist=dist, unsaved=unsaved,
+                            retrial=args.retrial)
     except Interrupted as stop:
         where = f"finished runs kept in {', '.join(map(str, stop.paths))}" if stop.paths else \
             "no run had finished; nothing written"
@@ -329,6 +341,12 @@ def cmd_env(args: argparse.Namespace, console: Console) -> int:
     return EXIT_OK
 
 
+def cmd_cache(args: argparse.Namespace, console: Console) -> int:
+    from bench.train import policy_cache
+
+    return policy_cache.command(args.action, console)
+
+
 def cmd_specs(args: argparse.Namespace, console: Console) -> int:
     from bench.specs.command import command
 
@@ -367,6 +385,7 @@ def cmd_sweep(args: argparse.Namespace, console: Console) -> int:
 
 
 COMMANDS = {"list": cmd_list, "show": cmd_show, "completion": cmd_completion, "run": cmd_run, "calibrate": cmd_calibrate, "sweep": cmd_sweep, "env": cmd_env, "specs": cmd_specs,
+            "cache": cmd_cache,
             "leaderboard": cmd_report, "compare": cmd_report, "check": cmd_report, "export": cmd_report}
 
 

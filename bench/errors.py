@@ -11,6 +11,7 @@ EXIT_FAIL = 1           # a verdict FAIL, or a check that found a regression
 EXIT_BAD_INPUT = 2      # bad input: one line, no traceback, nothing run
 EXIT_BROKEN = 3         # a run diverged or failed, a cell failed, a rank died, a bench bug
 EXIT_VIEW_NOT_SAVED = 4  # the runs and verdict stand, but a view asked for (weights, MLPerf log) was not saved
+EXIT_INCONCLUSIVE = 5   # bench check: no regression found, but a time could not be judged (the machine was busy)
 EXIT_INTERRUPTED = 130  # Ctrl-C (128 + SIGINT, as shells report it); finished runs kept
 EXIT_TERMINATED = 143   # SIGTERM (128 + 15), taken as a Ctrl-C: finished runs kept
 

@@ -16,18 +16,25 @@ from bench.errors import EXIT_OK
 def say_finished(args: argparse.Namespace, finished: list, console: Console) -> None:
     """The runs' tables (or one line each with --quiet), and the summary JSON with --json."""
     from bench.api import RunResult
-    from bench.summary import aggregate_table, runs_table
+    from bench.summary import aggregate_table, policy_line, runs_table, warnings
 
     results = [RunResult(suite=record["suite"]["name"], status=record["status"], runs=record["runs"], path=path,
                          verdict=record["aggregate"].get("verdict"), aggregate=record["aggregate"], record=record)
                for record, path in finished]
     for result in results:
         if args.quiet:
-            Console(highlight=False, stderr=args.json, quiet=not main_process_output()).print(
-                escape(f"{result.suite}: {result.verdict or result.status} -> {result.path}"), soft_wrap=True)
+            quiet = Console(highlight=False, stderr=args.json, quiet=not main_process_output())
+            quiet.print(escape(f"{result.suite}: {result.verdict or result.status} -> {result.path}"), soft_wrap=True)
+            for line in warnings(result.record):  # a loaded run is said even here: its time is suspect
+                quiet.print(f"warning: {escape(line)}", soft_wrap=True)
             continue
         console.print(runs_table(result.record))
         console.print(aggregate_table(result.record))
+        policy = policy_line(result.record)
+        if policy:
+            console.print(escape(policy), soft_wrap=True)
+        for line in warnings(result.record):
+            console.print(f"[yellow]warning[/yellow]: {escape(line)}", soft_wrap=True)
         console.print(f"result: {escape(str(result.path))}")
     if args.json and main_process_output():  # of several ranks, rank 0 alone speaks
         summaries = [result.summary() for result in results]

@@ -140,7 +140,7 @@ class Invocation:
                  reporter: Reporter, offline: bool, command: list[str] | None, loader: str,
                  after_run: Callable[[Path, int], None] | None = None, save_weights: Path | None = None,
                  dist: Dist = SINGLE, unsaved: list[str] | None = None,
-                 runs_auto: tuple[float, int] | None = None):
+                 runs_auto: tuple[float, int] | None = None, retrial: bool = False):
         self.suite, self.device, self.reporter, self.offline, self.loader = suite, device, reporter, offline, loader
         self.after_run = after_run  # told (result file, run index) once each run is saved
         self.weights_dir = save_weights
@@ -161,6 +161,7 @@ class Invocation:
         self.record: dict[str, Any] = {}
         self.path: Path | None = None
         self.ended = False  # diverged: no more runs
+        self.retrial = retrial  # the first run's policy trial ignores the cache; the later ones may read it
 
     def prepare(self, peak: tuple[float, torch.dtype] | None = None) -> tuple[float, torch.dtype]:
         """Loads the data, counts the model, measures the matmul rate (unless given), and
@@ -217,7 +218,8 @@ class Invocation:
             name = f"{self.writer.run_id}-seed{seed}.pt"  # the result's unique id: never two runs on one file
             save = lambda model: self._save_weights(model, name, seed, saved)  # noqa: E731
         run = train_run(self.suite.resolved, self.data, seed, self.device, self.reporter, label=label,
-                        loader=self.loader, save_weights=save, dist=self.dist)
+                        loader=self.loader, save_weights=save, dist=self.dist, retrial=self.retrial)
+        self.retrial = False
         if save is not None:  # where the weights went, or null when they could not be saved
             run["weights_file"] = saved.get("path")
         run["mfu"] = mfu(run, self.record["model"]["train_flops_per_image"], self.peak)
@@ -286,7 +288,8 @@ def run_race(suites: list[Suite], *, runs: int | None = None, seed: int = 0, dev
              after_run: Callable[[int, Path, int], None] | None = None,
              save_weights: Path | None = None, dist: Dist = SINGLE,
              unsaved: list[str] | None = None,
-             runs_auto: tuple[float, int] | None = None) -> list[tuple[dict[str, Any], Path | None]]:
+             runs_auto: tuple[float, int] | None = None,
+             retrial: bool = False) -> list[tuple[dict[str, Any], Path | None]]:
     """Several suites in one invocation, their seeds interleaved (A B A B ...), so that what
     the machine does meanwhile (clocks, heat, neighbours) falls on all of them alike.
     Each suite gets its own result file; each names the others in `invocation.race`.
@@ -295,14 +298,15 @@ def run_race(suites: list[Suite], *, runs: int | None = None, seed: int = 0, dev
     the files and alone calls after_run. A view that could not be saved (weights on a full disk)
     is added to `unsaved` in words; the run and its result file stand. `runs_auto` = (W, M): each
     suite adds seeds until the 95% CI half-width of its mean accuracy is <= W (after 3 runs at
-    least) or M runs are done (`bench run --runs auto`)."""
+    least) or M runs are done (`bench run --runs auto`). `retrial`: each suite's first run decides
+    its compute policy by a fresh trial, whatever the policy cache holds (`bench run --retrial`)."""
     reporter = reporter or NullReporter()
     device = dist.device if dist.device is not None else resolve_device(device_choice)
     choose_loader(loader, 0, device)  # an unknown or uninstalled loader is refused before any work
     entrants = [Invocation(s, runs=runs, seed=seed, device=device, results_dir=results_dir, reporter=reporter,
                            offline=offline, command=command, loader=loader, dist=dist,
                            after_run=None if after_run is None or not dist.is_main else _bound(after_run, position),
-                           save_weights=save_weights, unsaved=unsaved, runs_auto=runs_auto)
+                           save_weights=save_weights, unsaved=unsaved, runs_auto=runs_auto, retrial=retrial)
                 for position, s in enumerate(suites)]
     try:
         peak = None

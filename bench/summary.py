@@ -8,6 +8,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from bench.formatting import count, fixed, seconds, si, time_to_target
+from bench.load import HIGH_LOAD_SHARE, run_is_high, run_load
 
 
 def runs_table(record: dict[str, Any]) -> Table:
@@ -63,6 +64,7 @@ def aggregate_table(record: dict[str, Any]) -> Table:
                    + ("" if agg["mean_energy_j"] is not None else
                       f"  ({(record['runs'][0].get('energy_reason') if record['runs'] else None) or 'not measured'})")),
         ("hardware", f"{hardware}, torch {env['torch']}"),
+        ("competing load", load_text(record["runs"])),
     ]
     auto = record["invocation"].get("runs_auto")
     if auto:
@@ -79,3 +81,51 @@ def runs_auto_text(auto: dict[str, Any]) -> str:
            "max_runs": f"--max-runs {auto['max_runs']} reached (half-width {half} > {100 * auto['ci_width']:.2f} pp)",
            "diverged": "a run diverged"}.get(auto["stopped"], "not finished")
     return f"{auto['runs']} runs: {why}"
+
+
+def load_text(runs: list[dict[str, Any]]) -> str:
+    """The CPU share other processes took during the runs' timed regions (bench.load)."""
+    shares = [(run_load(r) or {}).get("competing_cpu_share") for r in runs]
+    measured = [s for s in shares if s is not None]
+    if not measured:
+        return "not measured"
+    busy = sum(run_is_high(r) is True for r in runs)
+    spread = f"{min(measured):.0%}" if min(measured) == max(measured) else f"{min(measured):.0%}–{max(measured):.0%}"
+    return f"{spread} of the CPU taken by other processes; {busy} of {len(runs)} runs above {HIGH_LOAD_SHARE:.0%} (high)"
+
+
+def warnings(record: dict[str, Any]) -> list[str]:
+    """One line per run whose timed region met high load: its times are suspect."""
+    lines = []
+    for run in record["runs"]:
+        if run_is_high(run):
+            share = run_load(run)["competing_cpu_share"]
+            lines.append(f"{record['suite']['name']} seed {run['seed']}: other processes took {share:.0%} of the "
+                         f"CPU during the timed region (high: above {HIGH_LOAD_SHARE:.0%}); its times are suspect, "
+                         "rerun on a quieter machine to publish them")
+    return lines
+
+
+def policy_line(record: dict[str, Any]) -> str | None:
+    """Which compute policy ran and where it came from: the cache (and when it was measured), or a
+    trial made now (and why it was not cached). From the first run; every run records its own."""
+    trial = next((r.get("policy_trial") for r in record["runs"] if r.get("policy_trial")), None)
+    if not trial:
+        return None
+    first = record["runs"][0]
+    chosen = trial.get("chosen") or _policy_name(first)
+    if trial.get("reused"):  # a later run of the process whose trial was not cached
+        earlier = trial.get("trial") or {}
+        return (f"policy: {earlier.get('chosen') or _policy_name(first)} (measured {trial.get('measured_at')} by an "
+                f"earlier run of this process, not cached: {trial.get('not_cached')})")
+    if trial.get("cached"):
+        return f"policy: {chosen} (cached, measured {trial.get('measured_at') or 'at an unrecorded date'})"
+    if trial.get("tried"):
+        why = trial.get("not_cached")
+        return f"policy: {chosen} (measured now" + (f", not cached: {why})" if why else ")")
+    return f"policy: {_policy_name(first)} ({trial.get('why', 'explicit')})"
+
+
+def _policy_name(run: dict[str, Any]) -> str:
+    compiled = "" if run["compile"] == "off" else f" compiled({run['compile']})"
+    return f"{run['precision']} {'channels-last' if run['channels_last'] else 'NCHW'}{compiled}"

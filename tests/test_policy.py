@@ -6,6 +6,7 @@ chosen policy explicitly."""
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 import torch
@@ -57,13 +58,44 @@ def test_the_trial_records_each_candidate_and_runs_the_fastest(conv_suite, rgb_d
     assert run["eval_images_per_s"] > 0
 
 
-def test_a_later_invocation_uses_the_cache_and_says_so(conv_suite, rgb_data, one_torch_thread):
+def fake_trial(monkeypatch, rounds_by_policy=None, share: float = 0.0):
+    """The trial's timings and the load it meets, made up: each candidate's rounds from
+    `rounds_by_policy` (name -> seconds; by default NCHW fp32 is clearly the fastest) and
+    `share` of the CPU taken by other processes. The run itself trains for real."""
+    from bench import load as load_module
+
+    def rounds(policies, *args, **kwargs):
+        made_up = rounds_by_policy or {}
+        return {p: list(made_up.get(p.name(), [0.010, 0.011, 0.012] if p.name() == "fp32 NCHW"
+                                    else [0.020, 0.021, 0.022])) for p in policies}
+
+    monkeypatch.setattr(policy_module, "time_candidates", rounds)
+
+    class Load:  # the probe over the trial, reading `share`
+        def __init__(self, gpu_index=None):
+            self.share, self.gpu_other_processes = share, None
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            pass
+
+        figures = load_module.CompetingLoad.figures
+
+    monkeypatch.setattr(policy_module, "CompetingLoad", Load)
+
+
+def test_a_later_invocation_uses_the_cache_and_says_so(conv_suite, rgb_data, monkeypatch, one_torch_thread):
+    fake_trial(monkeypatch)  # candidates far apart, a quiet machine: the decision earns the cache
     first = train_run(conv_suite(), rgb_data, seed=0, device=CPU)
     second = train_run(conv_suite(), rgb_data, seed=1, device=CPU)
     assert first["policy_trial"]["tried"] and not second["policy_trial"]["tried"]
     assert second["policy_trial"]["cached"] is True
     assert second["policy_trial"]["choice"] == first["policy_trial"]["choice"]
     assert second["policy_trial"]["trial"]["candidates"] == first["policy_trial"]["candidates"]
+    assert first["policy_trial"]["not_cached"] is None and first["policy_trial"]["load"]["high"] is False
+    assert second["policy_trial"]["measured_at"] == first["policy_trial"]["measured_at"]
     stored = json.loads(policy_cache.path().read_text())
     assert first["policy_trial"]["cache_key"] in stored
     # another batch size is another key: a fresh trial
@@ -177,7 +209,8 @@ def test_compile_is_tried_only_where_the_estimate_pays():
     assert pays
 
 
-def test_an_unreadable_cache_is_a_miss(conv_suite, rgb_data, one_torch_thread):
+def test_an_unreadable_cache_is_a_miss(conv_suite, rgb_data, monkeypatch, one_torch_thread):
+    fake_trial(monkeypatch)  # a decision that earns the cache
     policy_cache.folder().mkdir(parents=True, exist_ok=True)
     policy_cache.path().write_text("{not json")
     run = train_run(conv_suite(), rgb_data, seed=0, device=CPU)
@@ -190,3 +223,71 @@ def test_eval_batch_size_auto_is_a_suite_value_and_junk_is_an_error(conv_suite):
     from bench.errors import BenchError
     with pytest.raises(BenchError, match="eval_batch_size"):
         conv_suite('recipe.eval_batch_size="big"')
+
+
+def test_a_trial_within_its_own_noise_is_not_cached(conv_suite, rgb_data, monkeypatch, one_torch_thread):
+    """issue 38: four candidates within 11% of each other under load went into the cache and
+    every later run took the slower policy. Overlapping rounds decide the run, not the cache."""
+    fake_trial(monkeypatch, {"fp32 NCHW": [0.010, 0.013, 0.016], "fp32 channels-last": [0.012, 0.014, 0.015],
+                             "bf16 NCHW": [0.030] * 3, "bf16 channels-last": [0.030] * 3})
+    first = train_run(conv_suite(), rgb_data, seed=0, device=CPU)
+    trial = first["policy_trial"]
+    assert trial["tried"] and "within their own noise" in trial["not_cached"]
+    assert "fp32 NCHW and fp32 channels-last" in trial["not_cached"]
+    assert first["precision"] == "fp32" and first["channels_last"] is False  # the run takes its own choice
+    assert not policy_cache.entries()
+    # the process's later runs (an invocation's other seeds) take the same choice, said so; a new process tries
+    later = train_run(conv_suite(), rgb_data, seed=1, device=CPU)["policy_trial"]
+    assert later["tried"] is False and later["reused"] is True and later["choice"] == trial["choice"]
+    assert later["not_cached"] == trial["not_cached"] and not policy_cache.entries()
+    monkeypatch.setattr(policy_module, "_UNCACHED", {})
+    assert train_run(conv_suite(), rgb_data, seed=1, device=CPU)["policy_trial"]["tried"] is True
+
+
+def test_a_trial_under_high_load_is_not_cached(conv_suite, rgb_data, monkeypatch, one_torch_thread):
+    fake_trial(monkeypatch, share=0.45)  # candidates far apart, but 45% of the CPU taken elsewhere
+    trial = train_run(conv_suite(), rgb_data, seed=0, device=CPU)["policy_trial"]
+    assert trial["load"]["competing_cpu_share"] == pytest.approx(0.45) and trial["load"]["high"] is True
+    assert trial["not_cached"].startswith("the trial met high load (45% of the CPU")
+    assert not policy_cache.entries()
+
+
+def test_retrial_measures_again_and_replaces_the_decision(conv_suite, rgb_data, monkeypatch, one_torch_thread):
+    fake_trial(monkeypatch)
+    first = train_run(conv_suite(), rgb_data, seed=0, device=CPU)["policy_trial"]
+    fake_trial(monkeypatch, {"fp32 channels-last": [0.001] * 3})  # the machine changed its mind
+    again = train_run(conv_suite(), rgb_data, seed=0, device=CPU, retrial=True)
+    assert again["policy_trial"]["tried"] is True and again["policy_trial"]["retrial"] is True
+    assert again["channels_last"] is True
+    [entry] = policy_cache.entries().values()
+    assert entry["choice"]["channels_last"] is True and first["choice"]["channels_last"] is False
+
+
+def test_within_noise_compares_the_winner_with_the_runner_up_only():
+    a, b, c = (policy_module.Policy(p, cl, "off") for p, cl in (("fp32", False), ("fp32", True), ("bf16", True)))
+    assert policy_module.within_noise({a: [1.0, 1.1, 1.2], b: [1.3, 1.4, 1.5], c: [0.0 + 5, 5, 5]}) is None
+    assert "within their own noise" in policy_module.within_noise({a: [1.0, 1.1, 1.3], b: [1.3, 1.4, 1.5]})
+    assert policy_module.within_noise({a: [1.0, 1.1, 1.2]}) is None  # one candidate: nothing to tell apart
+
+
+def test_the_summary_says_where_the_policy_came_from_and_cache_clear_empties_it(tmp_path, monkeypatch, capsys):
+    from bench.cli import main
+    from tests.helpers import separable_dataset
+
+    fake_trial(monkeypatch)
+    data = separable_dataset(n_train=256, n_test=100, size=12, channels=3)
+    monkeypatch.setattr("bench.runner.load_dataset", lambda *a, **k: data)
+    suite = tmp_path / "a.toml"
+    suite.write_text(suite_text(model="airbench", model_args="args = { widths = [8, 8, 8] }", epochs=1, tta=1))
+    argv = ["run", str(suite), "--runs", "1", "--device", "cpu", "--results", str(tmp_path / "r"),
+            "--set", 'recipe.precision="auto"', "--set", 'recipe.channels_last="auto"']
+    main(argv)
+    assert "policy: fp32 NCHW (measured now)" in capsys.readouterr().out
+    main(argv)
+    out = capsys.readouterr().out
+    assert re.search(r"policy: fp32 NCHW \(cached, measured \d{4}-\d\d-\d\d \d\d:\d\d UTC\)", out), out
+    assert main(["cache", "show"]) == 0 and "1 decisions" in capsys.readouterr().out
+    assert main(["cache", "clear"]) == 0 and "1 decision removed" in capsys.readouterr().out
+    assert not policy_cache.path().exists()
+    main([*argv, "--retrial"])
+    assert "policy: fp32 NCHW (measured now)" in capsys.readouterr().out

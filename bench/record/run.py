@@ -55,6 +55,7 @@ class RunMeasurements:
     policy_trial: dict[str, Any] | None = None  # how the compute policy was decided (bench.train.policy)
     eval_batch_size: int | None = None
     eval_images: int = 0               # test images through the deciding evaluations
+    load: dict[str, Any] | None = None  # the competing load over the timed region (bench.load.CompetingLoad)
 
 
 def run_record(m: RunMeasurements) -> dict[str, Any]:
@@ -110,6 +111,7 @@ def run_record(m: RunMeasurements) -> dict[str, Any]:
         "policy_trial": m.policy_trial,
         "eval_batch_size": m.eval_batch_size,
         "eval_images_per_s": m.eval_images / m.deciding_eval_s if m.deciding_eval_s > 0 else None,
+        "load": m.load,
     }
     record.update(m.train_eval)
     record.update(m.validation)  # and validation_eval_s where it was measured

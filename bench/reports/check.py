@@ -25,18 +25,32 @@ The rule, per suite (printed with every check):
             result has fewer than 2 timed runs there is no spread to go by and the
             floor applies alone.
             A candidate with no time to target where the baseline had one regressed.
+            Load (bench.reports.check_load): a time is judged only on runs measured under
+            low load (a run from before bench recorded the load counts as quiet, and the
+            table says so), or, where the two sides' runs took turns over the same stretch
+            of time, on the ratios of the runs paired in time order. A side whose every
+            timed run met high load makes the time *inconclusive*: the cause is named and
+            the exit code is 5, never 1. --rerun N runs the candidate's suite again (up to
+            N more invocations, into the candidate's folder) while the time is inconclusive,
+            and judges the time on the candidate's runs pooled with its reruns.
   model     Any change of parameter count, active (nonzero, after training) parameter
             count or FLOPs per image is reported; it is a regression only with --strict-model.
   reported  throughput, energy, recipe (suite hash), hardware, software and code
             version changes: context for the reader, never a failure by themselves.
 
-Exit 0: no regression; 1: a regression (a table says what); 2: bad input (one line).
+Exit 0: no regression; 1: a regression (a table says what); 2: bad input (one line);
+5: no regression found, but a time could not be judged (inconclusive: the machine was busy;
+CI may rerun, and `make gate` treats it as not a failure, saying why).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import math
+import statistics
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,13 +60,14 @@ from rich.markup import escape
 from rich.table import Table
 
 from bench.destinations import path_argument
-from bench.errors import EXIT_FAIL, EXIT_OK, BenchError
+from bench.errors import EXIT_BROKEN, EXIT_FAIL, EXIT_INCONCLUSIVE, EXIT_OK, BenchError
 from bench.progress import RichReporter
 from bench import formatting as fmt
-from bench.record.files import results_root
+from bench.record.files import load_results, result_files, results_root
+from bench.reports.check_load import QUIET_ALL, Side, time_basis
 from bench.reports.frame import newest_first, read_results
 
-OK, REGRESSION, CHANGED, INFO = "ok", "REGRESSION", "changed", "info"
+OK, REGRESSION, CHANGED, INFO, INCONCLUSIVE = "ok", "REGRESSION", "changed", "info", "inconclusive"
 
 
 @dataclass(frozen=True)
@@ -77,7 +92,7 @@ class Finding:
     candidate: str
     change: str
     allowed: str
-    result: str                    # OK | REGRESSION | CHANGED | INFO
+    result: str                    # OK | REGRESSION | CHANGED | INFO | INCONCLUSIVE
     value: float | None = None     # the measured change (accuracy drop, relative slowdown) for callers
     limit: float | None = None     # the threshold it was held against
 
@@ -92,6 +107,10 @@ class PairReport:
     @property
     def regressions(self) -> list[Finding]:
         return [f for f in self.findings if f.result == REGRESSION]
+
+    @property
+    def inconclusive(self) -> list[Finding]:
+        return [f for f in self.findings if f.result == INCONCLUSIVE]
 
     def finding(self, check: str) -> Finding:
         return next(f for f in self.findings if f.check == check)
@@ -138,13 +157,27 @@ def time_threshold(baseline: pd.Series, candidate: pd.Series, rule: GateRule) ->
         return rule.time_floor, "floor (a result has < 2 timed runs)"
     (r_b, n_b), (r_c, n_c) = spread_b, spread_c
     noise = math.sqrt(r_b ** 2 / n_b + r_c ** 2 / n_c)
-    spread = f"rIQR {fmt.percent(r_b, 1)} of {n_b}, {fmt.percent(r_c, 1)} of {n_c}"
+    return _threshold(noise, f"rIQR {fmt.percent(r_b, 1)} of {n_b}, {fmt.percent(r_c, 1)} of {n_c}", rule)
+
+
+def _threshold(noise: float | None, spread: str, rule: GateRule) -> tuple[float, str]:
+    if noise is None:
+        return rule.time_floor, f"floor ({spread})"
     if rule.time_k * noise > rule.time_floor:
         return rule.time_k * noise, f"{rule.time_k:g} × noise {fmt.percent(noise, 1)}; {spread}"
     return rule.time_floor, f"floor; {rule.time_k:g} × noise is {fmt.percent(rule.time_k * noise, 1)} ({spread})"
 
 
-def check_time(baseline: pd.Series, candidate: pd.Series, rule: GateRule) -> Finding:
+def sides_of(baseline: pd.Series, candidate: pd.Series) -> tuple[Side, Side]:
+    """Each result's timed runs with their load, read from its file."""
+    return (Side.from_files("baseline", [Path(baseline["path"])]),
+            Side.from_files("candidate", [Path(candidate["path"])]))
+
+
+def check_time(baseline: pd.Series, candidate: pd.Series, rule: GateRule,
+               sides: tuple[Side, Side] | None = None) -> Finding:
+    """The time rule (the module's doc); `sides` are the runs to judge on (a candidate pooled
+    with its reruns), by default each result file's own."""
     median_b, median_c = _number(baseline["median_time_s"]), _number(candidate["median_time_s"])
     shown_b = fmt.time_to_target(median_b, baseline["iqr_time_s"], baseline["timed_runs"], baseline["complete_runs"])
     shown_c = fmt.time_to_target(median_c, candidate["iqr_time_s"], candidate["timed_runs"], candidate["complete_runs"])
@@ -152,8 +185,24 @@ def check_time(baseline: pd.Series, candidate: pd.Series, rule: GateRule) -> Fin
         return Finding("median time to target", shown_b, shown_c, "", "", INFO)
     if median_c is None:
         return Finding("median time to target", shown_b, shown_c, "no time to target", "a time", REGRESSION)
-    threshold, why = time_threshold(baseline, candidate, rule)
-    slowdown = median_c / median_b - 1
+    pooled = sides is not None
+    basis = time_basis(*(sides or sides_of(baseline, candidate)))
+    if basis.how == "inconclusive":
+        return Finding("median time to target", shown_b, shown_c, "not judged",
+                       f"both sides under low load; {basis.why}", INCONCLUSIVE)
+    whole = basis.how == "quiet" and not pooled and len(basis.baseline_times) == _number(baseline["timed_runs"]) \
+        and len(basis.candidate_times) == _number(candidate["timed_runs"])
+    if whole:  # every run counts: the results' own figures, as they were written
+        threshold, why = time_threshold(baseline, candidate, rule)
+        slowdown = median_c / median_b - 1
+    else:  # paired ratios, or some runs left out or pooled in: figures of the runs judged
+        slowdown, noise, spread = basis.slowdown_and_noise()
+        threshold, why = _threshold(noise, spread, rule)
+        if basis.how == "quiet":
+            shown_c = (f"{fmt.seconds(statistics.median(basis.candidate_times))} (median of the "
+                       f"{len(basis.candidate_times)} judged runs)")
+    if basis.why != QUIET_ALL:  # what the judgement rests on, where it is not simply every run
+        why = f"{why}; {basis.why}"
     return Finding("median time to target", shown_b, shown_c, fmt.signed_percent(slowdown),
                    f"slowdown ≤ {fmt.percent(threshold, 1)} ({why})", REGRESSION if slowdown > threshold else OK,
                    value=slowdown, limit=threshold)
@@ -196,9 +245,10 @@ def context(baseline: pd.Series, candidate: pd.Series) -> list[Finding]:
     return out
 
 
-def check_pair(baseline: pd.Series, candidate: pd.Series, rule: GateRule) -> PairReport:
+def check_pair(baseline: pd.Series, candidate: pd.Series, rule: GateRule,
+               sides: tuple[Side, Side] | None = None) -> PairReport:
     findings = [check_status(candidate), check_accuracy(baseline, candidate, rule),
-                check_time(baseline, candidate, rule), *check_model(baseline, candidate, rule),
+                check_time(baseline, candidate, rule, sides), *check_model(baseline, candidate, rule),
                 *context(baseline, candidate)]
     return PairReport(str(baseline["suite"]), baseline, candidate, findings)
 
@@ -255,7 +305,7 @@ def pairs(baseline_source: Path, candidate_source: Path | None, results: Path,
 
 # ---------------------------------------------------------------- the command ----
 
-_STYLE = {REGRESSION: "bold red", CHANGED: "yellow", OK: "green", INFO: "dim"}
+_STYLE = {REGRESSION: "bold red", CHANGED: "yellow", OK: "green", INFO: "dim", INCONCLUSIVE: "bold yellow"}
 
 
 def findings_table(report: PairReport) -> Table:
@@ -296,9 +346,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="the time gate widens to K × sqrt(rIQR_b²/n_b + rIQR_c²/n_c) when that is larger than "
                              "the floor; default 3")
     parser.add_argument("--strict-model", action="store_true", help="fail on any change of params or FLOPs")
+    parser.add_argument("--rerun", type=int, default=0, metavar="N",
+                        help="while a time is inconclusive (the machine was busy), run the candidate's suite again, "
+                             "up to N more invocations written beside the candidate, and judge the time on the "
+                             "candidate's runs pooled with its reruns (default 0: judge as found)")
 
 
 def rule_from(args: argparse.Namespace) -> GateRule:
+    if getattr(args, "rerun", 0) < 0:
+        raise BenchError(f"--rerun {args.rerun}: give a number of reruns >= 0")
     for name in ("accuracy_floor", "time_floor", "time_k"):
         value = getattr(args, name, getattr(GateRule, name))
         if not (value >= 0 and math.isfinite(value)):
@@ -310,8 +366,58 @@ def rule_from(args: argparse.Namespace) -> GateRule:
 def run_check(args: argparse.Namespace, console: Console) -> list[PairReport]:
     rule = rule_from(args)
     reporter = RichReporter()  # notices on stderr, the report on stdout
-    return [check_pair(b, c, rule) for b, c in pairs(args.baseline, args.candidate, args.results or results_root(),
-                                                     reporter)]
+    reports = []
+    for baseline, candidate in pairs(args.baseline, args.candidate, args.results or results_root(), reporter):
+        report = check_pair(baseline, candidate, rule)
+        reruns: list[Path] = []
+        while report.inconclusive and len(reruns) < getattr(args, "rerun", 0):
+            console.print(f"[yellow]inconclusive[/yellow] {escape(report.suite)}: "
+                          f"{escape(report.finding('median time to target').allowed)}; rerun "
+                          f"{len(reruns) + 1} of {args.rerun}", soft_wrap=True)
+            reruns.append(rerun_candidate(candidate))
+            sides = (Side.from_files("baseline", [Path(baseline["path"])]),
+                     Side.from_files("candidate", [Path(candidate["path"]), *reruns]))
+            report = check_pair(baseline, candidate, rule, sides)
+        reports.append(report)
+    return reports
+
+
+def rerun_command(record: dict, folder: Path) -> list[str]:
+    """`bench run` of the candidate's suite as it ran: its file, overrides, seeds and device."""
+    suite, invocation = record["suite"], record["invocation"]
+    sets = [f"{key}={_toml(value)}" for key, value in (suite.get("overrides") or {}).items()]
+    seeds = invocation.get("seeds") or [record["runs"][0]["seed"]]
+    # the file it ran from, or (moved, another checkout) the suite of that name here
+    ref = suite["path"] if Path(suite["path"]).is_file() else suite["name"]
+    return [sys.executable, "-m", "bench", "run", ref, *[a for s in sets for a in ("--set", s)],
+            "--runs", str(len(seeds)), "--seed", str(seeds[0]), "--device", invocation["device"],
+            "--results", str(folder)]
+
+
+def _toml(value) -> str:
+    """A --set value as TOML (what bench.suites.parse_override reads back)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k} = {_toml(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
+    return json.dumps(value)
+
+
+def rerun_candidate(candidate: pd.Series) -> Path:
+    """Runs the candidate's suite once more into the candidate's folder; the new result file."""
+    path = Path(candidate["path"])
+    record = load_results([path])[0].record
+    before = set(result_files(path.parent))
+    done = subprocess.run(rerun_command(record, path.parent))
+    new = sorted(set(result_files(path.parent)) - before)
+    if done.returncode not in (EXIT_OK, EXIT_FAIL) or not new:
+        error = BenchError(f"--rerun: bench run of {record['suite']['name']} into {path.parent} exited "
+                           f"{done.returncode}; see its output above")
+        error.exit_code = EXIT_BROKEN  # a fault after work, not bad input
+        raise error
+    return new[-1]
 
 
 def command(args: argparse.Namespace, console: Console) -> int:
@@ -324,5 +430,14 @@ def command(args: argparse.Namespace, console: Console) -> int:
         console.print(regressions_table(failed))
         console.print(f"[bold red]regression[/bold red] in {escape(', '.join(r.suite for r in failed))}")
         return EXIT_FAIL
+    unsure = [r for r in reports if r.inconclusive]
+    if unsure:
+        for report in unsure:
+            for f in report.inconclusive:
+                console.print(f"[bold yellow]inconclusive[/bold yellow] {escape(report.suite)} {escape(f.check)}: "
+                              f"{escape(f.allowed)}", soft_wrap=True)
+        console.print(f"no regression found, but {len(unsure)} of {len(reports)} suites could not be judged on time "
+                      f"(exit {EXIT_INCONCLUSIVE}: rerun on a quieter machine, or with --rerun N)")
+        return EXIT_INCONCLUSIVE
     console.print("[green]no regression[/green]")
     return EXIT_OK

@@ -33,7 +33,7 @@ from bench.errors import BenchError
 from bench.progress import RichReporter
 from bench import formatting as fmt
 from bench.record.files import results_root
-from bench.reports.frame import ResultFrames, add_results_argument, newest_first, read_results
+from bench.reports.frame import BUSY_NOTE, ResultFrames, add_results_argument, busy_mark, newest_first, read_results
 from bench.reports.pages import write_report
 from bench.reports.render import Part, Plot, ReportTable, table_rich
 from bench.reports.specs import SpecTable, read_spec_tables
@@ -206,7 +206,7 @@ def speedup_table(comparison: Comparison) -> ReportTable:
             row = rows.iloc[0]
             mark = "" if suite.same_recipe(row) else DIFFERENT_RECIPE
             ratio = suite.speedup(row)
-            time = fmt.time_to_target(row["median_time_s"], None, row["timed_runs"], row["complete_runs"])
+            time = fmt.time_to_target(row["median_time_s"], None, row["timed_runs"], row["complete_runs"]) + busy_mark(row)
             cells.append(time + ("" if ratio is None else f" ({fmt.ratio(ratio)}{mark})"))
         table.add([suite.title, *cells])
     return table
@@ -222,7 +222,7 @@ def suite_table(suite: SuiteComparison, baseline: str) -> ReportTable:
         table.add([row["machine"], fmt.verdict(row["verdict"], row["pass_fraction"], row["pass_rule"]),
                    fmt.accuracy_with_ci(row["mean_accuracy"], row["ci_half_width"]),
                    fmt.time_to_target(row["median_time_s"], row["iqr_time_s"], row["timed_runs"],
-                                      row["complete_runs"]),
+                                      row["complete_runs"]) + busy_mark(row),
                    fmt.seconds(row["median_timed_s"]), fmt.ratio(speedup) + (mark if speedup is not None else ""),
                    fmt.rate(row["median_train_images_per_s"]),
                    fmt.ratio(throughput) + (mark if throughput is not None else ""), fmt.energy(row["mean_energy_j"]),
@@ -295,6 +295,8 @@ def report_parts(comparison: Comparison, found: ResultFrames) -> list[Part]:
     parts: list[Part] = [RULES]
     if note := left_out_note(comparison):
         parts.append(note)
+    if any((suite.entries["busy_runs"].fillna(0) > 0).any() for suite in comparison.suites):
+        parts.append(BUSY_NOTE)  # only where a run is marked: reports of results without a load stay as they were
     if not comparison.machines.empty:
         parts.append(machines_table(comparison))
     if comparison.suites:

@@ -45,8 +45,8 @@ RUN_CONTEXT = ("suite_hash", "mode", "target", "verdict", "model", "dataset", "h
 _INTEGER = ("run", "seed", "steps", "train_images", "epoch", "step", "gpu_count", "world_size", "nnodes", "cpu_cores",
             "cudnn", "params", "trainable_params", "active_params", "flops_per_image", "train_flops_per_image", "runs",
             "planned_runs", "timed_runs", "complete_runs", "active_flops_per_image", "steps_to_target",
-            "first_reached_step")
-_BOOLEAN = ("reached_target", "channels_last", "git_dirty")
+            "first_reached_step", "busy_runs", "load_measured_runs")
+_BOOLEAN = ("reached_target", "channels_last", "git_dirty", "load_high")
 _TIME = ("started_at", "finished_at")
 _FLOAT = ("accuracy", "validation_accuracy", "train_accuracy", "time_to_target_s", "first_reached_s", "median_timed_s", "timed_s", "epochs", "train_time_s", "train_images_per_s", "mfu",
           "deciding_eval_s", "curve_eval_s", "init_s", "compile_s", "data_prep_s", "peak_memory_mb",
@@ -55,7 +55,8 @@ _FLOAT = ("accuracy", "validation_accuracy", "train_accuracy", "time_to_target_s
           "max_power_w", "time_s", "loss", "target", "gpu_memory_gb", "ram_gb", "mean_accuracy", "ci_low",
           "ci_high", "ci_half_width", "accuracy_std", "pass_fraction", "median_time_s", "min_time_s",
           "max_time_s", "iqr_time_s", "olympic_mean_time_s", "median_train_images_per_s", "mean_energy_j",
-          "active_fraction", "mean_active_params", "mean_active_fraction", "sparsity_target")
+          "active_fraction", "mean_active_params", "mean_active_fraction", "sparsity_target",
+          "competing_cpu_share", "max_competing_cpu_share")
 _STRING = ("id", "path", "target_source", "status", "run_status", "invocation_status", "suite", "suite_hash", "overrides", "mode",
            "date", "code", "git_commit", "code_version", "machine", "hardware", "hostname", "device", "gpu_name",
            "gpu_driver", "cpu_model", "software", "loader", "torch", "cuda", "python", "os", "model", "dataset",

@@ -23,6 +23,7 @@ import pandas as pd
 
 from bench.destinations import path_argument
 from bench.errors import BenchError
+from bench.load import run_is_high, run_load
 from bench.progress import Reporter
 from bench.record.calibration import record_source_text
 from bench.record.files import LoadedResult, load_results
@@ -212,8 +213,32 @@ def invocation_row(loaded: LoadedResult) -> dict[str, Any]:
         "olympic_mean_time_s": agg.get("olympic_mean_time_s"),
         "median_train_images_per_s": agg.get("median_train_images_per_s"),
         "mean_energy_j": agg.get("mean_energy_j"),
+        **_load_columns(r.get("runs") or []),
         "error": (r.get("error") or {}).get("message") if isinstance(r.get("error"), dict) else r.get("error"),
     }
+
+
+def _load_columns(runs: list[Any]) -> dict[str, Any]:
+    """How many runs met high load (bench.load), how many were measured at all (files written
+    before the load was recorded have none), and the highest share measured."""
+    runs = [run for run in runs if isinstance(run, dict)]
+    shares = [run_load(run).get("competing_cpu_share") for run in runs if run_load(run) is not None]
+    shares = [s for s in shares if isinstance(s, (int, float))]
+    return {"busy_runs": sum(run_is_high(run) is True for run in runs), "load_measured_runs": len(shares),
+            "max_competing_cpu_share": max(shares) if shares else None}
+
+
+BUSY_NOTE = ("busy: runs whose timed region met high load, other processes taking more than the threshold "
+             "share of the machine's CPU (bench.load.HIGH_LOAD_SHARE); their times are suspect. Results from "
+             "before bench recorded the load carry no mark: their load was not measured.")
+
+
+def busy_mark(row: pd.Series) -> str:
+    """' [busy: 2 of 3 runs]' after a time measured partly under high load; '' otherwise."""
+    busy = row.get("busy_runs")
+    if busy is None or pd.isna(busy) or int(busy) == 0:
+        return ""
+    return f" [busy: {int(busy)} of {int(row['runs'] or 0)} runs]"
 
 
 def world_size(record: dict[str, Any]) -> int:
@@ -241,7 +266,9 @@ def _keyed(loaded: LoadedResult) -> dict[str, Any]:
 def run_rows(loaded: LoadedResult) -> list[dict[str, Any]]:
     key = _keyed(loaded)
     return [{**key, "run": i, **{f: run.get(f) for f in RUN_FIELDS},
-             **{f: (run.get("sparsity") or {}).get(f) for f in SPARSITY_FIELDS}}
+             **{f: (run.get("sparsity") or {}).get(f) for f in SPARSITY_FIELDS},
+             # null where the run's load was not measured (a file from before it was recorded)
+             "competing_cpu_share": (run_load(run) or {}).get("competing_cpu_share"), "load_high": run_is_high(run)}
             for i, run in enumerate(loaded.record.get("runs") or []) if isinstance(run, dict)]
 
 
@@ -262,7 +289,8 @@ def _frame(rows: list[dict[str, Any]], columns: Iterable[str]) -> pd.DataFrame:
 
 INVOCATION_COLUMNS = tuple(invocation_row(LoadedResult(Path("."), {
     "id": "", "status": "", "suite": {}, "env": {}, "aggregate": {}})).keys())
-RUN_COLUMNS = ("id", "suite", "machine", "run", *RUN_FIELDS, *SPARSITY_FIELDS)
+LOAD_FIELDS = ("competing_cpu_share", "load_high")
+RUN_COLUMNS = ("id", "suite", "machine", "run", *RUN_FIELDS, *SPARSITY_FIELDS, *LOAD_FIELDS)
 CURVE_COLUMNS = ("id", "suite", "machine", "run", "seed", *CURVE_FIELDS)
 
 

@@ -24,7 +24,7 @@ from bench.destinations import check_folder, path_argument
 from bench.progress import RichReporter
 from bench import formatting as fmt
 from bench.record.files import results_root
-from bench.reports.frame import ResultFrames, add_results_argument, require_results
+from bench.reports.frame import BUSY_NOTE, ResultFrames, add_results_argument, busy_mark, require_results
 from bench.reports.pages import write_report
 from bench.reports.render import Part, ReportTable, table_rich
 
@@ -115,7 +115,8 @@ def _overrides(row: pd.Series) -> str:
 
 
 def _time(row: pd.Series) -> str:
-    return fmt.time_to_target(row["median_time_s"], row["iqr_time_s"], row["timed_runs"], row["complete_runs"])
+    return fmt.time_to_target(row["median_time_s"], row["iqr_time_s"], row["timed_runs"],
+                              row["complete_runs"]) + busy_mark(row)
 
 
 def _verdict(row: pd.Series) -> str:
@@ -144,6 +145,8 @@ def report_parts(boards: list[SuiteBoard]) -> list[Part]:
     """The page in reading order: the rules, then per suite its ranked table and (when any) the
     entries listed apart."""
     parts: list[Part] = [RULES]
+    if any((b.ranked["busy_runs"].fillna(0) > 0).any() or (b.apart["busy_runs"].fillna(0) > 0).any() for b in boards):
+        parts.append(BUSY_NOTE)  # only where a run is marked: pages of results without a load stay as they were
     for board in boards:
         ranked, apart = board_tables(board)
         parts.append(ranked)

@@ -23,7 +23,9 @@ from bench.studies.study import Study, value_label
 TRAIN_SIZE, BATCH_SIZE = "dataset.train_size", "recipe.batch_size"
 
 RUN_COLUMNS = ("accuracy", "validation_accuracy", "train_accuracy", "reached_target", "time_to_target_s", "steps",
-               "timed_s", "train_images_per_s", "active_params", "active_fraction", "train_peak_memory_mb")
+               "timed_s", "train_images_per_s", "active_params", "active_fraction", "train_peak_memory_mb",
+               # the load each cell's timed region met (bench.load; None in files from before it was recorded)
+               "competing_cpu_share", "load_high")
 CELL_COLUMNS = ["key", "point", "seed", "state", "status", "id", "path", "params", "hardware", "code", "started_at",
                 "finished_at", "error", "attempts", "concurrency", *RUN_COLUMNS]
 

@@ -9,6 +9,7 @@ from typing import Any
 import pandas as pd
 
 from bench import formatting as fmt
+from bench.load import HIGH_LOAD_SHARE
 from bench.reports.render import Headline, Part, ReportTable
 from bench.studies.figures import (MIN_SEEDS_FOR_CI, StudyFrames, best_point, measured_points, numbers,
                                    pareto_front, smallest_reaching, validation_size)
@@ -108,7 +109,21 @@ def summary_lines(study: Study, ledger: Ledger, data: StudyFrames) -> list[str]:
                          f"{starts.min():%Y-%m-%d %H:%M}–{ends.max():%H:%M} UTC "
                          f"({fmt.seconds((ends.max() - starts.min()).total_seconds())} from the first start to the "
                          "last finish, across sweeps).")
+        if (line := load_line(cells)) is not None:
+            lines.append(line)
     return lines
+
+
+def load_line(cells: pd.DataFrame) -> str | None:
+    """How many cells' timed regions met high load (bench.load); None where no cell's load was
+    measured (results from before it was recorded), so such reports read as they did."""
+    shares = numbers(cells["competing_cpu_share"])
+    if not shares:
+        return None
+    busy = int((cells["load_high"] == True).sum())  # noqa: E712 (None: not measured)
+    return (f"Load: other processes took {min(shares):.0%}–{max(shares):.0%} of the CPU during the {len(shares)} "
+            f"measured cells' timed regions; {busy} above {HIGH_LOAD_SHARE:.0%} (high: their times are suspect)"
+            + (f"; {len(cells) - len(shares)} cells not measured" if len(cells) > len(shares) else "") + ".")
 
 
 def points_table(study: Study, data: StudyFrames) -> ReportTable:

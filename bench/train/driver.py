@@ -20,16 +20,18 @@ from bench.train.warmup import Compiled, compile_and_warm_up, cpu_memory
 
 def train_run(suite_resolved: dict, data: PreparedData, seed: int, device: torch.device,
               reporter: Reporter | None = None, label: str = "run", loader: str = "auto",
-              save_weights: Callable[[nn.Module], Path] | None = None, dist: Dist = SINGLE) -> dict[str, Any]:
+              save_weights: Callable[[nn.Module], Path] | None = None, dist: Dist = SINGLE,
+              retrial: bool = False) -> dict[str, Any]:
     """Trains one seed and returns its run record (status complete or diverged). With
     `save_weights`, the final (evaluated) weights are handed to it after the timed region.
 
     With several ranks (`dist`), every rank calls this alike: each serves its slice of the
     global batch, DDP averages the gradients, the evaluations are sharded and summed, and the
-    returned record (the same accuracy and curve on every rank) has rank 0's clock."""
+    returned record (the same accuracy and curve on every rank) has rank 0's clock. `retrial`: the
+    compute policy's trial runs again, whatever the cache holds (bench run --retrial)."""
     reporter = reporter or NullReporter()
     recipe = suite_resolved["recipe"]
-    run = set_up(suite_resolved, data, seed, device, loader, dist)
+    run = set_up(suite_resolved, data, seed, device, loader, dist, retrial)
     models = compile_and_warm_up(run, recipe, data.num_classes, dist)
     cpu_memory_figures = cpu_memory(run, models, recipe)
 
@@ -77,7 +79,8 @@ def _measurements(suite_resolved: dict, seed: int, run: RunSetup, models: Compil
         recompiles_in_timed_region=compile_count() - outcome.compiles_before, warmup_steps=recipe["warmup_steps"],
         loader=run.train_loader.name, batch_dtype=str(policy.autocast_dtype or torch.float32).replace("torch.", ""),
         peak_host_rss_mb=peak_host_rss_mb(), gpu=outcome.gpu, curve=outcome.curve, policy_trial=run.policy_trial,
-        eval_batch_size=run.eval_batch_size, eval_images=outcome.deciding_eval_images, **after_clock)
+        eval_batch_size=run.eval_batch_size, eval_images=outcome.deciding_eval_images, load=outcome.load,
+        **after_clock)
 
 
 def _rank_figures(dist: Dist, outcome: Outcome, device: torch.device) -> list[dict[str, Any]] | None:

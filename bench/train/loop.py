@@ -9,6 +9,7 @@ the loss is synced once per epoch, so every rank takes the same divergence decis
 from __future__ import annotations
 
 import math
+import os
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
@@ -18,6 +19,7 @@ import torch
 
 from bench.distributed import Dist
 from bench.gpu_monitor import GpuMonitor
+from bench.load import CompetingLoad
 from bench.measure import Stopwatch, TimedRegion, compile_count
 from bench.progress import Reporter
 from bench.train.ema import WeightEMA
@@ -44,6 +46,7 @@ class Outcome:
     clock_start_unix_s: float | None = None
     compiles_before: int = 0          # torch.compile's count when the clock started
     gpu: dict[str, Any] = field(default_factory=dict)  # the GPU monitor's summary
+    load: dict[str, Any] = field(default_factory=dict)  # the competing load over the timed region (bench.load)
     curve: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -82,7 +85,11 @@ class TimedLoop:
     def run_timed(self, label: str) -> Outcome:
         outcome, region, dist = self.outcome, self.region, self.dist
         outcome.compiles_before = compile_count()
-        with self.reporter.task(label, total=self.total_steps) as progress:
+        device = self.run.device
+        # what other processes took of the CPU (and who else held the GPU) while the clock ran
+        load = CompetingLoad(device.index or 0 if device.type == "cuda" else None,
+                             tree_root=os.getppid() if dist.active else None)  # the ranks are the run's own
+        with self.reporter.task(label, total=self.total_steps) as progress, load:
             dist.barrier()  # every rank starts the clock together; rank 0's clock is the run's
             region.start()
             outcome.clock_start_unix_s = time.time()
@@ -109,6 +116,7 @@ class TimedLoop:
             finally:
                 outcome.timed_s = region.stop()  # the monitor's thread and NVML handle go, whatever happened
             # ---------------- end of timed region ----------------
+        outcome.load = load.figures()
         outcome.curve_eval_s = self.curve_evaluation.seconds
         outcome.gpu = region.monitor.summary()
         return outcome

@@ -6,7 +6,10 @@ real batch (an untimed first step each, then timed rounds interleaved A B A B, s
 other processes hits every candidate alike); the fastest median wins. The trial works on copies
 of the model and puts the random state back, so the run itself is bit-identical to a run given
 the chosen policy explicitly. The decision is cached per machine, model, input shape and batch
-(bench.train.policy_cache), so later invocations skip the trial and say so. Explicit settings
+(bench.train.policy_cache), so later invocations skip the trial and say so, but only a decision
+that earned it: a trial under high load (bench.load) or whose winner is within the candidates'
+own noise is not cached (`not_cached` says why): it decides this process's runs only (an
+invocation's later seeds reuse it, `reused`). Explicit settings
 are never overridden: only `auto` keys have candidates.
 """
 
@@ -24,6 +27,7 @@ import torch
 from torch import nn
 
 from bench.errors import BenchError
+from bench.load import HIGH_LOAD_SHARE, CompetingLoad
 from bench.train import policy_cache
 from bench.train.optim import build_optimizer
 from bench.train.step import StepConfig, set_lr
@@ -40,6 +44,10 @@ PROBE_CALLS = 5         # the probe's timed calls per dtype (the fastest counts)
 COMPILE_COST_S = {"cpu": 30.0, "cuda": 60.0}
 COMPILE_GAIN = {"cpu": 0.10, "cuda": 0.30}
 EVAL_BATCHES = (256, 512, 1024)  # the evaluation batch sizes tried where eval_batch_size is auto
+# Decisions this process made that were not cached, by (cache file, key): a trial not trusted for
+# later invocations still decides every later run of this one (its other seeds, a sweep's other
+# cells), so an invocation's seeds never run in two arithmetics (bf16 for one, fp32 for the next).
+_UNCACHED: dict[tuple[str, str], dict[str, Any]] = {}
 
 
 @dataclass(frozen=True)
@@ -163,15 +171,39 @@ class _Candidate:
 
 
 def time_candidates(policies: list[Policy], model: nn.Module, recipe: dict, batch: tuple[torch.Tensor, torch.Tensor],
-                    step: Callable, smoothing: float, device: torch.device) -> dict[Policy, float]:
-    """The median step time of each candidate over interleaved rounds."""
+                    step: Callable, smoothing: float, device: torch.device) -> dict[Policy, list[float]]:
+    """Each candidate's step seconds, one per interleaved round."""
     trials = [_Candidate(p, model, recipe, batch, step, smoothing) for p in policies]
     for trial in trials:
         trial.time_step(device)  # the first call: plans, primitives, compilation
     for _ in range(ROUNDS):
         for trial in trials:
             trial.seconds.append(trial.time_step(device))
-    return {trial.policy: statistics.median(trial.seconds) for trial in trials}
+    return {trial.policy: trial.seconds for trial in trials}
+
+
+def within_noise(rounds: dict[Policy, list[float]]) -> str | None:
+    """Why the fastest candidate is not told apart from the runner-up, or None where it is: the
+    range of the winner's rounds reaches into the runner-up's. With ROUNDS interleaved rounds
+    each, that range is the spread the machine gave the two in the same stretch of time; a
+    fixed percentage would be wrong both ways (a 3% difference measured cleanly is real, an
+    11% one under load is not: issue 38's cached fp32 choice cost 60% on every later run)."""
+    if len(rounds) < 2:
+        return None
+    best, second = sorted(rounds, key=lambda p: statistics.median(rounds[p]))[:2]
+    if max(rounds[best]) < min(rounds[second]):
+        return None
+    return (f"{best.name()} and {second.name()} are within their own noise (rounds "
+            f"{min(rounds[best]):.4g}–{max(rounds[best]):.4g} s and {min(rounds[second]):.4g}–"
+            f"{max(rounds[second]):.4g} s overlap)")
+
+
+def not_cached_why(rounds: dict[Policy, list[float]], load: dict[str, Any]) -> str | None:
+    """Why a trial must not be cached (it decides its own run only), or None: it ran under high
+    load, or its winner is within the candidates' own noise (both said where both hold)."""
+    reasons = [f"the trial met high load ({load['competing_cpu_share']:.0%} of the CPU taken by other "
+               f"processes, above {HIGH_LOAD_SHARE:.0%})" if load.get("high") else None, within_noise(rounds)]
+    return "; ".join(r for r in reasons if r) or None
 
 
 def eval_images_per_s(model: nn.Module, policy: Policy, images: torch.Tensor, batch_sizes: tuple[int, ...],
@@ -225,10 +257,12 @@ def _is_auto(recipe: dict) -> bool:
 
 
 def choose(recipe: dict, device: torch.device, model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor],
-           eval_images: torch.Tensor, steps: int, step: Callable, cache_parts: dict[str, Any]) -> Decision:
+           eval_images: torch.Tensor, steps: int, step: Callable, cache_parts: dict[str, Any],
+           retrial: bool = False) -> Decision:
     """The run's policy: the explicit one, the cached decision, or the trial's fastest.
     `batch` is a real training batch (fp32 NCHW), `eval_images` test images for the evaluation
-    batch size, `steps` the run's step budget (for the compile estimate)."""
+    batch size, `steps` the run's step budget (for the compile estimate). `retrial`: the cache
+    is not read (bench run --retrial); a trial that earns it replaces the entry."""
     policies, notes = candidates(recipe, device, model, lambda: bf16_probe(device))
     if len(policies) == 1 and recipe["compile"] != "auto" and recipe["eval_batch_size"] != "auto":
         why = "every policy key is explicit" if not _is_auto(recipe) else "one candidate"
@@ -238,17 +272,32 @@ def choose(recipe: dict, device: torch.device, model: nn.Module, batch: tuple[to
     entry_key = policy_cache.key({**cache_parts, "machine": policy_cache.machine(device),
                                   "recipe": {k: recipe[k] for k in ("precision", "channels_last", "compile",
                                                                     "eval_batch_size", "label_smoothing")}})
-    cached = policy_cache.load(entry_key)
+    cached = None if retrial else policy_cache.load(entry_key)
+    earlier = None if retrial else _UNCACHED.get((str(policy_cache.path()), entry_key))
+    if cached is None and earlier is not None:  # this process's own trial: the same arithmetic for every seed
+        policy, eval_batch_size = _from_choice(earlier["choice"])
+        return Decision(policy, eval_batch_size, {"tried": False, "cached": False, "reused": True,
+                                                  "cache_key": entry_key, "choice": earlier["choice"],
+                                                  "not_cached": earlier["not_cached"],
+                                                  "measured_at": earlier["measured_at"], "trial": earlier})
     if cached is not None:
         policy, eval_batch_size = _from_choice(cached["choice"])
         return Decision(policy, eval_batch_size, {"tried": False, "cached": True,
                                                   "cache_file": str(policy_cache.path()),
                                                   "cache_key": entry_key, "choice": cached["choice"],
+                                                  "measured_at": cached.get("measured_at"),
                                                   "trial": cached.get("trial")})
-    with RandomState():
+    with RandomState(), CompetingLoad(device.index or 0 if device.type == "cuda" else None) as load:
         trial = _trial(recipe, device, model, policies, notes, batch, eval_images, steps, step)
-    trial["cache_key"] = entry_key
-    policy_cache.store(entry_key, {"choice": trial["choice"], "trial": trial})
+    rounds = trial.pop("rounds")
+    trial.update(cache_key=entry_key, load=load.figures(), retrial=retrial,
+                 measured_at=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()))
+    trial["not_cached"] = not_cached_why(rounds, trial["load"])
+    if trial["not_cached"] is None:
+        policy_cache.store(entry_key, {"choice": trial["choice"], "trial": trial, "measured_at": trial["measured_at"]})
+        _UNCACHED.pop((str(policy_cache.path()), entry_key), None)
+    else:
+        _UNCACHED[(str(policy_cache.path()), entry_key)] = trial
     policy, eval_batch_size = _from_choice(trial["choice"])
     return Decision(policy, eval_batch_size,
                     {"tried": True, "cached": False, "cache_file": str(policy_cache.path()), **trial})
@@ -260,19 +309,21 @@ def _trial(recipe: dict, device: torch.device, model: nn.Module, policies: list[
     """Times the candidates and returns the record of the trial with its choice."""
     start = time.perf_counter()
     smoothing = recipe["label_smoothing"]
-    timed: dict[Policy, float] = {}
+    rounds: dict[Policy, list[float]] = {}
     if len(policies) > 1 or recipe["compile"] == "auto":
-        timed = time_candidates(policies, model, recipe, batch, step, smoothing, device)
+        rounds = time_candidates(policies, model, recipe, batch, step, smoothing, device)
         why = "fastest median step time over interleaved rounds" if len(policies) > 1 else "only candidate"
     else:
         why = "only candidate"
+    timed = {p: statistics.median(r) for p, r in rounds.items()}
     best = min(timed, key=timed.get) if timed else policies[0]
     if recipe["compile"] == "auto":
         pays, notes["compile"] = compile_pays(recipe, device, steps, timed[best])
         if pays:
             mode = "max-autotune" if device.type == "cuda" else "default"
             compiled = Policy(best.precision, best.channels_last, mode)
-            timed.update(time_candidates([compiled], model, recipe, batch, step, smoothing, device))
+            rounds.update(time_candidates([compiled], model, recipe, batch, step, smoothing, device))
+            timed = {p: statistics.median(r) for p, r in rounds.items()}
             best = min((best, compiled), key=timed.get)
         else:
             notes["compile"]["why"] = "not tried: the estimated saving does not pay for compiling"
@@ -283,10 +334,10 @@ def _trial(recipe: dict, device: torch.device, model: nn.Module, policies: list[
         eval_batch_size = max(rates, key=rates.get)
         notes["eval_batch"] = {"images_per_s": {str(k): v for k, v in rates.items()},
                                "why": "the highest evaluation images/s under inference_mode in the chosen policy"}
-    return {"candidates": [{"policy": p.name(), "step_s": s} for p, s in timed.items()],
+    return {"candidates": [{"policy": p.name(), "step_s": s, "rounds_s": rounds[p]} for p, s in timed.items()],
             "choice": _choice(best, eval_batch_size), "chosen": best.name(), "why": why, **notes,
-            "trial_s": time.perf_counter() - start}
+            "trial_s": time.perf_counter() - start, "rounds": rounds}
 
 
 __all__ = ["Decision", "Policy", "RandomState", "bf16_probe", "candidates", "compile_pays", "eval_images_per_s",
-           "policy_cache", "time_candidates"]
+           "not_cached_why", "policy_cache", "time_candidates", "within_noise"]

@@ -2,7 +2,10 @@
 ($BENCH_CACHE_DIR, else $XDG_CACHE_HOME/bench, else ~/.cache/bench), keyed by the machine
 (CPU model, flags and ISA caps or GPU name, torch version and threads), the model and its arguments, the
 input shape, the batch size and the recipe's policy keys. A later invocation with the same key
-skips the trial. An unreadable cache is a miss, never an error: it only saves time."""
+skips the trial. An unreadable cache is a miss, never an error: it only saves time. Only trials
+that earned it are stored (bench.train.policy: low load, the winner apart from the runner-up),
+each with the time it was measured; `bench cache show` lists them, `bench cache clear` empties
+the file, `bench run --retrial` measures again."""
 
 from __future__ import annotations
 
@@ -75,3 +78,48 @@ def store(entry_key: str, entry: dict[str, Any]) -> None:
         os.replace(f.name, path())
     except OSError:
         pass  # a read-only home: every invocation runs its trial, which costs seconds, not results
+
+
+def entries() -> dict[str, dict[str, Any]]:
+    """Every readable decision, by key."""
+    return {k: v for k, v in _read().items() if isinstance(v, dict) and "choice" in v}
+
+
+def clear() -> int:
+    """Empties the cache (the file is removed); the number of decisions it held."""
+    held = len(entries())
+    try:
+        path().unlink()
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        from bench.errors import BenchError
+
+        raise BenchError(f"{path()}: cannot remove the policy cache ({exc.strerror or exc}); remove it by hand")
+    return held
+
+
+def command(action: str, console) -> int:
+    """`bench cache show` (a table of the decisions) or `bench cache clear`; exit 0."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    where = path()
+    if action == "clear":
+        held = clear()
+        console.print(escape(f"policy cache {where}: {held} decision{'s' if held != 1 else ''} removed; the next run "
+                             "of each suite with an auto policy key tries its candidates again"))
+        return 0
+    found = entries()
+    table = Table(title=escape(f"policy cache {where}: {len(found)} decisions"), title_justify="left")
+    for column in ("key", "chosen", "eval batch", "measured", "trial's load"):
+        table.add_column(column)
+    for entry_key, entry in found.items():
+        trial = entry.get("trial") if isinstance(entry.get("trial"), dict) else {}
+        share = (trial.get("load") or {}).get("competing_cpu_share")
+        table.add_row(escape(entry_key), escape(str(trial.get("chosen", entry["choice"]))),
+                      escape(str(entry["choice"].get("eval_batch_size"))),
+                      escape(str(entry.get("measured_at") or "not recorded")),
+                      "not measured" if share is None else f"{share:.0%} CPU elsewhere")
+    console.print(table)
+    return 0

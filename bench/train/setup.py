@@ -110,12 +110,13 @@ class RunSetup:
 
 
 def set_up(suite_resolved: dict, data: PreparedData, seed: int, device: torch.device, loader_choice: str,
-           dist: Dist) -> RunSetup:
-    """init (model, policy, masks), then the data upload; each phase timed."""
+           dist: Dist, retrial: bool = False) -> RunSetup:
+    """init (model, policy, masks), then the data upload; each phase timed. `retrial`: the policy
+    trial runs again whatever the cache holds."""
     recipe = suite_resolved["recipe"]
     t0 = time.perf_counter()
     init_start_unix_s = time.time()
-    model, decision, sparse = _model(suite_resolved, data, seed, device, dist)
+    model, decision, sparse = _model(suite_resolved, data, seed, device, dist, retrial)
     policy = decision.policy
     init_s = time.perf_counter() - t0
 
@@ -142,7 +143,7 @@ def set_up(suite_resolved: dict, data: PreparedData, seed: int, device: torch.de
 
 
 def _model(suite_resolved: dict, data: PreparedData, seed: int, device: torch.device,
-           dist: Dist) -> tuple[nn.Module, Decision, Sparsifier]:
+           dist: Dist, retrial: bool = False) -> tuple[nn.Module, Decision, Sparsifier]:
     """The seeded model on the device, in the policy's layout, with its sparsity masks on."""
     recipe = suite_resolved["recipe"]
     seed_everything(seed)
@@ -151,7 +152,7 @@ def _model(suite_resolved: dict, data: PreparedData, seed: int, device: torch.de
     finetune.prepare(model, suite_resolved["model"])  # model.init and model.freeze
     model = model.to(device)
     model = dist.prepare_model(model, recipe["sync_bn"], device)
-    decision = _decide(suite_resolved, data, model, device, dist)
+    decision = _decide(suite_resolved, data, model, device, dist, retrial)
     if decision.policy.channels_last:
         model = model.to(memory_format=torch.channels_last)
     # a pruning recipe's masks go on now, so compilation and the warm-up see them (bench.sparsity)
@@ -160,7 +161,8 @@ def _model(suite_resolved: dict, data: PreparedData, seed: int, device: torch.de
     return model, decision, sparse
 
 
-def _decide(suite_resolved: dict, data: PreparedData, model: nn.Module, device: torch.device, dist: Dist) -> Decision:
+def _decide(suite_resolved: dict, data: PreparedData, model: nn.Module, device: torch.device, dist: Dist,
+            retrial: bool = False) -> Decision:
     """The compute policy (bench.train.policy): its trial trains copies of the model on the first
     training batch and evaluates the first test images, both unaugmented and in fp32 NCHW (each
     candidate converts them); with several ranks every rank takes rank 0's decision."""
@@ -176,7 +178,7 @@ def _decide(suite_resolved: dict, data: PreparedData, model: nn.Module, device: 
     cache_parts = {"model": suite_resolved["model"]["name"], "args": suite_resolved["model"]["args"],
                    "in_shape": data.in_shape, "batch_size": batch_size, "world_size": dist.world_size,
                    "optimizer": recipe["optimizer"], "bptt": recipe["bptt"]["mode"]}
-    decision = choose(recipe, device, model, batch, eval_images, steps, step_for(recipe), cache_parts)
+    decision = choose(recipe, device, model, batch, eval_images, steps, step_for(recipe), cache_parts, retrial)
     return dist.gather(decision)[0]
 
 
