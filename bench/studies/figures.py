@@ -23,9 +23,10 @@ from bench.studies.study import Study, value_label
 TRAIN_SIZE, BATCH_SIZE = "dataset.train_size", "recipe.batch_size"
 
 RUN_COLUMNS = ("accuracy", "validation_accuracy", "train_accuracy", "reached_target", "time_to_target_s", "steps",
+               "first_reached_s",
                "timed_s", "train_images_per_s", "active_params", "active_fraction", "train_peak_memory_mb")
 CELL_COLUMNS = ["key", "point", "seed", "state", "status", "id", "path", "params", "hardware", "code", "started_at",
-                "finished_at", "error", "attempts", "concurrency", *RUN_COLUMNS]
+                "finished_at", "error", "attempts", "concurrency", "load_share", "order_seed", *RUN_COLUMNS]
 
 
 @dataclass
@@ -65,13 +66,24 @@ def _cell_row(state: Any, inv: pd.DataFrame, runs: pd.DataFrame) -> dict[str, An
            "started_at": inv.at[rid, "started_at"], "finished_at": inv.at[rid, "finished_at"],
            "error": state.error, "attempts": state.attempts,
            # cells the sweep ran at once (study.concurrency); None in files from before it was recorded
-           "concurrency": (state.result.record.get("study") or {}).get("concurrency")}
+           "concurrency": (state.result.record.get("study") or {}).get("concurrency"),
+           # the CPU share other processes took during the run's timed region (bench.load; None where
+           # not measured: files from before it was recorded), and the seed the sweep shuffled its
+           # cells with (None: run in the grid's order)
+           "load_share": _load_share(state.result.record),
+           "order_seed": (state.result.record.get("study") or {}).get("order_seed")}
     run = runs[runs["id"] == rid]
     for column in RUN_COLUMNS:
         row[column] = run[column].iloc[0] if len(run) else None
     if len(run) and run["status"].iloc[0] != "complete":
         row["accuracy"] = None  # a diverged run has no final accuracy
     return row
+
+
+def _load_share(record: dict[str, Any]) -> float | None:
+    load = (record.get("runs") or [{}])[0].get("load") or {}
+    share = load.get("competing_cpu_share") if isinstance(load, dict) else None
+    return float(share) if isinstance(share, (int, float)) and not isinstance(share, bool) else None
 
 
 def _cells_frame(ledger: Ledger) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -100,6 +112,11 @@ def numbers(series: pd.Series) -> list[float]:
     return [float(v) for v in pd.to_numeric(series, errors="coerce").dropna()]
 
 
+def _all_or_none(values: list[float], seeds: int) -> float | None:
+    """The median of one value per seed, only where every seed has one."""
+    return statistics.median(values) if values and len(values) == seeds else None
+
+
 def _median(values: list[float]) -> float | None:
     return statistics.median(values) if values else None
 
@@ -124,6 +141,9 @@ def _pooled(complete: pd.DataFrame, runs: dict[str, dict[str, Any]], target: flo
             "median_timed_s": verdict["median_timed_s"],
             "median_steps": _median(numbers(reached["steps"])),
             "median_reach_time_s": time_summary(numbers(reached["time_to_target_s"]))["median_time_s"],
+            # budget mode: the timed clock at the first evaluation at or above the target (every seed
+            # must have crossed it for a median), as against the whole budget's timed region
+            "median_first_crossing_s": _all_or_none(numbers(complete["first_reached_s"]), len(complete)),
             "validation_accuracy": mean_ci95(validation)[0],
             "validation_std": statistics.stdev(validation) if len(validation) > 1 else None,
             **_validation_interval(validation),
