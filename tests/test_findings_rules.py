@@ -124,3 +124,27 @@ def test_budget_mode_ranks_the_first_crossing_and_names_the_timed_region(tmp_pat
     first = data.points.iloc[0]
     assert f"the fastest is {first['label']}, 5.00 s first crossing of the target (median over the seeds)" in text
     assert "The timed region (the whole budget) of" in text
+
+
+def _ledger(*codes: dict):
+    from types import SimpleNamespace
+
+    return SimpleNamespace(cells={f"c{i}": SimpleNamespace(result=SimpleNamespace(record={"code": code}))
+                                  for i, code in enumerate(codes)})
+
+
+def test_a_sweep_refuses_to_add_cells_from_other_code_to_a_study():
+    from types import SimpleNamespace
+
+    from bench.errors import BenchError
+    from bench.studies.sweep import check_one_code
+
+    study = SimpleNamespace(name="s")
+    clean = {"git_commit": "a" * 40, "git_dirty": False}
+    check_one_code(study, _ledger(clean, clean), clean)  # the same commit, clean: one code
+    check_one_code(study, _ledger(), {**clean, "git_dirty": True})  # a fresh study: nothing to mix with
+    with pytest.raises(BenchError, match=r"its cells ran on other code \(2 on aaaaaaa\) than this tree "
+                                         r"\(bbbbbbb\).*--allow-mixed"):
+        check_one_code(study, _ledger(clean, clean), {"git_commit": "b" * 40, "git_dirty": False})
+    with pytest.raises(BenchError, match=r"aaaaaaa\+dirty"):  # two modified trees cannot be told apart
+        check_one_code(study, _ledger({**clean, "git_dirty": True}), {**clean, "git_dirty": True})

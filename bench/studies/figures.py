@@ -16,7 +16,7 @@ import pandas as pd
 
 from bench.record.stats import aggregate, mean_ci95, time_summary
 from bench import formatting as fmt
-from bench.reports.frame import frames
+from bench.reports.frame import frames, hardware_label
 from bench.studies.ledger import Ledger, record_cell_key
 from bench.studies.study import Study, value_label
 
@@ -62,7 +62,8 @@ def _cell_row(state: Any, inv: pd.DataFrame, runs: pd.DataFrame) -> dict[str, An
     rid = state.result.record["id"]
     row = {"key": state.cell.key, "point": state.cell.point.identity, "seed": state.cell.seed, "state": state.state,
            "status": state.result.record["status"], "id": rid, "path": str(state.result.path),
-           "params": inv.at[rid, "params"], "hardware": inv.at[rid, "hardware"], "code": inv.at[rid, "code"],
+           "params": inv.at[rid, "params"], "hardware": machine_kind(state.result.record.get("env") or {}),
+           "code": inv.at[rid, "code"],
            "started_at": inv.at[rid, "started_at"], "finished_at": inv.at[rid, "finished_at"],
            "error": state.error, "attempts": state.attempts,
            # cells the sweep ran at once (study.concurrency); None in files from before it was recorded
@@ -78,6 +79,23 @@ def _cell_row(state: Any, inv: pd.DataFrame, runs: pd.DataFrame) -> dict[str, An
     if len(run) and run["status"].iloc[0] != "complete":
         row["accuracy"] = None  # a diverged run has no final accuracy
     return row
+
+
+def machine_kind(env: dict[str, Any]) -> str:
+    """What kind of machine a cell ran on, finer than its device: the CPU's vector ISA (torch's
+    dispatch, or whether bf16 is fast: AVX-512-bf16 against AVX2-only EPYCs) and torch's threads.
+    Identical cells differ by more than noise between kinds, so a study reports them apart."""
+    cpu = env.get("cpu") or {}
+    words = [hardware_label(env)]
+    if not (env.get("gpu") or {}).get("name"):
+        isa = cpu.get("isa") or ("fast bf16" if cpu.get("fast_bf16") else
+                                 "no fast bf16" if cpu.get("fast_bf16") is False else None)
+        if cpu.get("isa") and cpu.get("fast_bf16") is not None:
+            isa += ", fast bf16" if cpu["fast_bf16"] else ", no fast bf16"
+        words += [isa] if isa else []
+        threads = cpu.get("torch_threads")
+        words += [f"{threads} torch thread{'s' if threads != 1 else ''}"] if threads else []
+    return ", ".join(words)
 
 
 def _load_share(record: dict[str, Any]) -> float | None:

@@ -229,6 +229,14 @@ def _limits(data: StudyFrames, verdicts: list[str]) -> list[Finding]:
         out.append(Finding(f"The data cannot settle these questions at {few} of {len(finished)} points: they have fewer than "
                    f"{MIN_SEEDS_FOR_CI} seeds (as few as {least}), so they have no interval and no verdict; rerun "
                    f"with at least {MIN_SEEDS_FOR_CI} seeds."))
+    done = data.cells[data.cells["state"] == "done"]
+    for column, what in (("hardware", "machine kinds"), ("code", "versions of the code")):
+        kinds = done.groupby(column).size()
+        if len(kinds) > 1:
+            out.append(Finding(f"The cells ran on {len(kinds)} {what} ("
+                               + "; ".join(f"{kind}: {n} cells" for kind, n in kinds.items())
+                               + "): every figure here pools them, so a difference between points may be theirs (the table "
+                                 "\"Cells by code and machine\" splits them)."))
     judged = [v for v in verdicts if v not in ("unjudged", "uncompared")]
     if judged and all(v != "better" for v in judged):
         split = chosen_split(data)

@@ -105,9 +105,11 @@ def summary_lines(study: Study, ledger: Ledger, data: StudyFrames) -> list[str]:
     cells = data.cells
     if not cells.empty:
         machines = cells.groupby("hardware", dropna=False).size()
-        codes = sorted(set(cells["code"].dropna()))
-        lines.append("Ran on: " + "; ".join(f"{fmt.text(h)} ({n} cells)" for h, n in machines.items())
-                     + f". Code: {', '.join(codes) or fmt.MISSING}.")
+        codes = cells.groupby("code", dropna=False).size()
+        lines.append("Ran on (machine kind: device, vector ISA, torch threads): "
+                     + "; ".join(f"{fmt.text(h)} ({n} cells)" for h, n in machines.items())
+                     + ". Code (commit, +dirty for a modified tree): "
+                     + "; ".join(f"{fmt.text(c)} ({n} cells)" for c, n in codes.items()) + ".")
         timed = sum(numbers(cells["timed_s"]))
         starts = pd.to_datetime(cells["started_at"], errors="coerce", utc=True).dropna()
         ends = pd.to_datetime(cells["finished_at"], errors="coerce", utc=True).dropna()
@@ -200,6 +202,26 @@ def _axis_sort_key(study: Study, axis: str, label: str) -> Any:
     if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
         return next(v for v in values if value_label(v) == label)
     return next((i for i, v in enumerate(values) if value_label(v) == label), label)
+
+
+def code_machine_table(data: StudyFrames) -> ReportTable | None:
+    """The done cells split by the code and the machine kind that ran them, where there is more than
+    one of either: which points each combination ran, and when."""
+    done = data.cells[data.cells["state"] == "done"]
+    if done.empty or (done["code"].nunique() < 2 and done["hardware"].nunique() < 2):
+        return None
+    labels = dict(zip(data.points["point"], data.points["label"]))
+    table = ReportTable("Cells by code and machine", ["code", "machine kind", "cells", "points", "ran"],
+                        anchor="code-machine", note="A study's cells should come from one code on one machine "
+                        "kind; these did not (bench sweep refuses to mix them without --allow-mixed). The "
+                        "figures above pool them.")
+    for (code, kind), group in done.groupby(["code", "hardware"], dropna=False):
+        starts = pd.to_datetime(group["started_at"], errors="coerce", utc=True).dropna()
+        points = sorted({labels.get(p, p) for p in group["point"]})
+        table.add([fmt.text(code), fmt.text(kind), str(len(group)),
+                   f"{len(points)}: " + "; ".join(points[:4]) + ("; ..." if len(points) > 4 else ""),
+                   f"{starts.min():%Y-%m-%d %H:%M}–{starts.max():%Y-%m-%d %H:%M} UTC" if len(starts) else fmt.MISSING])
+    return table
 
 
 def failed_table(study: Study, ledger: Ledger) -> ReportTable:

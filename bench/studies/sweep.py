@@ -33,6 +33,7 @@ from bench.destinations import path_argument
 from bench.errors import EXIT_BROKEN, EXIT_INTERRUPTED, EXIT_OK, BenchError
 from bench.progress import BoardReporter, RichReporter
 from bench.record.files import ResultNotWritten, ResultWriter, results_root
+from bench.reports.frame import code_label
 from bench.seeds import check_seeds
 from bench.studies.cell import CellJob
 from bench.studies.claims import Claims, describe
@@ -77,6 +78,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="the seed the cells' order is shuffled with (default %(default)s), recorded in each "
                              "result: cells run in the grid's order would line a drift of the machine's speed up "
                              "with an axis")
+    parser.add_argument("--allow-mixed", action="store_true",
+                        help="add cells run by other code than the study's cells so far (another commit, or a "
+                             "modified tree); the report then splits its cells by commit")
     parser.add_argument("--dry-run", action="store_true", help="print the cells and what is left to run; run nothing")
     parser.add_argument("--report-only", action="store_true", help="rewrite the study report from the results; "
                                                                    "run nothing")
@@ -183,6 +187,25 @@ def claimer(claims: Claims, runs_dir: Path, seen: set[Path],
     return claim
 
 
+def check_one_code(study: Study, ledger: Ledger, code: dict[str, Any]) -> None:
+    """One study, one code: cells that this code would add to cells another code ran are refused
+    (BenchError, before any work). Two modified trees of one commit cannot be told apart, so a
+    modified tree never adds to cells run from a modified tree either."""
+    mine = code_label(code)
+    theirs: dict[str, int] = {}
+    for state in ledger.cells.values():
+        if state.result is not None:
+            label = code_label(state.result.record.get("code"))
+            theirs[label] = theirs.get(label, 0) + 1
+    other = {label: n for label, n in theirs.items() if label != mine or label.endswith("+dirty")}
+    if not other:
+        return
+    ran = ", ".join(f"{n} on {label}" for label, n in sorted(other.items()))
+    raise BenchError(f"study {study.name}: its cells ran on other code ({ran}) than this tree ({mine}); adding cells "
+                     "would mix code in one study. Commit, and sweep into a fresh --results folder, or pass "
+                     "--allow-mixed (the report then splits the cells by commit)")
+
+
 def shuffled(cells: list[Cell], seed: int) -> list[Cell]:
     """The cells in the order `seed` shuffles them to (the same seed, the same order)."""
     order = list(cells)
@@ -257,6 +280,10 @@ def command(args: argparse.Namespace, console: Console) -> int:
         return EXIT_OK
 
     todo = [state.cell for state in ledger.cells.values() if state.state != "done"]
+    if todo and not args.allow_mixed:
+        from bench.env import code_version  # imports torch: not before a sweep runs
+
+        check_one_code(study, ledger, code_version())
     console.print(escape(f"study {study.name}: {_counts(ledger)}; running {len(todo)} into {runs_dir}"))
     if todo:
         if not args.address and args.executor != "slurm":
