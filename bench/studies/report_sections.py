@@ -82,7 +82,9 @@ def tied_points(data: StudyFrames, best: pd.Series) -> pd.DataFrame:
     (bench.studies.compare.judge_points): what the header lists and the table marks."""
     finished = finished_points(data)
     finished = finished[finished["point"] != best["point"]]
-    return finished[[judge_points(data, best, row)[0] == "tied" for _, row in finished.iterrows()]]
+    mask = pd.Series([judge_points(data, best, row)[0] == "tied" for _, row in finished.iterrows()],
+                     index=finished.index, dtype=bool)
+    return finished.loc[mask]
 
 
 def _fixed_text(study: Study) -> str:

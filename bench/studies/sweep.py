@@ -188,16 +188,17 @@ def claimer(claims: Claims, runs_dir: Path, seen: set[Path],
 
 
 def check_one_code(study: Study, ledger: Ledger, code: dict[str, Any]) -> None:
-    """One study, one code: cells that this code would add to cells another code ran are refused
-    (BenchError, before any work). Two modified trees of one commit cannot be told apart, so a
-    modified tree never adds to cells run from a modified tree either."""
+    """One study, one code: cells that this code would add to cells another code ran (another
+    commit, or the same commit clean against modified) are refused (BenchError, before any work).
+    Two modified trees of one commit cannot be told apart (the record keeps the commit and a
+    dirty flag, not the diff): the report marks their cells "+dirty" and does not split them."""
     mine = code_label(code)
     theirs: dict[str, int] = {}
     for state in ledger.cells.values():
         if state.result is not None:
             label = code_label(state.result.record.get("code"))
             theirs[label] = theirs.get(label, 0) + 1
-    other = {label: n for label, n in theirs.items() if label != mine or label.endswith("+dirty")}
+    other = {label: n for label, n in theirs.items() if label != mine}
     if not other:
         return
     ran = ", ".join(f"{n} on {label}" for label, n in sorted(other.items()))
