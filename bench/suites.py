@@ -89,8 +89,9 @@ SCHEMA: dict[str, Any] = {
     # where the target comes from: a published result, or a calibration file that `bench calibrate`
     # wrote from seeds the verdicts never use (bench.record.calibration); required of shipped suites
     "target_source": Key("str", check=lambda v: _valid_target_source(v),
-                         expect='"reference: <who reported what, where>" or "calibration:PATH" (PATH relative '
-                                "to the suite's repository root, or absolute)"),
+                         expect='"reference: <who reported what, where>", "calibration:PATH" (PATH relative '
+                                "to the suite's repository root, or absolute; the target is the calibration's) or "
+                                '"goal: <why this target>; evidence calibration:PATH"'),
     # true while the target is not yet measured on the hardware the suite is sized for (a GPU
     # suite measured only as a CPU smoke test); `bench list` shows it
     "provisional": Key("bool", default=False),
@@ -226,7 +227,9 @@ SCHEMA: dict[str, Any] = {
 }
 
 
-TARGET_SOURCE_KINDS = ("reference:", "calibration:")
+# reference: a published result; calibration: the target derived from bench calibrate's file by its
+# rule; goal: a target named as a goal (91%, say), citing a calibration as evidence it is reachable
+TARGET_SOURCE_KINDS = ("reference:", "calibration:", "goal:")
 
 
 def _valid_target_source(text: str) -> bool:
