@@ -148,3 +148,16 @@ def test_a_sweep_refuses_to_add_cells_from_other_code_to_a_study():
         check_one_code(study, _ledger(clean, clean), {"git_commit": "b" * 40, "git_dirty": False})
     with pytest.raises(BenchError, match=r"\(1 on aaaaaaa\+dirty\) than this tree \(aaaaaaa\)"):
         check_one_code(study, _ledger({**clean, "git_dirty": True}), clean)  # modified against clean
+
+
+def test_a_cited_calibration_file_that_is_missing_is_said(tmp_path):
+    from bench.studies.report_sections import missing_citations
+
+    study = load_study("fmnist-mlp-lr")
+    there = "calibration:results/calibration/fashion-mnist-mlp-20261203T141826-vm-1097.json"  # restored
+    gone = "calibration:results/calibration/fashion-mnist-mlp-gone.json"
+    cells = pd.DataFrame({"target_source": [there, gone, gone, None, "reference: a paper"]})
+    assert missing_citations(study, cells) == [
+        "2 cells cite the calibration file results/calibration/fashion-mnist-mlp-gone.json, which is missing: the "
+        "source of the target they were judged under cannot be checked; restore it from the repository's history "
+        "or recalibrate."]

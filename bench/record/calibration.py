@@ -210,7 +210,8 @@ def source_text(suite: Suite) -> str:
         return f"goal: {source[len(GOAL_PREFIX):].strip()} (no calibration cited as evidence it is reachable)"
     rule = (f"calibration {os.path.basename(cited_file(source) or '')}: {calibration['rule']['text']}, seeds "
             f"{seed_span(calibration['seeds'])} -> {calibration['target']:g}")
-    words = (f"goal: {source[len(GOAL_PREFIX):].split(CALIBRATION_PREFIX)[0].strip().rstrip(';, ')} (evidence: {rule})"
+    goal = source[len(GOAL_PREFIX):].split(CALIBRATION_PREFIX)[0].strip().removesuffix("evidence").strip(" ;,")
+    words = (f"goal: {goal} (evidence: {rule})"
              if source.startswith(GOAL_PREFIX) else f"derived from {rule}")
     problem_words = target_problem(suite, calibration)
     return words + ("" if problem_words is None else f" — NOT AS STATED: {problem_words}")

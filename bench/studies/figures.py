@@ -26,7 +26,7 @@ RUN_COLUMNS = ("accuracy", "validation_accuracy", "train_accuracy", "reached_tar
                "first_reached_s",
                "timed_s", "train_images_per_s", "active_params", "active_fraction", "train_peak_memory_mb")
 CELL_COLUMNS = ["key", "point", "seed", "state", "status", "id", "path", "params", "hardware", "code", "started_at",
-                "finished_at", "error", "attempts", "concurrency", "load_share", "order_seed", *RUN_COLUMNS]
+                "finished_at", "error", "attempts", "concurrency", "load_share", "order_seed", "target_source", *RUN_COLUMNS]
 
 
 @dataclass
@@ -72,7 +72,8 @@ def _cell_row(state: Any, inv: pd.DataFrame, runs: pd.DataFrame) -> dict[str, An
            # not measured: files from before it was recorded), and the seed the sweep shuffled its
            # cells with (None: run in the grid's order)
            "load_share": _load_share(state.result.record),
-           "order_seed": (state.result.record.get("study") or {}).get("order_seed")}
+           "order_seed": (state.result.record.get("study") or {}).get("order_seed"),
+           "target_source": ((state.result.record.get("suite") or {}).get("resolved") or {}).get("target_source")}
     run = runs[runs["id"] == rid]
     for column in RUN_COLUMNS:
         row[column] = run[column].iloc[0] if len(run) else None
@@ -114,6 +115,11 @@ def _cells_frame(ledger: Ledger) -> tuple[pd.DataFrame, pd.DataFrame]:
     curves["point"] = curves["id"].map(lambda i: point_of.get(key_of.get(i)))
     done_ids = {r["id"] for r in cells if r["state"] == "done"}
     curves = curves[curves["id"].isin(done_ids)]
+    # a fractional budget's last epoch is cut short (1.5 epochs: epoch 2 ends at step 1.5 x the
+    # epoch's): its point lies where the training stopped, not at the next whole epoch
+    trained = pd.to_numeric(found.runs.drop_duplicates("id").set_index("id")["epochs"], errors="coerce")
+    curves = curves.assign(epoch=pd.concat([pd.to_numeric(curves["epoch"], errors="coerce"),
+                                            curves["id"].map(trained)], axis=1).min(axis=1))
     columns = ("accuracy", "time_s", "loss", "active_fraction")
     curves = curves.assign(**{c: pd.to_numeric(curves[c] if c in curves else None, errors="coerce") for c in columns})
     curves = curves.dropna(subset=["accuracy", "loss"], how="all")  # an epoch without either draws nothing

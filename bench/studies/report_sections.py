@@ -4,11 +4,13 @@ failed and pending cells, and accuracy against sparsity (bench.studies.report pu
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from bench import formatting as fmt
+from bench.record.calibration import cited_file, repository_root
 from bench.reports.render import Headline, Part, ReportTable
 from bench.studies.figures import (MIN_SEEDS_FOR_CI, StudyFrames, best_point, measured_points, numbers,
                                    pareto_front, validation_size)
@@ -112,6 +114,7 @@ def summary_lines(study: Study, ledger: Ledger, data: StudyFrames) -> list[str]:
                      + "; ".join(f"{fmt.text(h)} ({n} cells)" for h, n in machines.items())
                      + ". Code (commit, +dirty for a modified tree): "
                      + "; ".join(f"{fmt.text(c)} ({n} cells)" for c, n in codes.items()) + ".")
+        lines += missing_citations(study, cells)
         timed = sum(numbers(cells["timed_s"]))
         starts = pd.to_datetime(cells["started_at"], errors="coerce", utc=True).dropna()
         ends = pd.to_datetime(cells["finished_at"], errors="coerce", utc=True).dropna()
@@ -121,6 +124,16 @@ def summary_lines(study: Study, ledger: Ledger, data: StudyFrames) -> list[str]:
                          f"({fmt.seconds((ends.max() - starts.min()).total_seconds())} from the first start to the "
                          "last finish, across sweeps).")
     return lines
+
+
+def missing_citations(study: Study, cells: pd.DataFrame) -> list[str]:
+    """A line per calibration file the cells' recorded target sources cite that does not exist."""
+    root = repository_root(study.base.path)
+    counts = cells["target_source"].dropna().map(cited_file).dropna().value_counts()
+    return [f"{n} cell{'s' if n != 1 else ''} cite{'' if n != 1 else 's'} the calibration file {cited}, which is "
+            "missing: the source of the target they were judged under cannot be checked; restore it from the "
+            "repository's history or recalibrate." for cited, n in counts.items()
+            if not (Path(cited) if Path(cited).is_absolute() else root / cited).is_file()]
 
 
 def points_table(study: Study, data: StudyFrames) -> ReportTable:
