@@ -26,7 +26,7 @@ RUN_COLUMNS = ("accuracy", "validation_accuracy", "train_accuracy", "reached_tar
                "first_reached_s",
                "timed_s", "train_images_per_s", "active_params", "active_fraction", "train_peak_memory_mb")
 CELL_COLUMNS = ["key", "point", "seed", "state", "status", "id", "path", "params", "hardware", "code", "started_at",
-                "finished_at", "error", "attempts", "concurrency", "load_share", "order_seed", "target_source", *RUN_COLUMNS]
+                "finished_at", "error", "attempts", "concurrency", "load_share", "order_seed", "target_source", "updates_per_step", *RUN_COLUMNS]
 
 
 @dataclass
@@ -73,7 +73,8 @@ def _cell_row(state: Any, inv: pd.DataFrame, runs: pd.DataFrame) -> dict[str, An
            # cells with (None: run in the grid's order)
            "load_share": _load_share(state.result.record),
            "order_seed": (state.result.record.get("study") or {}).get("order_seed"),
-           "target_source": ((state.result.record.get("suite") or {}).get("resolved") or {}).get("target_source")}
+           "target_source": ((state.result.record.get("suite") or {}).get("resolved") or {}).get("target_source"),
+           "updates_per_step": _updates_per_step(state.result.record)}
     run = runs[runs["id"] == rid]
     for column in RUN_COLUMNS:
         row[column] = run[column].iloc[0] if len(run) else None
@@ -97,6 +98,20 @@ def machine_kind(env: dict[str, Any]) -> str:
         threads = cpu.get("torch_threads")
         words += [f"{threads} torch thread{'s' if threads != 1 else ''}"] if threads else []
     return ", ".join(words)
+
+
+def _updates_per_step(record: dict[str, Any]) -> int:
+    """Optimizer updates per recorded step (a loader batch): more than one under truncated,
+    sliding or shuffled BPTT (bench.train.bptt); 1 otherwise."""
+    resolved = (record.get("suite") or {}).get("resolved") or {}
+    bptt = (resolved.get("recipe") or {}).get("bptt") or {}
+    shape = (record.get("model") or {}).get("input_shape")
+    if bptt.get("mode", "none") in ("none", "full") or not shape:
+        return 1
+    from bench.train.bptt import sequence_length, updates_per_batch  # torch: only for a BPTT study
+
+    patch = ((resolved.get("model") or {}).get("args") or {}).get("patch", 0)
+    return updates_per_batch(bptt, sequence_length(shape, patch))
 
 
 def _load_share(record: dict[str, Any]) -> float | None:
@@ -163,7 +178,9 @@ def _pooled(complete: pd.DataFrame, runs: dict[str, dict[str, Any]], target: flo
             "all_reached": len(complete) > 0 and len(reached) == len(complete),
             "median_time_s": verdict["median_time_s"], "reached": verdict["reached_runs"],
             "median_timed_s": verdict["median_timed_s"],
-            "median_steps": _median(numbers(reached["steps"])),
+            # optimizer updates: a recorded step is a loader batch, several updates under BPTT windows
+            "median_steps": _median(numbers(pd.to_numeric(reached["steps"], errors="coerce")
+                                           * pd.to_numeric(reached["updates_per_step"], errors="coerce").fillna(1))),
             "median_reach_time_s": time_summary(numbers(reached["time_to_target_s"]))["median_time_s"],
             # budget mode: the timed clock at the first evaluation at or above the target (every seed
             # must have crossed it for a median), as against the whole budget's timed region

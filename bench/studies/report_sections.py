@@ -161,7 +161,8 @@ def points_table(study: Study, data: StudyFrames) -> ReportTable:
                              "final top-1 on the split its column names, mean ± sample std over the seeds, 95% CI of "
                              f"the mean (Student t, clipped to [0, 100%]; none with fewer than {MIN_SEEDS_FOR_CI} "
                              f"seeds). {time_words}"
-                             "; steps: of the runs that reached the target."
+                             "; steps: optimizer updates (under truncated, sliding or shuffled BPTT several a loader batch), of the "
+                             "runs that reached the target."
                              + (" Train peak memory: the training's peak (the state plus one steady-state step's "
                                 "allocations, outside the timed region; on CUDA the allocator's peak), median over "
                                 "the seeds." if measured_memory else "")
