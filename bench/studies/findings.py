@@ -101,13 +101,13 @@ def _axis_comparison(study: Study, data: StudyFrames, axis: str) -> tuple[Findin
         fixed = [a for a in others if a not in tuned]
         here = held_fixed(finished_points(data), fixed, best)
         rivals = [row for row in per_value_best(here, column, data.chosen_on) if row[column] != best[column]]
-        own = ", ".join(tuned)
-        held = (f", each value at its own best {own} (no other value was run at the best point's {own})"
-                + (f", with {_point_words(study, best, only=fixed)} held at the best point's values" if fixed else ""))
         if rivals:
-            rivals_words = "; ".join(f"{row[column]}: " + ", ".join(f"{a} = {row[f'axis:{a}']}" for a in tuned)
-                                     for row in [best, *rivals])
-            held += f" ({rivals_words})"
+            own = ", ".join(tuned)
+            settings = "; ".join(f"{row[column]}: " + ", ".join(f"{a} = {row[f'axis:{a}']}" for a in tuned)
+                                 for row in [best, *rivals])
+            kept = f", with {_point_words(study, best, only=fixed)} held at the best point's values" if fixed else ""
+            held = (f", each value at its own best {own} (no other value was run at the best point's {own}){kept} "
+                    f"({settings})")
     if not rivals:
         return Finding(f"{axis}: no other value was run{held}, so its values are not compared (a comparison "
                        "across the other axes would measure their effect too)."), "uncompared"
@@ -234,7 +234,7 @@ def _limits(data: StudyFrames, verdicts: list[str]) -> list[Finding]:
         kinds = done.groupby(column).size()
         if len(kinds) > 1:
             out.append(Finding(f"The cells ran on {len(kinds)} {what} ("
-                               + "; ".join(f"{kind}: {n} cells" for kind, n in kinds.items())
+                               + "; ".join(f"{kind}: {n} cell{'s' if n != 1 else ''}" for kind, n in kinds.items())
                                + "): every figure here pools them, so a difference between points may be theirs (the table "
                                  "\"Cells by code and machine\" splits them)."))
     judged = [v for v in verdicts if v not in ("unjudged", "uncompared")]
