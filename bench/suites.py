@@ -153,6 +153,10 @@ SCHEMA: dict[str, Any] = {
         # After the timed region: top-1 on this many training images (a fixed subset, all of
         # them when the set is smaller), recorded as the run's train_accuracy; 0 = not measured.
         "train_eval": Key("int", default=0, check=_non_negative, expect="an integer >= 0 (0 = off)"),
+        # Reach mode: a deciding evaluation every this many epochs (0.25: four an epoch), inside the
+        # clock, so time to target is resolved finer than an epoch; 0 = at each epoch's end only.
+        "eval_every": Key("float", default=0.0, check=lambda v: 0 <= v <= 1,
+                          expect="a number of epochs from 0 to 1 (0 = at each epoch's end only)"),
         "schedule": {
             "kind": Key("str", default="constant", choices=SCHEDULES),
             # piecewise: [[fraction of training, lr multiplier], ...] from 0 to 1
@@ -306,6 +310,19 @@ def _resolve(raw: dict[str, Any], schema: dict[str, Any], where: str, prefix: st
 
 # ---------------------------------------------------------------- suites ----
 
+# Keys added after suites were hashed, at the default that keeps the old behaviour: left out of the
+# hash, so every existing suite keeps its hash (and its results their identity) when bench gains them.
+HASH_NEUTRAL_DEFAULTS = {("recipe", "eval_every"): 0.0}
+
+
+def _hashed(resolved: dict[str, Any]) -> dict[str, Any]:
+    out = dict(resolved)
+    for (section, key), default in HASH_NEUTRAL_DEFAULTS.items():
+        inner = out.get(section)
+        if isinstance(inner, dict) and key in inner and inner[key] == default:
+            out[section] = {k: v for k, v in inner.items() if k != key}
+    return out
+
 @dataclass(frozen=True)
 class Suite:
     name: str
@@ -315,7 +332,7 @@ class Suite:
 
     @property
     def hash(self) -> str:
-        canonical = json.dumps(self.resolved, sort_keys=True, separators=(",", ":"))
+        canonical = json.dumps(_hashed(self.resolved), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
     @property
