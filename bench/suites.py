@@ -126,8 +126,9 @@ SCHEMA: dict[str, Any] = {
     # where the target comes from: a published result, or a calibration file that `bench calibrate`
     # wrote from seeds the verdicts never use (bench.record.calibration); required of shipped suites
     "target_source": Key("str", check=lambda v: _valid_target_source(v),
-                         expect='"reference: <who reported what, where>" or "calibration:PATH" (PATH relative '
-                                "to the suite's repository root, or absolute)"),
+                         expect='"reference: <who reported what, where>", "calibration:PATH" (PATH relative '
+                                "to the suite's repository root, or absolute; the target is the calibration's) or "
+                                '"goal: <why this target>; evidence calibration:PATH"'),
     # true while the target is not yet measured on the hardware the suite is sized for (a GPU
     # suite measured only as a CPU smoke test); `bench list` shows it
     "provisional": Key("bool", default=False),
@@ -189,6 +190,10 @@ SCHEMA: dict[str, Any] = {
         # After the timed region: top-1 on this many training images (a fixed subset, all of
         # them when the set is smaller), recorded as the run's train_accuracy; 0 = not measured.
         "train_eval": Key("int", default=0, check=_non_negative, expect="an integer >= 0 (0 = off)"),
+        # Reach mode: a deciding evaluation every this many epochs (0.25: four an epoch), inside the
+        # clock, so time to target is resolved finer than an epoch; 0 = at each epoch's end only.
+        "eval_every": Key("float", default=0.0, check=lambda v: 0 <= v <= 1,
+                          expect="a number of epochs from 0 to 1 (0 = at each epoch's end only)"),
         "schedule": {
             "kind": Key("str", default="constant", choices=SCHEDULES),
             # piecewise: [[fraction of training, lr multiplier], ...] from 0 to 1
@@ -263,7 +268,9 @@ SCHEMA: dict[str, Any] = {
 }
 
 
-TARGET_SOURCE_KINDS = ("reference:", "calibration:")
+# reference: a published result; calibration: the target derived from bench calibrate's file by its
+# rule; goal: a target named as a goal (91%, say), citing a calibration as evidence it is reachable
+TARGET_SOURCE_KINDS = ("reference:", "calibration:", "goal:")
 
 
 def _valid_target_source(text: str) -> bool:
@@ -340,6 +347,19 @@ def _resolve(raw: dict[str, Any], schema: dict[str, Any], where: str, prefix: st
 
 # ---------------------------------------------------------------- suites ----
 
+# Keys added after suites were hashed, at the default that keeps the old behaviour: left out of the
+# hash, so every existing suite keeps its hash (and its results their identity) when bench gains them.
+HASH_NEUTRAL_DEFAULTS = {("recipe", "eval_every"): 0.0}
+
+
+def _hashed(resolved: dict[str, Any]) -> dict[str, Any]:
+    out = dict(resolved)
+    for (section, key), default in HASH_NEUTRAL_DEFAULTS.items():
+        inner = out.get(section)
+        if isinstance(inner, dict) and key in inner and inner[key] == default:
+            out[section] = {k: v for k, v in inner.items() if k != key}
+    return out
+
 @dataclass(frozen=True)
 class Suite:
     name: str
@@ -349,7 +369,7 @@ class Suite:
 
     @property
     def hash(self) -> str:
-        canonical = json.dumps(self.resolved, sort_keys=True, separators=(",", ":"))
+        canonical = json.dumps(_hashed(self.resolved), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
     @property

@@ -197,3 +197,22 @@ def test_the_bptt_study_file_resolves_every_cell():
         assert suite.recipe["bptt"]["mode"] == values[0] and suite.recipe["lr"] == values[1]
         hashes.add(suite.hash)
     assert len(hashes) == 4 * len(axes["recipe.lr"]) and study["seeds"] == [0, 1, 2, 3, 4]  # 5 seeds a cell
+
+
+@pytest.mark.parametrize("mode, length, step", [("full", 0, 0), ("truncated", 7, 0), ("truncated", 10, 0),
+                                                ("sliding", 14, 7), ("sliding", 10, 4), ("shuffled", 14, 7),
+                                                ("shuffled", 7, 0)])
+def test_the_updates_per_batch_are_the_optimizer_steps_the_mode_makes(monkeypatch, mode, length, step):
+    # a recorded step is a loader batch: the report multiplies it by this count (312 batches of
+    # truncated BPTT over 28 rows in windows of 14 are 624 optimizer updates)
+    from bench.train import bptt as module
+    from bench.train.step import StepConfig
+
+    calls = []
+    monkeypatch.setattr(module, "minimize", lambda *args: calls.append(1))
+    model = build_model("lstm", 10, (1, 28, 28), {"hidden": 8})
+    config = StepConfig(autocast=None, scaler=None, penalty=None, smoothing=0.0)
+    images, labels = torch.randn(4, 1, 28, 28), torch.randint(0, 10, (4,))
+    spec = {"mode": mode, "length": length or 28, "step": step}
+    module.bptt_train_step(model, None, images, labels, config, bptt=spec)
+    assert len(calls) == module.updates_per_batch(spec, module.sequence_length([1, 28, 28]))

@@ -191,3 +191,30 @@ def test_a_copied_result_file_is_counted_once_and_named(capsys, tmp_path, result
                    .split()) in said
     frame = pd.read_csv(tmp_path / "runs.csv")
     assert len(frame) == sum(len(r["runs"]) for r in RECORDS)
+
+
+def test_study_runs_carry_their_axis_values_as_columns(capsys, tmp_path):
+    # two studies' cells and a plain run: each study's axes become columns, null where a run has no such axis
+    folder = tmp_path / "results"
+    folder.mkdir()
+    picked = [*sorted((RESULTS / "studies" / "fmnist-lstm-bptt" / "runs").glob("*.json"))[:3],
+              *sorted((RESULTS / "studies" / "fmnist-sparsity" / "runs").glob("*.json"))[:2],
+              sorted((RESULTS / "runs").glob("*.json"))[0]]
+    for path in picked:
+        shutil.copy(path, folder / path.name)
+    target = tmp_path / "runs.parquet"
+    assert main(["export", "--results", str(folder), "--out", str(target)]) == 0
+    frame = pd.read_parquet(target).set_index("id")
+    assert str(frame["recipe.lr"].dtype) == "Float64" and str(frame["recipe.bptt.mode"].dtype) == "string"
+    for path in picked:
+        record = json.loads(path.read_text())
+        row = frame.loc[[record["id"]]].iloc[0]  # a plain invocation may hold several runs
+        axes = (record.get("study") or {}).get("axes", {})
+        assert (pd.isna(row["study"]) if not axes else row["study"] == record["study"]["name"])
+        for axis in ("recipe.lr", "recipe.bptt.mode", "model.args.hidden"):
+            if axis not in axes:
+                assert pd.isna(row[axis]), axis
+            elif isinstance(axes[axis], list):
+                assert json.loads(row[axis]) == axes[axis]
+            else:
+                assert row[axis] == axes[axis]

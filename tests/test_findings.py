@@ -76,8 +76,9 @@ def _axis_line(lines: list[str], axis: str) -> str:
     return next(line for line in lines if line.startswith(f"{axis}: "))
 
 
-def _difference_interval(line: str) -> tuple[float, float]:
-    found = re.search(r"95% CI of the difference ([+-][0-9.]+) points to ([+-][0-9.]+) points", line)
+def _best_interval(line: str) -> tuple[float, float]:
+    """The best value's 95% CI (in percent) an axis Finding judges the runner-up by."""
+    found = re.search(r"95% CI \(([0-9.]+)%–([0-9.]+)%\)", line)
     assert found, line
     return float(found[1]), float(found[2])
 
@@ -88,9 +89,11 @@ def test_a_clear_winner_is_better_with_an_interval_above_zero(tmp_path):
     assert lines[0].startswith("Best point (highest mean validation top-1, chosen on validation): "
                                "recipe.optimizer = adam, recipe.lr = 0.01, with a mean test top-1 of 90.00% (95% CI ")
     line = _axis_line(lines, "recipe.optimizer")
-    assert "adam (at recipe.lr = 0.01) against the runner-up sgd (at recipe.lr = 0.01)" in line
-    low, high = _difference_interval(line)
-    assert 0 < low < 8 < high and ": adam is better." in line and "No value ties with adam." in line
+    assert ("adam against the runner-up sgd, with recipe.lr = 0.01 held at the best point's values (chosen on "
+            "validation): mean validation top-1 90.00% against 82.00%; sgd lies below adam's 95% CI") in line
+    low, high = _best_interval(line)
+    assert low < 90 < high and ": adam is better." in line and "No value ties with adam." in line
+    assert line.compares == {"validation"}
     assert not any("cannot tell the values" in text for text in lines)
 
 
@@ -101,8 +104,9 @@ def test_overlapping_values_are_tied_within_noise(tmp_path):
     noisy[("sgd", "0.01")] = [0.89, 0.87, 0.91, 0.85, 0.88]
     lines = findings(study, _frames(study, noisy))
     line = _axis_line(lines, "recipe.optimizer")
-    low, high = _difference_interval(line)
-    assert low < 0 < high and "tied within noise" in line and "Tied with adam: sgd." in line
+    low, high = _best_interval(line)
+    assert low < 88.0 < high and "sgd lies within adam's 95% CI" in line and "tied within noise" in line
+    assert "Tied with adam: sgd." in line
     # the learning rate's values are far apart: 0.01 is better than the others, so not every axis is tied
     assert ": 0.01 is better." in _axis_line(lines, "recipe.lr")
 
@@ -143,8 +147,8 @@ def test_fewer_than_three_seeds_give_no_interval_and_say_so(tmp_path):
     lines = findings(study, _frames(study, _grid(sgd=(0.80, 0.82, 0.81), adam=(0.84, 0.90, 0.86))))
     assert lines[0].endswith("with a mean test top-1 of 89.90% (no interval: fewer than 3 seeds, 2 here).")  # 90 - 0.4, 90 + 0.2
     line = _axis_line(lines, "recipe.optimizer")
-    assert "no interval (fewer than 3 seeds: 2 and 2 here), so the data cannot say whether adam is better." in line
-    assert "95% CI of the difference" not in line
+    assert "no interval (fewer than 3 seeds at adam: 2), so the data cannot say whether adam is better." in line
+    assert "95% CI" not in line
     assert lines[-1].startswith("The data cannot settle these questions at 6 of 6 points: they have fewer than 3 seeds")
 
 
@@ -153,7 +157,8 @@ def test_times_compare_only_under_the_same_concurrency(tmp_path):
     grid = _grid(sgd=(0.80, 0.82, 0.81), adam=(0.84, 0.90, 0.86))
     alike = _frames(study, grid, concurrency=2)
     assert concurrency_line(alike) == "Cells ran 2 at a time (bench sweep's workers on one machine): their times compare."
-    assert time_sentence(alike).startswith("Time (every cell ran alike (same machine, same concurrency)): of the 6 "
+    assert time_sentence(alike).startswith("Time (every cell ran alike (same machine, same concurrency, no overlap "
+                                           "beyond it, no high load, shuffled or not in the grid's order)): of the 6 "
                                            "points whose every seed reached the target, the fastest is "
                                            "recipe.optimizer=sgd, recipe.lr=0.1, 80.0 s")
     mixed = _frames(study, grid, concurrency=[1] * 15 + [2] * 15)
@@ -171,7 +176,11 @@ def test_a_sweep_records_its_concurrency_and_the_report_ends_with_findings(synth
     records = [json.loads(path.read_text()) for path in sorted((folder / "runs").glob("*.json"))]
     assert records and all(record["study"]["concurrency"] == 1 for record in records)  # in this process: 1
     report = (folder / "REPORT.md").read_text()
-    assert "\nCells ran 1 at a time (bench sweep's workers on one machine): their times compare.\n" in report
+    # on a busy machine (xdist's other worker, CI's neighbours) the cells' load decides: either they
+    # compare, or the line names the load that stops them
+    line = next(line for line in report.splitlines() if line.startswith("Cells ran 1 at a time"))
+    assert line == "Cells ran 1 at a time (bench sweep's workers on one machine): their times compare." or \
+        "high load" in line, line
     findings_part = report.split("\n## Findings\n\n", 1)[1]
     assert findings_part.startswith("- Best point (") and "\n## " not in findings_part  # the last section
     assert '<section id="findings"><h2>Findings</h2><ul><li>Best point (' in (folder / "report.html").read_text()

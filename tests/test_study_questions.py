@@ -76,7 +76,7 @@ def _frames(study, figures: Callable[[Any], dict[str, Any]]) -> StudyFrames:
             rows.append({"key": key, "point": point.identity, "seed": seed, "state": "done", "status": "complete",
                          "hardware": "CPU", "concurrency": 2, "accuracy": value, "validation_accuracy": value,
                          "reached_target": time is not None, "time_to_target_s": time, "timed_s": 12.0,
-                         "steps": 10, "params": f.get("params", 1000), "train_peak_memory_mb": memory})
+                         "first_reached_s": time, "steps": 10, "params": f.get("params", 1000), "train_peak_memory_mb": memory})
             run = {"status": "complete", "accuracy": value, "time_to_target_s": time, "timed_s": 12.0}
             if "active" in f:
                 run["sparsity"] = {"active_params": f["active"], "active_fraction": f["active"] / f["params"]}
@@ -139,11 +139,12 @@ def test_sparse_against_narrowed_dense_at_matched_counts(tmp_path):
                        "worse at 0.")
     assert wide.startswith("At about 3,190 active parameters: the best sparse network there, magnitude to 25.0% "
                            "active (3,200 active; chosen on validation), against the dense network narrowed to "
-                           "model.args.hidden = [4]: mean test top-1 84.00% against 80.00%, a difference of "
-                           "+4.00 points (95% CI of the difference +")
-    assert wide.endswith("Welch): the sparse network is better.")
+                           "model.args.hidden = [4]: mean validation top-1 84.00% against 80.00%; the lower lies "
+                           "below the higher one's 95% CI (")
+    assert wide.endswith("the sparse network is better. On test (reported, not compared): 84.00% against 80.00%.")
     assert narrow.startswith("At about 805 active parameters: the best sparse network there, magnitude to 5.0% ")
-    assert narrow.endswith("tied within noise.")
+    assert "tied within noise." in narrow
+    assert all(line.compares == {"validation"} for line in lines)
     assert summary in findings(study, _frames(study, _sparse_figures))  # the report's Findings carry it
 
 
@@ -189,9 +190,11 @@ def test_one_finding_per_mode_with_accuracy_time_and_memory(tmp_path):
     full, truncated = per_value_sentences(study, _frames(study, _bptt_figures), times_compare=True)
     assert full.startswith("recipe.bptt.mode = full, at its best point (recipe.lr = 0.002; chosen on validation): "
                            "mean test top-1 88.00% (95% CI ")
-    assert full.endswith("; median time to target 30.0 s; training peak memory 41.0 MB (median over the seeds).")
+    # budget mode (the base suite's): the first crossing of the target, and the budget named its timed region
+    assert full.endswith("; median first crossing of the target 30.0 s; median timed region (the whole budget) "
+                         "12.0 s; training peak memory 41.0 MB (median over the seeds).")
     assert truncated.startswith("recipe.bptt.mode = truncated, at its best point (recipe.lr = 0.001; ")
-    assert "no seed reached the target; training peak memory 10.0 MB" in truncated
+    assert "not every seed crossed the target at an evaluation; median timed region" in truncated
     apart = per_value_sentences(study, _frames(study, _bptt_figures), times_compare=False)
     assert "(times do not compare across these cells: see the time finding)" in apart[0]
     assert not per_value_sentences(_study(tmp_path, SPARSE), _frames(_study(tmp_path, SPARSE), _sparse_figures),
@@ -251,12 +254,10 @@ def test_the_network_sizes_are_compared_at_each_training_set_size(tmp_path):
     study = _study(tmp_path, SIZES)
     summary, large, small = per_size_sentences(study, _frames(study, _size_figures))
     assert summary == "Data size x network size: over 2 training-set sizes, [16] better at 1, tied within noise at 1."
-    assert large.startswith("At dataset.train_size = 4,000: model.args.hidden = [16] against [4], each at its best "
-                            "point there (chosen on validation): test 88.00% against test 85.00%, a difference of "
-                            "+3.00 points on test")
-    assert large.endswith("[16] is better.")
-    assert small.startswith("At dataset.train_size = 1,000:") and small.endswith("tied within noise.")
-    assert "+0.10 points on test" in small
+    assert large.startswith("At dataset.train_size = 4,000: model.args.hidden = [16] against [4] (chosen on "
+                            "validation): mean validation top-1 88.00% against 85.00%; [4] lies below [16]'s 95% CI")
+    assert large.endswith("[16] is better; on test (reported, not compared) test 88.00% against test 85.00%.")
+    assert small.startswith("At dataset.train_size = 1,000:") and "tied within noise" in small
     assert not per_size_sentences(_study(tmp_path, BPTT), _frames(_study(tmp_path, BPTT), lambda p: {"accuracy": 0.8}))
 
 
@@ -286,7 +287,8 @@ def test_the_linked_rule_is_compared_with_the_fixed_value_by_time_at_each_batch_
                        "recipe.batch_size, by time to target: faster at 1, tied within noise at 1, slower at 0.")
     assert at_32.startswith("At recipe.batch_size = 32: the linked recipe.lr = 0.025, 20.0 s mean (5 of 5 seeds "
                             "reached it, median 10 steps), against recipe.lr = 0.05, 30.0 s mean")
-    assert at_32.endswith("the linked value is faster.") and "a difference of -10.0 s" in at_32
+    assert at_32.endswith("the slower mean lies above the faster one's 95% CI (19.5–20.5 s): the linked value is "
+                          "faster.")
     assert at_128.startswith("At recipe.batch_size = 128:") and at_128.endswith("tied within noise.")
     # batch 64's one point sits on both arms
     assert per_arm == ("Median time to target per arm: the link: 32: 20.0 s, 64: 12.0 s, 128: 8.00 s; "

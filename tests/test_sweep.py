@@ -11,6 +11,7 @@ import bench.train
 from bench.cli import main
 from bench.record.files import load_results
 from bench.studies.ledger import read_ledger
+from bench.studies.sweep import shuffled
 from bench.studies.study import identity_hash, load_study
 from tests.helpers import STUDY_BASE, serve_separable_data
 
@@ -133,11 +134,14 @@ def test_ctrl_c_keeps_the_finished_cells_and_a_rerun_goes_on(study, tmp_path, tr
     results = tmp_path / "results"
     trained.fail[(0.002, 0)] = KeyboardInterrupt()
     assert sweep(study, results) == 130
-    assert len(files(results)) == 2  # the lr 0.05 cells; the interrupted cell wrote nothing
+    # the sweep runs its cells in the order --order-seed (0) shuffles them to
+    order = [(cell.point.axes["recipe.lr"], cell.seed) for cell in shuffled(load_study(str(study)).cells, 0)]
+    before = order.index((0.002, 0))
+    assert len(files(results)) == before  # the cells before it; the interrupted cell wrote nothing
     trained.fail.clear()
     trained.seen.clear()
     assert sweep(study, results) == 0
-    assert trained.seen == [(0.002, 32, 0), (0.002, 32, 1)]
+    assert sorted(trained.seen) == sorted((lr, 32, seed) for lr, seed in order[before:])
 
 
 def test_dry_run_lists_cells_and_writes_nothing(study, tmp_path, trained, capsys):

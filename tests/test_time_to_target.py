@@ -3,6 +3,8 @@ accuracy intervals that stay inside [0, 100%], and `bench run --runs auto`."""
 
 from __future__ import annotations
 
+import hashlib
+
 import json
 import statistics
 from pathlib import Path
@@ -14,7 +16,7 @@ from bench.cli import main
 from bench.record.run import first_reached
 from bench.record.schema import SCHEMA_VERSION, migrate, problem
 from bench.record.stats import accuracy_ci95, aggregate, runs_auto_stop
-from bench.suites import parse_pass_rule
+from bench.suites import load_suite, parse_pass_rule
 from tests.helpers import serve_separable_data, suite_text
 
 
@@ -174,9 +176,35 @@ def test_the_best_line_lists_every_point_within_the_best_ones_interval():
     class Ranked:  # what _ties reads of a study
         rank, axes = "accuracy", {"recipe.lr": [0.1, 0.2, 0.3]}
 
+    seeds = {"a": [0.88, 0.90, 0.92], "b": [0.875, 0.885, 0.895], "c": [0.79, 0.80, 0.81]}
     points = pd.DataFrame([
         {"point": "a", "complete": 3, "mean_accuracy": 0.90, "ci_low": 0.88, "ci_high": 0.92, "axis:recipe.lr": "0.1"},
         {"point": "b", "complete": 3, "mean_accuracy": 0.885, "ci_low": 0.87, "ci_high": 0.90, "axis:recipe.lr": "0.2"},
         {"point": "c", "complete": 3, "mean_accuracy": 0.80, "ci_low": 0.79, "ci_high": 0.81, "axis:recipe.lr": "0.3"}])
-    line = _ties(Ranked(), StudyFrames(points=points, cells=pd.DataFrame(), curves=pd.DataFrame()), points.iloc[0])
+    cells = pd.DataFrame([{"point": p, "state": "done", "status": "complete", "accuracy": a}
+                          for p, values in seeds.items() for a in values])
+    line = _ties(Ranked(), StudyFrames(points=points, cells=cells, curves=pd.DataFrame()), points.iloc[0])
     assert "recipe.lr = 0.2 (88.50%)" in line and "0.3" not in line
+
+
+def test_reach_mode_decides_within_the_epoch_every_eval_every_epochs(tmp_path):
+    # 256 images at batch 32: 8 steps an epoch; eval_every 0.25: a deciding evaluation every 2 steps
+    text = suite_text(mode="reach", target=0.9, epochs=3, lr=0.05).replace("[recipe]\n", "[recipe]\neval_every = 0.25\n")
+    code, record = _bench_run(tmp_path, text, "--runs", "1")
+    run = record["runs"][0]
+    assert code == 0 and run["reached_target"], run
+    last = run["curve"][-1]
+    # stopped at a quarter epoch (the separable set is learnt within one), not at the epoch's end
+    assert last["step"] % 2 == 0 and last["step"] % 8 != 0, run["curve"]
+    assert run["time_to_target_s"] == last["time_s"] and run["first_reached_step"] == last["step"]
+    assert run["deciding_eval_s"] > 0  # the deciding evaluations' cost, inside the clock, reported
+    # the key at its default keeps every existing suite's hash
+    plain = suite_text(mode="reach", target=0.9, epochs=3, lr=0.05)
+    explicit = plain.replace("[recipe]\n", "[recipe]\neval_every = 0\n")
+    (tmp_path / "a.toml").write_text(plain)
+    (tmp_path / "b.toml").write_text(explicit)
+    assert load_suite(str(tmp_path / "a.toml")).hash == load_suite(str(tmp_path / "b.toml")).hash
+    resolved = load_suite(str(tmp_path / "a.toml")).resolved
+    legacy = {**resolved, "recipe": {k: v for k, v in resolved["recipe"].items() if k != "eval_every"}}
+    assert load_suite(str(tmp_path / "a.toml")).hash == hashlib.sha256(
+        json.dumps(legacy, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:16]

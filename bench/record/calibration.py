@@ -29,6 +29,8 @@ KIND = "bench-calibration"
 FORMAT = 1
 CALIBRATION_PREFIX = "calibration:"
 REFERENCE_PREFIX = "reference:"
+# a target named as a goal, citing a calibration ("... evidence calibration:PATH") that shows it reachable
+GOAL_PREFIX = "goal:"
 NO_SOURCE = "no source"
 # The rounding of an implied target: down, so the suite's written target is never above the statistic.
 TARGET_STEP = 0.001
@@ -44,14 +46,26 @@ def repository_root(suite_path: Path) -> Path:
     return start
 
 
-def cited_path(suite: Suite) -> Path | None:
-    """The calibration file a suite cites, or None when its target has another source (or none).
-    A shipped suite's results/calibration/ path is the installed package's copy where bench is
-    installed from a wheel (no repository around it)."""
-    source = suite.target_source
-    if not source or not source.startswith(CALIBRATION_PREFIX):
+def cited_file(source: str | None) -> str | None:
+    """The calibration file a target_source cites as written: the whole of a "calibration:" source,
+    the evidence of a "goal:" one; None for a reference or no source."""
+    if not source:
         return None
-    path = Path(source[len(CALIBRATION_PREFIX):].strip()).expanduser()
+    if source.startswith(CALIBRATION_PREFIX):
+        return source[len(CALIBRATION_PREFIX):].strip()
+    if source.startswith(GOAL_PREFIX) and CALIBRATION_PREFIX in source:
+        return source.split(CALIBRATION_PREFIX, 1)[1].split()[0].rstrip(";,.)") or None
+    return None
+
+
+def cited_path(suite: Suite) -> Path | None:
+    """The calibration file a suite cites (its source, or a goal's evidence), or None when its
+    target has another source (or none). A shipped suite's results/calibration/ path is the
+    installed package's copy where bench is installed from a wheel (no repository around it)."""
+    cited = cited_file(suite.target_source)
+    if cited is None:
+        return None
+    path = Path(cited).expanduser()
     if path.is_absolute():
         return path
     shipped, calibrations = shipped_suites_dir(), shipped_calibration_dir()
@@ -160,7 +174,7 @@ def refuse_calibrated_seeds(suite: Suite, seeds: list[int],
         raise BenchError(f"{suite.name}: seed {used[0]} is one of the seeds that set its target (calibration "
                          f"{calibration['path']}, seeds {seed_span(calibration['seeds'])}); a verdict on them "
                          "would judge the runs that chose the target: pick --seed outside that range (e.g. --seed 0)")
-    return {"file": suite.target_source[len(CALIBRATION_PREFIX):].strip(), "id": calibration.get("id"),
+    return {"file": cited_file(suite.target_source), "id": calibration.get("id"),
             "seeds": calibration["seeds"], "rule": calibration["rule"]["text"], "target": calibration["target"]}
 
 
@@ -196,9 +210,33 @@ def write_calibration(folder: Path, suite_name: str, record: dict[str, Any]) -> 
     raise BenchError(f"could not find a free calibration file name in {folder}")
 
 
+def target_kind(source: str | None) -> str:
+    """How a target was set: "derived" (from a calibration by its rule), "goal", "reference" or "none"."""
+    if not source:
+        return "none"
+    return {CALIBRATION_PREFIX: "derived", GOAL_PREFIX: "goal", REFERENCE_PREFIX: "reference"}.get(
+        next((p for p in (CALIBRATION_PREFIX, GOAL_PREFIX, REFERENCE_PREFIX) if source.startswith(p)), ""), "none")
+
+
+def target_problem(suite: Suite, calibration: dict[str, Any] | None) -> str | None:
+    """Why the suite's target does not follow from its source, in words; None when it does. A
+    derived target is the calibration's; a goal's evidence must reach it."""
+    if calibration is None:
+        return None
+    kind, target, derived = target_kind(suite.target_source), suite.target, calibration["target"]
+    if kind == "derived" and abs(target - derived) > 1e-9:
+        return (f"the target {target:g} is not the calibration's {derived:g} (its rule's): set target = {derived:g}, "
+                f'or name it a goal (target_source = "goal: <why>; evidence calibration:PATH")')
+    if kind == "goal" and target > derived + 1e-9:
+        return (f"the goal {target:g} lies above what its evidence reaches ({derived:g}): the calibration does not "
+                "show it reachable")
+    return None
+
+
 def source_text(suite: Suite) -> str:
-    """The target's source in words, for `bench list`: the reference, or the cited calibration
-    and its rule; 'no source' for a user suite that names none. An invalid citation raises."""
+    """The target's source in words, for `bench list`: the reference, the goal and its evidence,
+    or the cited calibration and its rule; 'no source' for a user suite that names none. An
+    invalid citation raises; a target that does not follow from its source is said so."""
     source = suite.target_source
     if not source:
         return NO_SOURCE
@@ -207,9 +245,15 @@ def source_text(suite: Suite) -> str:
     calibration, unsourced = calibration_of(suite)
     if unsourced is not None:
         return f"{NO_SOURCE}: it {unsourced}"
-    relative = source[len(CALIBRATION_PREFIX):].strip()
-    return f"calibration {os.path.basename(relative)}: {calibration['rule']['text']}, seeds " \
-           f"{seed_span(calibration['seeds'])} -> {calibration['target']:g}"
+    if calibration is None:  # a goal without evidence
+        return f"goal: {source[len(GOAL_PREFIX):].strip()} (no calibration cited as evidence it is reachable)"
+    rule = (f"calibration {os.path.basename(cited_file(source) or '')}: {calibration['rule']['text']}, seeds "
+            f"{seed_span(calibration['seeds'])} -> {calibration['target']:g}")
+    goal = source[len(GOAL_PREFIX):].split(CALIBRATION_PREFIX)[0].strip().removesuffix("evidence").strip(" ;,")
+    words = (f"goal: {goal} (evidence: {rule})"
+             if source.startswith(GOAL_PREFIX) else f"derived from {rule}")
+    problem_words = target_problem(suite, calibration)
+    return words + ("" if problem_words is None else f" — NOT AS STATED: {problem_words}")
 
 
 def record_source_text(record: dict[str, Any]) -> str:
@@ -221,6 +265,8 @@ def record_source_text(record: dict[str, Any]) -> str:
         return NO_SOURCE
     if source.startswith(REFERENCE_PREFIX):
         return source[len(REFERENCE_PREFIX):].strip()
+    if source.startswith(GOAL_PREFIX):
+        return source
     facts = (record.get("invocation") or {}).get("calibration")
     if not isinstance(facts, dict):  # the run found the cited file missing or another suite's (a copy)
         return f"{NO_SOURCE}: cites {source[len(CALIBRATION_PREFIX):].strip()}, which was not this suite's " \

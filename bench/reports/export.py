@@ -2,7 +2,10 @@
 
     runs         one row per run (seed): suite, hash, machine, GPU, world size, seed, accuracy
                  (test; validation_accuracy beside it, null without a validation split),
-                 time to target, images/s, MFU, energy, memory, params / active params, code version
+                 time to target, images/s, MFU, energy, memory, params / active params, code version;
+                 a study's cell adds `study` and one column per axis named by its suite key
+                 (`recipe.lr`, `model.args.hidden`, ...): numbers as numbers, lists and tables as
+                 their JSON text, null for runs of no study or of a study without that axis
     invocations  one row per result file: status, verdict and the aggregate over its runs
     curves       one row per epoch of a run: time, loss, accuracy
 
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import json
 import sys
 from pathlib import Path
 
@@ -29,8 +33,8 @@ from rich.markup import escape
 from bench.destinations import check_file, path_argument
 from bench.errors import BenchError
 from bench.progress import RichReporter
-from bench.record.files import result_files, results_root
-from bench.reports.frame import ResultFrames, add_results_argument, require_results
+from bench.record.files import LoadedResult, load_results, result_files, results_root
+from bench.reports.frame import ResultFrames, add_results_argument, frames
 from bench.reports.pages import write_page
 
 FORMATS = ("csv", "parquet", "json")
@@ -57,7 +61,7 @@ _FLOAT = ("accuracy", "validation_accuracy", "train_accuracy", "time_to_target_s
           "max_time_s", "iqr_time_s", "olympic_mean_time_s", "median_train_images_per_s", "mean_energy_j",
           "active_fraction", "mean_active_params", "mean_active_fraction", "sparsity_target",
           "competing_cpu_share", "max_competing_cpu_share")
-_STRING = ("id", "path", "target_source", "status", "run_status", "invocation_status", "suite", "suite_hash", "overrides", "mode",
+_STRING = ("id", "path", "study", "target_source", "status", "run_status", "invocation_status", "suite", "suite_hash", "overrides", "mode",
            "date", "code", "git_commit", "code_version", "machine", "hardware", "hostname", "device", "gpu_name",
            "gpu_driver", "cpu_model", "software", "loader", "torch", "cuda", "python", "os", "model", "dataset",
            "verdict", "error", "precision", "compile", "node", "backend", "sparsity_method", "pass_rule")
@@ -82,8 +86,29 @@ def typed(frame: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def runs_table(found: ResultFrames) -> pd.DataFrame:
-    """One row per run, with its invocation's context beside it."""
+def _axis_value(value: object) -> object:
+    return json.dumps(value, sort_keys=True) if isinstance(value, (list, dict)) else value
+
+
+def study_axes(results: list[LoadedResult]) -> pd.DataFrame:
+    """Per result file of a study cell: its id, the study's name and each axis's value (a column per
+    axis, by its dotted suite key); a column holding numbers and text alike is all text."""
+    rows = [{"id": r.record["id"], "study": study["name"],
+             **{axis: _axis_value(v) for axis, v in (study.get("axes") or {}).items()}}
+            for r in results if isinstance(study := r.record.get("study"), dict)]
+    table = pd.DataFrame(rows, columns=["id", "study"] if not rows else None)
+    for column in table.columns.drop(["id", "study"]):
+        values = table[column].dropna()
+        numbers = values.map(lambda v: isinstance(v, (int, float)) and not isinstance(v, bool))
+        if not numbers.all():
+            table[column] = table[column].map(lambda v: v if pd.isna(v) else str(v)).astype("string")
+        else:
+            table[column] = pd.to_numeric(table[column])
+    return table
+
+
+def runs_table(found: ResultFrames, axes: pd.DataFrame | None = None) -> pd.DataFrame:
+    """One row per run, with its invocation's context beside it (and its study's axis values)."""
     context = found.invocations[["id", "status", *RUN_CONTEXT]].rename(columns={"status": "invocation_status"})
     runs = found.runs.rename(columns={"status": "run_status"})
     # A run's own figure (its trained network's active params) wins over the invocation's; files
@@ -93,6 +118,8 @@ def runs_table(found: ResultFrames) -> pd.DataFrame:
     for column in shared:
         rows[column] = rows[column].astype(object).where(rows[column].notna(), rows[f"{column}_invocation"])
     rows = rows.drop(columns=[f"{c}_invocation" for c in shared])
+    if axes is not None and len(axes):
+        rows = rows.merge(axes, on="id", how="left")
     return typed(rows.sort_values(["started_at", "id", "run"], kind="stable").reset_index(drop=True))
 
 
@@ -155,7 +182,12 @@ def command(args: argparse.Namespace, console: Console) -> int:
         raise BenchError("--format parquet writes a binary file: give --out FILE.parquet")
     if args.out is not None:
         check_out(args.out, source)
-    table = BUILDERS[args.table](require_results(source, RichReporter()))  # notices on stderr
+    results = load_results(source, RichReporter())  # notices on stderr
+    if not results:
+        raise BenchError(f"no result files in {source}; make some with 'bench run SUITE' or point --results "
+                         "at a folder of result JSONs")
+    found = frames(results)
+    table = runs_table(found, study_axes(results)) if args.table == "runs" else BUILDERS[args.table](found)
     data = encode(table, fmt)
     if args.out is None:
         sys.stdout.write(data)

@@ -5,7 +5,10 @@ median time to target (over the runs that reached it) first (ties: higher mean a
 Invocations that failed the target, diverged, failed or were interrupted are listed
 apart, with why, and never ranked: a leaderboard that mixed them in would reward
 stopping early. Suites are told apart by name and target (a `--set target=...`
-override makes a different race).
+override makes a different race). Every invocation is judged against the target its suite has
+today (bench.reports.rejudge): re-judged from its recorded accuracies where the recipe is
+unchanged (budget mode), else listed apart as superseded. Each board says how its target was
+set: derived from a calibration, a named goal, a reference, or none.
 
 Writes LEADERBOARD.md and leaderboard.html (self-contained) into --out.
 """
@@ -15,6 +18,7 @@ from __future__ import annotations
 import argparse
 import re
 from dataclasses import dataclass
+from typing import Any
 
 import pandas as pd
 from rich.console import Console
@@ -23,8 +27,10 @@ from rich.markup import escape
 from bench.destinations import check_folder, path_argument
 from bench.progress import RichReporter
 from bench import formatting as fmt
-from bench.record.files import results_root
-from bench.reports.frame import BUSY_NOTE, ResultFrames, add_results_argument, busy_mark, require_results
+from bench.errors import BenchError
+from bench.record.files import load_results, results_root
+from bench.reports.frame import BUSY_NOTE, ResultFrames, add_results_argument, busy_mark, frames
+from bench.reports.rejudge import judge_today, todays_suites
 from bench.reports.pages import write_report
 from bench.reports.render import Part, ReportTable, table_rich
 
@@ -34,13 +40,17 @@ RANKED_COLUMNS = ["rank", "median time to target (IQR)", "median timed region", 
 APART_COLUMNS = ["status", "verdict (runs ≥ target, pass rule)", "why not ranked", "median time to target",
                  "median timed region", "mean accuracy", "runs", "model", "hardware", "software", "date", "code"]
 
+SUPERSEDED_COLUMNS = ["suite", "recorded target", "today's target", "why not re-judged", "verdict then",
+                      "mean accuracy", "hardware", "date", "code"]
+
 RULES = ("Ranked: complete invocations with verdict PASS under the suite's pass rule (mean: mean top-1 over "
          "the runs ≥ target; every: each run ≥ target; fraction:P: at least a fraction P of the runs), by median "
          "time to target over the runs that reached the target (IQR in brackets; \"3 of 5 reached\" when not all "
          "did, — when none did). The timed region is the whole timed clock, reached or not (in budget mode the "
          "budget's time). Accuracy is the mean with its 95% confidence half-width in percentage points; energy is "
          "the mean NVML energy per run over the timed region (— where no NVML). Everything else is listed apart "
-         "and never ranked.")
+         "and never ranked. Every entry is judged against the target its suite has today: re-judged from its "
+         "recorded accuracies where the recipe is unchanged, else listed apart as superseded.")
 
 
 @dataclass
@@ -83,8 +93,16 @@ def is_ranked(invocations: pd.DataFrame) -> pd.Series:
             & pd.to_numeric(invocations["median_time_s"], errors="coerce").notna())
 
 
-def build_boards(found: ResultFrames) -> list[SuiteBoard]:
+def build_boards(found: ResultFrames, records: dict[str, dict] | None = None,
+                 suites: dict[str, Any] | None = None) -> tuple[list[SuiteBoard], pd.DataFrame]:
+    """The boards, and the superseded invocations (judged under a target their suite no longer
+    has, and not re-judgeable) where `suites` (today's) and `records` (by id) are given."""
     inv = found.invocations.copy()
+    superseded = pd.DataFrame()
+    if suites is not None and records is not None:
+        inv, superseded = judge_today(inv, records, suites)
+    else:
+        inv["rejudged_from"] = None
     inv["median_time_s"] = pd.to_numeric(inv["median_time_s"], errors="coerce")
     inv["mean_accuracy"] = pd.to_numeric(inv["mean_accuracy"], errors="coerce")
     inv["ranked"] = is_ranked(inv)
@@ -96,7 +114,7 @@ def build_boards(found: ResultFrames) -> list[SuiteBoard]:
         source = group.sort_values("started_at", kind="stable")["target_source"].iloc[-1]
         boards.append(SuiteBoard(str(suite), None if fmt.missing(target) else float(target), ranked, apart,
                                  fmt.text(source)))
-    return boards
+    return boards, superseded
 
 
 def _model(row: pd.Series) -> str:
@@ -120,7 +138,20 @@ def _time(row: pd.Series) -> str:
 
 
 def _verdict(row: pd.Series) -> str:
-    return fmt.verdict(row["verdict"], row["pass_fraction"], row["pass_rule"])
+    again = row.get("rejudged_from")
+    return fmt.verdict(row["verdict"], row["pass_fraction"], row["pass_rule"]) + (
+        "" if fmt.missing(again) else f" (re-judged: recorded under {fmt.percent(again)})")
+
+
+def superseded_table(superseded: pd.DataFrame) -> ReportTable:
+    table = ReportTable("Superseded: judged under a target the suite no longer has", SUPERSEDED_COLUMNS,
+                        anchor="superseded", note="Never ranked: their runs cannot be judged against today's "
+                                                  "target (bench.reports.rejudge says when they can).")
+    for _, row in superseded.sort_values(["suite", "started_at"], kind="stable").iterrows():
+        table.add([row["suite"], fmt.percent(row["target"]), fmt.percent(row["today"]), row["why"], _verdict(row),
+                   fmt.percent(row["mean_accuracy"]), row["machine"], fmt.text(row["date"]), row["code"]],
+                  style="muted")
+    return table
 
 
 def board_tables(board: SuiteBoard) -> tuple[ReportTable, ReportTable]:
@@ -141,9 +172,9 @@ def board_tables(board: SuiteBoard) -> tuple[ReportTable, ReportTable]:
     return ranked, apart
 
 
-def report_parts(boards: list[SuiteBoard]) -> list[Part]:
+def report_parts(boards: list[SuiteBoard], superseded: pd.DataFrame | None = None) -> list[Part]:
     """The page in reading order: the rules, then per suite its ranked table and (when any) the
-    entries listed apart."""
+    entries listed apart, then the superseded entries."""
     parts: list[Part] = [RULES]
     if any((b.ranked["busy_runs"].fillna(0) > 0).any() or (b.apart["busy_runs"].fillna(0) > 0).any() for b in boards):
         parts.append(BUSY_NOTE)  # only where a run is marked: pages of results without a load stay as they were
@@ -152,6 +183,8 @@ def report_parts(boards: list[SuiteBoard]) -> list[Part]:
         parts.append(ranked)
         if apart.rows:
             parts.append(apart)
+    if superseded is not None and len(superseded):
+        parts.append(superseded_table(superseded))
     return parts
 
 
@@ -166,8 +199,12 @@ def command(args: argparse.Namespace, console: Console) -> int:
     out = args.out or (source if source.is_dir() else source.parent)
     check_folder(out, "--out")  # before the reading: a place that takes no files is one line
     # notices on stderr, the report on stdout
-    boards = build_boards(require_results(source, RichReporter()))
-    parts = report_parts(boards)
+    results = load_results(source, RichReporter())  # notices on stderr, the report on stdout
+    if not results:
+        raise BenchError(f"no result files in {source}; make some with 'bench run SUITE' or point --results "
+                         "at a folder of result JSONs")
+    boards, superseded = build_boards(frames(results), {r.record["id"]: r.record for r in results}, todays_suites())
+    parts = report_parts(boards, superseded)
     markdown, page = write_report(out, "Leaderboard", parts, ("LEADERBOARD.md", "leaderboard.html"))
     for part in parts:
         if isinstance(part, ReportTable):

@@ -16,18 +16,19 @@ import pandas as pd
 
 from bench.record.stats import aggregate, mean_ci95, time_summary
 from bench import formatting as fmt
-from bench.reports.frame import frames
+from bench.reports.frame import frames, hardware_label
 from bench.studies.ledger import Ledger, record_cell_key
 from bench.studies.study import Study, value_label
 
 TRAIN_SIZE, BATCH_SIZE = "dataset.train_size", "recipe.batch_size"
 
 RUN_COLUMNS = ("accuracy", "validation_accuracy", "train_accuracy", "reached_target", "time_to_target_s", "steps",
+               "first_reached_s",
                "timed_s", "train_images_per_s", "active_params", "active_fraction", "train_peak_memory_mb",
                # the load each cell's timed region met (bench.load; None in files from before it was recorded)
                "competing_cpu_share", "load_high")
 CELL_COLUMNS = ["key", "point", "seed", "state", "status", "id", "path", "params", "hardware", "code", "started_at",
-                "finished_at", "error", "attempts", "concurrency", *RUN_COLUMNS]
+                "finished_at", "error", "attempts", "concurrency", "order_seed", "target_source", "updates_per_step", *RUN_COLUMNS]
 
 
 @dataclass
@@ -63,17 +64,54 @@ def _cell_row(state: Any, inv: pd.DataFrame, runs: pd.DataFrame) -> dict[str, An
     rid = state.result.record["id"]
     row = {"key": state.cell.key, "point": state.cell.point.identity, "seed": state.cell.seed, "state": state.state,
            "status": state.result.record["status"], "id": rid, "path": str(state.result.path),
-           "params": inv.at[rid, "params"], "hardware": inv.at[rid, "hardware"], "code": inv.at[rid, "code"],
+           "params": inv.at[rid, "params"], "hardware": machine_kind(state.result.record.get("env") or {}),
+           "code": inv.at[rid, "code"],
            "started_at": inv.at[rid, "started_at"], "finished_at": inv.at[rid, "finished_at"],
            "error": state.error, "attempts": state.attempts,
            # cells the sweep ran at once (study.concurrency); None in files from before it was recorded
-           "concurrency": (state.result.record.get("study") or {}).get("concurrency")}
+           "concurrency": (state.result.record.get("study") or {}).get("concurrency"),
+           # the seed the sweep shuffled its cells with (None: run in the grid's order); the load a
+           # cell met is the run column competing_cpu_share
+           "order_seed": (state.result.record.get("study") or {}).get("order_seed"),
+           "target_source": ((state.result.record.get("suite") or {}).get("resolved") or {}).get("target_source"),
+           "updates_per_step": _updates_per_step(state.result.record)}
     run = runs[runs["id"] == rid]
     for column in RUN_COLUMNS:
         row[column] = run[column].iloc[0] if len(run) else None
     if len(run) and run["status"].iloc[0] != "complete":
         row["accuracy"] = None  # a diverged run has no final accuracy
     return row
+
+
+def machine_kind(env: dict[str, Any]) -> str:
+    """What kind of machine a cell ran on, finer than its device: the CPU's vector ISA (torch's
+    dispatch, or whether bf16 is fast: AVX-512-bf16 against AVX2-only EPYCs) and torch's threads.
+    Identical cells differ by more than noise between kinds, so a study reports them apart."""
+    cpu = env.get("cpu") or {}
+    words = [hardware_label(env)]
+    if not (env.get("gpu") or {}).get("name"):
+        isa = cpu.get("isa") or ("fast bf16" if cpu.get("fast_bf16") else
+                                 "no fast bf16" if cpu.get("fast_bf16") is False else None)
+        if cpu.get("isa") and cpu.get("fast_bf16") is not None:
+            isa += ", fast bf16" if cpu["fast_bf16"] else ", no fast bf16"
+        words += [isa] if isa else []
+        threads = cpu.get("torch_threads")
+        words += [f"{threads} torch thread{'s' if threads != 1 else ''}"] if threads else []
+    return ", ".join(words)
+
+
+def _updates_per_step(record: dict[str, Any]) -> int:
+    """Optimizer updates per recorded step (a loader batch): more than one under truncated,
+    sliding or shuffled BPTT (bench.train.bptt); 1 otherwise."""
+    resolved = (record.get("suite") or {}).get("resolved") or {}
+    bptt = (resolved.get("recipe") or {}).get("bptt") or {}
+    shape = (record.get("model") or {}).get("input_shape")
+    if bptt.get("mode", "none") in ("none", "full") or not shape:
+        return 1
+    from bench.train.bptt import sequence_length, updates_per_batch  # torch: only for a BPTT study
+
+    patch = ((resolved.get("model") or {}).get("args") or {}).get("patch", 0)
+    return updates_per_batch(bptt, sequence_length(shape, patch))
 
 
 def _cells_frame(ledger: Ledger) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -86,6 +124,11 @@ def _cells_frame(ledger: Ledger) -> tuple[pd.DataFrame, pd.DataFrame]:
     curves["point"] = curves["id"].map(lambda i: point_of.get(key_of.get(i)))
     done_ids = {r["id"] for r in cells if r["state"] == "done"}
     curves = curves[curves["id"].isin(done_ids)]
+    # a fractional budget's last epoch is cut short (1.5 epochs: epoch 2 ends at step 1.5 x the
+    # epoch's): its point lies where the training stopped, not at the next whole epoch
+    trained = pd.to_numeric(found.runs.drop_duplicates("id").set_index("id")["epochs"], errors="coerce")
+    curves = curves.assign(epoch=pd.concat([pd.to_numeric(curves["epoch"], errors="coerce"),
+                                            curves["id"].map(trained)], axis=1).min(axis=1))
     columns = ("accuracy", "time_s", "loss", "active_fraction")
     curves = curves.assign(**{c: pd.to_numeric(curves[c] if c in curves else None, errors="coerce") for c in columns})
     curves = curves.dropna(subset=["accuracy", "loss"], how="all")  # an epoch without either draws nothing
@@ -100,6 +143,11 @@ def standing_runs(ledger: Ledger) -> dict[str, dict[str, Any]]:
 
 def numbers(series: pd.Series) -> list[float]:
     return [float(v) for v in pd.to_numeric(series, errors="coerce").dropna()]
+
+
+def _all_or_none(values: list[float], seeds: int) -> float | None:
+    """The median of one value per seed, only where every seed has one."""
+    return statistics.median(values) if values and len(values) == seeds else None
 
 
 def _median(values: list[float]) -> float | None:
@@ -124,8 +172,13 @@ def _pooled(complete: pd.DataFrame, runs: dict[str, dict[str, Any]], target: flo
             "all_reached": len(complete) > 0 and len(reached) == len(complete),
             "median_time_s": verdict["median_time_s"], "reached": verdict["reached_runs"],
             "median_timed_s": verdict["median_timed_s"],
-            "median_steps": _median(numbers(reached["steps"])),
+            # optimizer updates: a recorded step is a loader batch, several updates under BPTT windows
+            "median_steps": _median(numbers(pd.to_numeric(reached["steps"], errors="coerce")
+                                           * pd.to_numeric(reached["updates_per_step"], errors="coerce").fillna(1))),
             "median_reach_time_s": time_summary(numbers(reached["time_to_target_s"]))["median_time_s"],
+            # budget mode: the timed clock at the first evaluation at or above the target (every seed
+            # must have crossed it for a median), as against the whole budget's timed region
+            "median_first_crossing_s": _all_or_none(numbers(complete["first_reached_s"]), len(complete)),
             "validation_accuracy": mean_ci95(validation)[0],
             "validation_std": statistics.stdev(validation) if len(validation) > 1 else None,
             **_validation_interval(validation),

@@ -38,8 +38,9 @@ def mean_curve(curves: pd.DataFrame) -> pd.DataFrame:
         rows.append({"epoch": epoch, "mean": np.nan if mean is None else mean,
                      "ci_low": ci[0] if ci else np.nan, "ci_high": ci[1] if ci else np.nan,
                      "time_s": group["time_s"].mean(), "loss": group["loss"].mean(),
-                     "active_fraction": group["active_fraction"].mean()})
-    return pd.DataFrame(rows, columns=["epoch", "mean", "ci_low", "ci_high", "time_s", "loss", "active_fraction"])
+                     "active_fraction": group["active_fraction"].mean(), "seeds": len(accuracies)})
+    return pd.DataFrame(rows, columns=["epoch", "mean", "ci_low", "ci_high", "time_s", "loss", "active_fraction",
+                                       "seeds"])
 
 
 def short_label(value: Any) -> str:
@@ -74,7 +75,7 @@ def axis_plot(study: Study, axis: str, data: StudyFrames, best: pd.Series) -> Pl
     colours = value_colours(labels, _numeric(study.axes[axis]))
     others = [a for a in study.axes if a != axis]
     points = data.points[data.points["complete"] > 0]
-    at_best, unfinished, outside = [], [], []
+    at_best, unfinished, outside, drawn = [], [], [], []
     for label in labels:
         planned = data.points[data.points[f"axis:{axis}"] == label]
         for other in others:
@@ -83,6 +84,7 @@ def axis_plot(study: Study, axis: str, data: StudyFrames, best: pd.Series) -> Pl
         line = _line_for(mine.iloc[0], short[label], colours[label], data) if len(mine) else None
         if line:
             at_best.append(line)
+            drawn.append(mine.iloc[0]["point"])
         else:  # excluded from the grid at these values, or not finished yet
             (unfinished if len(planned) else outside).append(short[label])
     if not at_best:
@@ -94,22 +96,28 @@ def axis_plot(study: Study, axis: str, data: StudyFrames, best: pd.Series) -> Pl
         note += f"; no point in the study for {', '.join(outside)} there"
     if unfinished:
         note += f"; {', '.join(unfinished)} not finished there"
-    best_each = None
+    best_each, own = None, []
     if others:
         best_each = []
         for label in labels:
             mine = points[points[f"axis:{axis}"] == label]  # already in rank order
             if len(mine):
+                own.append(mine.iloc[0]["point"])
                 rest = ", ".join(f"{o}={mine.iloc[0][f'axis:{o}']}" for o in others)
                 line = _line_for(mine.iloc[0], f"{short[label]} ({rest})", colours[label], data)
                 if line:
                     best_each.append(line)
+    # the bottom row only where some value's own best point is not the one the top row draws
+    if best_each is not None and own == drawn:
+        best_each = None
     slug = re.sub(r"[^A-Za-z0-9_-]+", "-", axis)
     traces = "training loss" + (" (ringed at each pruning: the epoch after which the network was pruned; the next "
                                 "epoch's loss shows its cost) and active fraction" if _has_active(at_best) else "")
     caption = (f"{axis}: test top-1 against epochs and seconds, and the {traces} per epoch, one line per value "
                f"(mean over seeds; band: the 95% CI of the mean, drawn from {MIN_SEEDS_FOR_CI} seeds on); the "
-               f"target dashed; {note}" + ("; bottom: each value at its own best point" if others else ""))
+               f"target dashed; a hollow ring: a point averaging fewer seeds than its line (runs that stopped "
+               f"earlier, as the legend counts); {note}"
+               + ("; bottom: each value at its own best point" if best_each is not None else ""))
     return Plot(f"curves-{slug}.png", caption, axis_curves_png(axis, at_best, note, best_each, study.base.target))
 
 
@@ -265,13 +273,25 @@ def _hex(rgba: tuple[float, ...]) -> str:
     return "#" + "".join(f"{round(255 * c):02x}" for c in rgba[:3])
 
 
+def seeds_words(line: Line) -> str:
+    """How many seeds the line's points average: "5 seeds", or "5 seeds, 2 at the last points" where
+    later points average fewer (reach mode: a run stops at the target, so its curve ends there)."""
+    counts = line.curve["seeds"].dropna() if "seeds" in line.curve else pd.Series(dtype=float)
+    words = f"{line.seeds} seed{'s' if line.seeds != 1 else ''}"
+    fewest = int(counts.min()) if len(counts) else line.seeds
+    return words + (f", {fewest} at the last points" if fewest < line.seeds else "")
+
+
 def _draw(axes, lines: list[Line], x: str, target: float | None) -> None:
     for line in lines:
         curve = line.curve.sort_values(x)
         mean = 100 * curve["mean"].to_numpy(dtype=float)
         xs = curve[x].to_numpy(dtype=float)
         axes.plot(xs, mean, marker="o", markersize=3, linewidth=1.4, color=line.colour,
-                  label=wrapped(f"{line.label} ({line.seeds} seed{'s' if line.seeds != 1 else ''})", 30))
+                  label=wrapped(f"{line.label} ({seeds_words(line)})", 30))
+        if "seeds" in curve:  # points averaging fewer seeds than the line's: hollow rings
+            fewer = (curve["seeds"] < line.seeds).to_numpy()
+            axes.scatter(xs[fewer], mean[fewer], s=30, facecolors="white", edgecolors=line.colour, zorder=3)
         low, high = (100 * curve[c].to_numpy(dtype=float) for c in ("ci_low", "ci_high"))
         if np.isfinite(low).any():  # the 95% CI of the mean, as the tables print it
             axes.fill_between(xs, low, high, color=line.colour, alpha=0.15, linewidth=0)
@@ -315,13 +335,15 @@ def axis_curves_png(axis: str, at_best: list[Line], at_best_note: str, best_each
     if best_each is not None:
         sets.append((best_each, f"{axis}: each value's best point"))
     rows = len(sets) + 1  # the traces of the top row's lines below the accuracy rows
-    figure = Figure(figsize=(13.5, 4 * rows))
+    most = max(len(lines) for lines, _ in sets)
+    columns = 1 if most <= 12 else 2  # a long legend in two columns, the figure widened to hold it
+    figure = Figure(figsize=(13.5 + 3.0 * (columns - 1), max(4.0, 0.2 * most / columns + 1.0) * rows))
     for r, (lines, title) in enumerate(sets):
         panels = [figure.add_subplot(rows, 2, 2 * r + c + 1) for c in range(2)]
         for panel, x in zip(panels, ("epoch", "time_s")):
             _draw(panel, lines, x, target)
         panels[0].set_title(wrapped(title, 60), fontsize=9, loc="left")
-        panels[1].legend(*panels[0].get_legend_handles_labels(), fontsize=8, loc="upper left",
+        panels[1].legend(*panels[0].get_legend_handles_labels(), fontsize=8, loc="upper left", ncol=columns,
                          bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0)
     for c, (column, ylabel) in enumerate(traces):
         panel = figure.add_subplot(rows, 2, 2 * len(sets) + c + 1)

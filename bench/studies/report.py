@@ -48,8 +48,8 @@ from bench.reports.render import SORT_SCRIPT, Bullets, Headline, Part, Plot
 from bench.studies.figures import StudyFrames, best_point, is_sparsity_study, study_frames
 from bench.studies.findings import comparable_times, concurrency_line, findings
 from bench.studies.ledger import Ledger
-from bench.studies.report_sections import (best_line, failed_table, pending_table, points_table, retried_table,
-                                           sparsity_parts, summary_lines)
+from bench.studies.report_sections import (best_line, code_machine_table, failed_table, pending_table, points_table,
+                                           retried_table, sparsity_parts, summary_lines)
 from bench.studies.study import Study
 
 
@@ -83,6 +83,8 @@ def report_parts(study: Study, ledger: Ledger) -> list[Part]:
     parts += _plots(study, data)
     if is_sparsity_study(study):
         parts += sparsity_parts(study, data)
+    if (mixed := code_machine_table(data)) is not None:
+        parts.append(mixed)
     if ledger.where("failed"):
         parts.append(failed_table(study, ledger))
     if (retried := retried_table(study, ledger)) is not None:

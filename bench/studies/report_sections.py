@@ -4,15 +4,19 @@ failed and pending cells, and accuracy against sparsity (bench.studies.report pu
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from bench import formatting as fmt
 from bench.load import HIGH_LOAD_SHARE
+from bench.record.calibration import cited_file, repository_root
 from bench.reports.render import Headline, Part, ReportTable
 from bench.studies.figures import (MIN_SEEDS_FOR_CI, StudyFrames, best_point, measured_points, numbers,
-                                   pareto_front, smallest_reaching, validation_size)
+                                   pareto_front, validation_size)
+from bench.studies.compare import chosen_split, finished_points, judge_points
+from bench.studies.findings_questions import sparsity_readoff
 from bench.studies.ledger import Ledger
 from bench.studies.study import Study, toml_value, value_label
 
@@ -62,20 +66,28 @@ def _ties(study: Study, data: StudyFrames, best: pd.Series) -> str:
     accuracy."""
     if study.rank != "accuracy":
         return ""
-    on = data.chosen_on
+    on, split = data.chosen_on, chosen_split(data)
     low, high = ((best["validation_ci_low"], best["validation_ci_high"]) if data.on_validation
                  else (best["ci_low"], best["ci_high"]))
-    split = "validation" if data.on_validation else "test"
     if fmt.missing(low):
         return (f"Ties not judged: the best point has no interval (fewer than {MIN_SEEDS_FOR_CI} seeds).")
-    finished = data.points[(data.points["complete"] > 0) & (data.points["point"] != best["point"])]
-    tied = finished[(finished[on] >= low) & (finished[on] <= high)]
+    tied = tied_points(data, best)
     if tied.empty:
         return f"No other point's mean {split} top-1 lies within its 95% CI."
     labels = "; ".join(" · ".join(f"{axis} = {row[f'axis:{axis}']}" for axis in study.axes)
                        + f" ({fmt.percent(row[on])})" for _, row in tied.iterrows())
     return (f"Tied with it (mean {split} top-1 within its 95% CI {fmt.percent(low)}–{fmt.percent(high)}): "
             f"{labels}.")
+
+
+def tied_points(data: StudyFrames, best: pd.Series) -> pd.DataFrame:
+    """The finished points other than the best that tie with it by THE tie rule
+    (bench.studies.compare.judge_points): what the header lists and the table marks."""
+    finished = finished_points(data)
+    finished = finished[finished["point"] != best["point"]]
+    mask = pd.Series([judge_points(data, best, row)[0] == "tied" for _, row in finished.iterrows()],
+                     index=finished.index, dtype=bool)
+    return finished.loc[mask]
 
 
 def _fixed_text(study: Study) -> str:
@@ -98,9 +110,12 @@ def summary_lines(study: Study, ledger: Ledger, data: StudyFrames) -> list[str]:
     cells = data.cells
     if not cells.empty:
         machines = cells.groupby("hardware", dropna=False).size()
-        codes = sorted(set(cells["code"].dropna()))
-        lines.append("Ran on: " + "; ".join(f"{fmt.text(h)} ({n} cells)" for h, n in machines.items())
-                     + f". Code: {', '.join(codes) or fmt.MISSING}.")
+        codes = cells.groupby("code", dropna=False).size()
+        lines.append("Ran on (machine kind: device, vector ISA, torch threads): "
+                     + "; ".join(f"{fmt.text(h)} ({n} cells)" for h, n in machines.items())
+                     + ". Code (commit, +dirty for a modified tree): "
+                     + "; ".join(f"{fmt.text(c)} ({n} cells)" for c, n in codes.items()) + ".")
+        lines += missing_citations(study, cells)
         timed = sum(numbers(cells["timed_s"]))
         starts = pd.to_datetime(cells["started_at"], errors="coerce", utc=True).dropna()
         ends = pd.to_datetime(cells["finished_at"], errors="coerce", utc=True).dropna()
@@ -126,10 +141,23 @@ def load_line(cells: pd.DataFrame) -> str | None:
             + (f"; {len(cells) - len(shares)} cells not measured" if len(cells) > len(shares) else "") + ".")
 
 
+def missing_citations(study: Study, cells: pd.DataFrame) -> list[str]:
+    """A line per calibration file the cells' recorded target sources cite that does not exist."""
+    root = repository_root(study.base.path)
+    counts = cells["target_source"].dropna().map(cited_file).dropna().value_counts()
+    return [f"{n} cell{'s' if n != 1 else ''} cite{'' if n != 1 else 's'} the calibration file {cited}, which is "
+            "missing: the source of the target they were judged under cannot be checked; restore it from the "
+            "repository's history or recalibrate." for cited, n in counts.items()
+            if not (Path(cited) if Path(cited).is_absolute() else root / cited).is_file()]
+
+
 def points_table(study: Study, data: StudyFrames) -> ReportTable:
     measured_train = data.points["train_accuracy"].notna().any() if not data.points.empty else False
+    budget = study.base.mode == "budget"
+    # budget mode: every run trains the whole budget, so the time to the target is its first crossing
+    time_column = "median first crossing" if budget else "median time to target"
     columns = [*study.axes, "rank", "seeds", "test top-1 ± std", "test 95% CI", "runs ≥ target",
-               "median time to target", "median steps to target", "median timed region", "images/s", "params"]
+               time_column, "median steps to target", "median timed region", "images/s", "params"]
     # bench.train.memory's training peak, where the runs record it (median over the seeds)
     measured_memory = "train_peak_memory_mb" in data.points and data.points["train_peak_memory_mb"].notna().any()
     if measured_memory:
@@ -138,9 +166,9 @@ def points_table(study: Study, data: StudyFrames) -> ReportTable:
         columns.insert(len(study.axes) + 3, "train accuracy")
     if data.on_validation:  # what the rank was chosen on, before what is reported
         columns.insert(len(study.axes) + 2, "validation top-1 ± std")
-    time_words = ("Time to target: the budget's timed region, of the runs whose final accuracy reached the "
-                  "target only (\"3 of 5 reached\" when not all did, — when none did); timed region: every run's"
-                  if study.base.mode == "budget" else
+    time_words = ("First crossing: the timed clock at the first evaluation at or above the target (first_reached_s), "
+                  "median over the seeds, — unless every seed crossed it; timed region: every run's, the whole budget"
+                  if budget else
                   "Time to target: until the first evaluation at the target, of the runs that reached it; timed "
                   "region: every run's, to its end")
     table = ReportTable("Points", columns, anchor="points", sortable=True,
@@ -148,10 +176,16 @@ def points_table(study: Study, data: StudyFrames) -> ReportTable:
                              "final top-1 on the split its column names, mean ± sample std over the seeds, 95% CI of "
                              f"the mean (Student t, clipped to [0, 100%]; none with fewer than {MIN_SEEDS_FOR_CI} "
                              f"seeds). {time_words}"
-                             "; steps: of the runs that reached the target."
+                             "; steps: optimizer updates (under truncated, sliding or shuffled BPTT several a loader batch), of the "
+                             "runs that reached the target."
                              + (" Train peak memory: the training's peak (the state plus one steady-state step's "
                                 "allocations, outside the timed region; on CUDA the allocator's peak), median over "
-                                "the seeds." if measured_memory else "") + " Click a column head to sort.")
+                                "the seeds." if measured_memory else "")
+                             + (" Rank \"(ties 1)\": the point's mean lies within the best one's 95% CI on the "
+                                "split the ranking is chosen on (the tie rule the header and Findings use)."
+                                if study.rank == "accuracy" else "") + " Click a column head to sort.")
+    best = best_point(data)
+    tied = set() if best is None or study.rank != "accuracy" else set(tied_points(data, best)["point"])
     for rank, row in data.points.iterrows():
         finished = row["complete"] > 0
         seeds = f"{int(row['complete'])}/{int(row['planned'])}"
@@ -162,13 +196,15 @@ def points_table(study: Study, data: StudyFrames) -> ReportTable:
             f"{fmt.percent(row['ci_low'])}–{fmt.percent(row['ci_high'])}"
         cells = [row[f"axis:{axis}"] for axis in study.axes]
         keys: list[Any] = [_axis_sort_key(study, axis, row[f"axis:{axis}"]) for axis in study.axes]
-        cells += [str(rank + 1) if finished else fmt.MISSING, seeds, accuracy, ci,
-                  fmt.percent(row["pass_fraction"], 0),
-                  fmt.time_to_target(row["median_time_s"], None, row["reached"], row["complete"]),
+        place = str(rank + 1) + (" (ties 1)" if row["point"] in tied else "")
+        time = (fmt.seconds(row["median_first_crossing_s"]) if budget else
+                fmt.time_to_target(row["median_time_s"], None, row["reached"], row["complete"]))
+        cells += [place if finished else fmt.MISSING, seeds, accuracy, ci,
+                  fmt.percent(row["pass_fraction"], 0), time,
                   fmt.integer(row["median_steps"]), fmt.seconds(row["median_timed_s"]), fmt.rate(row["images_per_s"]),
                   fmt.si(row["params"])]
         keys += [rank + 1 if finished else None, row["complete"], row["mean_accuracy"], row["ci_low"],
-                 row["pass_fraction"], row["median_time_s"], row["median_steps"], row["median_timed_s"],
+                 row["pass_fraction"], row["median_first_crossing_s"] if budget else row["median_time_s"], row["median_steps"], row["median_timed_s"],
                  row["images_per_s"], row["params"]]
         if measured_memory:
             cells.append(fmt.megabytes(row["train_peak_memory_mb"]))
@@ -197,6 +233,26 @@ def _axis_sort_key(study: Study, axis: str, label: str) -> Any:
     if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
         return next(v for v in values if value_label(v) == label)
     return next((i for i, v in enumerate(values) if value_label(v) == label), label)
+
+
+def code_machine_table(data: StudyFrames) -> ReportTable | None:
+    """The done cells split by the code and the machine kind that ran them, where there is more than
+    one of either: which points each combination ran, and when."""
+    done = data.cells[data.cells["state"] == "done"]
+    if done.empty or (done["code"].nunique() < 2 and done["hardware"].nunique() < 2):
+        return None
+    labels = dict(zip(data.points["point"], data.points["label"]))
+    table = ReportTable("Cells by code and machine", ["code", "machine kind", "cells", "points", "ran"],
+                        anchor="code-machine", note="A study's cells should come from one code on one machine "
+                        "kind; these did not (bench sweep refuses to mix them without --allow-mixed). The "
+                        "figures above pool them.")
+    for (code, kind), group in done.groupby(["code", "hardware"], dropna=False):
+        starts = pd.to_datetime(group["started_at"], errors="coerce", utc=True).dropna()
+        points = sorted({labels.get(p, p) for p in group["point"]})
+        table.add([fmt.text(code), fmt.text(kind), str(len(group)),
+                   f"{len(points)}: " + "; ".join(points[:4]) + ("; ..." if len(points) > 4 else ""),
+                   f"{starts.min():%Y-%m-%d %H:%M}–{starts.max():%Y-%m-%d %H:%M} UTC" if len(starts) else fmt.MISSING])
+    return table
 
 
 def failed_table(study: Study, ledger: Ledger) -> ReportTable:
@@ -235,28 +291,6 @@ def pending_table(study: Study, ledger: Ledger) -> ReportTable:
 
 
 # ---------------------------------------------------------------- accuracy against sparsity ----
-
-def _smallest_reaching_text(series: pd.DataFrame, dense: pd.DataFrame, target: float, on: str) -> str:
-    """Per series (each sparse method, the narrowed dense networks): the fewest active parameters
-    whose mean accuracy on `on` reaches the target; and the full-width dense baseline."""
-    reach = smallest_reaching(series, target, on)
-    validation = on != "mean_accuracy"
-    lines = [f"{name}: {fmt.count(row['active_params'])} active parameters ({fmt.percent(row['active_fraction'])} "
-             f"of its network), {fmt.percent(row['mean_accuracy'])} test top-1"
-             + (f" ({fmt.percent(row[on])} validation)" if validation else "") + f" mean over "
-             f"{int(row['complete'])} seed{'s' if row['complete'] != 1 else ''}"
-             for name, row in reach.items()]
-    missed = [s for s in series["sparsity_series"].unique() if s not in reach]
-    chosen = "mean validation top-1 over the seeds" if validation else "mean test top-1 over the seeds, chosen on test"
-    text = (f"Fewest active parameters that reach the base suite's target {fmt.percent(target)} "
-            f"({chosen}), per series: " + ("; ".join(lines) if lines else "none reaches it")
-            + (f"; never reached by {', '.join(missed)}" if missed and lines else "") + ".")
-    if len(dense):
-        row = dense.iloc[0]
-        text += (f" Dense baseline: {fmt.percent(row['mean_accuracy'])} test top-1 with "
-                 f"{fmt.count(row['active_params'])} parameters.")
-    return text
-
 
 def sparsity_table(points: pd.DataFrame, front: set[Any], target: float, on: str) -> ReportTable:
     split = "test" if on == "mean_accuracy" else "validation"
@@ -303,5 +337,6 @@ def sparsity_parts(study: Study, data: StudyFrames) -> list[Part]:
     dense = points[points["sparsity_series"] == "dense"]
     series = points[points["sparsity_series"] != "dense"]
     front = pareto_front(points)
-    return [Headline(_smallest_reaching_text(series, dense, target, data.chosen_on)),
-            sparsity_table(points, front, target, data.chosen_on), pareto_plot(series, dense, front, target)]
+    # the read-off compares accuracies with the target: on the split the target was set on (test)
+    return [Headline(sparsity_readoff(points, target)),
+            sparsity_table(points, front, target, "mean_accuracy"), pareto_plot(series, dense, front, target)]

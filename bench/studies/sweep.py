@@ -20,6 +20,7 @@ report), 130 interrupted (finished cells kept).
 from __future__ import annotations
 
 import argparse
+import random
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -32,6 +33,8 @@ from bench.destinations import path_argument
 from bench.errors import EXIT_BROKEN, EXIT_INTERRUPTED, EXIT_OK, BenchError
 from bench.progress import BoardReporter, RichReporter
 from bench.record.files import ResultNotWritten, ResultWriter, results_root
+from bench.reports.frame import code_label
+from bench.seeds import check_seeds
 from bench.studies.cell import CellJob
 from bench.studies.claims import Claims, describe
 from bench.studies.ledger import Ledger, read_ledger
@@ -71,6 +74,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "$BENCH_RESULTS)")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
                         help="where cells train (default: cuda when available where the cell runs)")
+    parser.add_argument("--order-seed", type=int, default=0, metavar="N",
+                        help="the seed the cells' order is shuffled with (default %(default)s), recorded in each "
+                             "result: cells run in the grid's order would line a drift of the machine's speed up "
+                             "with an axis")
+    parser.add_argument("--allow-mixed", action="store_true",
+                        help="add cells run by other code than the study's cells so far (another commit, or a "
+                             "modified tree); the report then splits its cells by commit")
     parser.add_argument("--dry-run", action="store_true", help="print the cells and what is left to run; run nothing")
     parser.add_argument("--report-only", action="store_true", help="rewrite the study report from the results; "
                                                                    "run nothing")
@@ -177,13 +187,44 @@ def claimer(claims: Claims, runs_dir: Path, seen: set[Path],
     return claim
 
 
-def job_for(study: Study, cell: Cell, device: str, concurrency: int | None = None) -> CellJob:
+def check_one_code(study: Study, ledger: Ledger, code: dict[str, Any]) -> None:
+    """One study, one code: cells that this code would add to cells another code ran (another
+    commit, or the same commit clean against modified) are refused (BenchError, before any work).
+    Two modified trees of one commit cannot be told apart (the record keeps the commit and a
+    dirty flag, not the diff): the report marks their cells "+dirty" and does not split them."""
+    mine = code_label(code)
+    theirs: dict[str, int] = {}
+    for state in ledger.cells.values():
+        if state.result is not None:
+            label = code_label(state.result.record.get("code"))
+            theirs[label] = theirs.get(label, 0) + 1
+    other = {label: n for label, n in theirs.items() if label != mine}
+    if not other:
+        return
+    ran = ", ".join(f"{n} on {label}" for label, n in sorted(other.items()))
+    raise BenchError(f"study {study.name}: its cells ran on other code ({ran}) than this tree ({mine}); adding cells "
+                     "would mix code in one study. Commit, and sweep into a fresh --results folder, or pass "
+                     "--allow-mixed (the report then splits the cells by commit)")
+
+
+def shuffled(cells: list[Cell], seed: int) -> list[Cell]:
+    """The cells in the order `seed` shuffles them to (the same seed, the same order)."""
+    order = list(cells)
+    random.Random(seed).shuffle(order)
+    return order
+
+
+def job_for(study: Study, cell: Cell, device: str, concurrency: int | None = None,
+            order_seed: int | None = None) -> CellJob:
     """The cell as a job; `concurrency`, where the sweep knows it, is how many cells it runs at once
     on one machine, written into the cell's result (study.concurrency) so that the report compares
-    times only between cells that shared the machine alike."""
+    times only between cells that shared the machine alike; `order_seed`, the seed the sweep
+    shuffled its cells with (study.order_seed)."""
     block = study.record_block(cell)
     if concurrency is not None:
         block["concurrency"] = concurrency
+    if order_seed is not None:
+        block["order_seed"] = order_seed
     return CellJob(key=cell.key, label=cell.label, suite=cell.point.suite, seed=cell.seed, device=device,
                    command=study.cell_command(cell), study=block, nproc_per_node=study.nproc_per_node)
 
@@ -221,6 +262,7 @@ def command(args: argparse.Namespace, console: Console) -> int:
     if args.workers is not None and args.workers < 1:
         raise BenchError(f"--workers {args.workers}: give at least 1")
     check_executor_options(args)
+    check_seeds(args.order_seed, 1, "--order-seed")
     study = load_study(args.study)
     folder = study_folder(study, args.results)
     runs_dir = folder / "runs"
@@ -239,6 +281,10 @@ def command(args: argparse.Namespace, console: Console) -> int:
         return EXIT_OK
 
     todo = [state.cell for state in ledger.cells.values() if state.state != "done"]
+    if todo and not args.allow_mixed:
+        from bench.env import code_version  # imports torch: not before a sweep runs
+
+        check_one_code(study, ledger, code_version())
     console.print(escape(f"study {study.name}: {_counts(ledger)}; running {len(todo)} into {runs_dir}"))
     if todo:
         if not args.address and args.executor != "slurm":
@@ -291,7 +337,10 @@ def _run_cells(args: argparse.Namespace, study: Study, ledger: Ledger, todo: lis
     # the local executor runs `parallel` cells at once on this machine (fewer when fewer are left);
     # Ray and SLURM place cells on machines this sweep does not see: their concurrency is not recorded
     concurrency = min(parallel, len(todo)) if args.executor == "local" and todo else None
-    jobs = [job_for(study, cell, args.device, concurrency) for cell in todo]
+    # in a seeded shuffled order: a drift of the machine's speed over the sweep (load falling, a
+    # neighbour starting) then spreads over the grid instead of lining up with an axis
+    todo = shuffled(todo, args.order_seed)
+    jobs = [job_for(study, cell, args.device, concurrency, args.order_seed) for cell in todo]
     board = BoardReporter(Console(stderr=True, highlight=False), f"study {study.name}", total=len(ledger.cells),
                           done=len(ledger.cells) - len(todo), parallel=parallel)
     last_report = [time.monotonic()]

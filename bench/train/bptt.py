@@ -26,6 +26,7 @@ step's prediction counts. The returned loss is the mean of the optimizer steps' 
 
 from __future__ import annotations
 
+import math
 from typing import Any, Callable
 
 import torch
@@ -59,6 +60,32 @@ def windows(total: int, length: int, step: int) -> list[tuple[int, int]]:
     if starts[-1] + length < total:
         starts.append(total - length)
     return [(s, s + length) for s in starts]
+
+
+def updates_per_batch(bptt: dict[str, Any], total: int) -> int:
+    """Optimizer updates one loader batch makes under `bptt` for sequences of `total` steps (what
+    bptt_train_step does; a run's recorded `steps` counts loader batches)."""
+    mode, length = bptt.get("mode", "none"), bptt.get("length") or total
+    step = bptt.get("step") or length
+    if mode == "truncated":
+        return math.ceil(total / length)
+    if mode == "sliding":
+        count = 0
+        for start in range(0, total, step):
+            count += 1
+            if min(start + length, total) == total:
+                break
+        return count
+    if mode == "shuffled":
+        return len(windows(total, length, step))
+    return 1
+
+
+def sequence_length(input_shape: list[int], patch: int = 0) -> int:
+    """The steps a sequence model reads an image as (bench.models.sequence): its rows, or its
+    patches in raster order."""
+    _, height, width = input_shape
+    return height if not patch else (height // patch) * (width // patch)
 
 
 def bptt_train_step(model: nn.Module, optimizer: Any, images: torch.Tensor, labels: torch.Tensor,

@@ -65,6 +65,11 @@ class TimedLoop:
         ema = WeightEMA(run.model, recipe["ema"]["every"], recipe["ema"]["decay"]) if recipe["ema"]["every"] \
             else None
         self.max_epochs = math.ceil(recipe["epochs"])
+        # reach mode: deciding evaluations within an epoch too, every this many steps (0: epoch ends only)
+        every = recipe.get("eval_every") or 0
+        self.eval_steps = max(1, round(every * run.steps_per_epoch)) if mode == "reach" and every else 0
+        self.reached_within: dict[str, Any] | None = None  # the deciding evaluation within an epoch that reached
+        self.within_eval_s = 0.0  # this epoch's deciding evaluations within it (not training time)
         self.total_steps = math.ceil(recipe["epochs"] * run.steps_per_epoch)
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
@@ -104,7 +109,9 @@ class TimedLoop:
                         outcome.curve.append(point)
                         break
                     last = outcome.steps >= self.total_steps
-                    if self.mode == "reach" or last:
+                    if self.reached_within is not None:  # judged already, where the epoch stopped
+                        point.update(self.reached_within)
+                    elif self.mode == "reach" or last:
                         self._judge(point)
                     for hook in self.hooks:
                         hook.after_epoch(point)
@@ -138,14 +145,29 @@ class TimedLoop:
             for hook in self.hooks:
                 hook.after_step(outcome.steps)
             progress.advance(1)
+            if self.eval_steps and outcome.steps % self.eval_steps == 0 and outcome.steps % run.steps_per_epoch \
+                    and outcome.steps < self.total_steps and self._judge_within_epoch():
+                break  # reached: the epoch stops here, its curve point is this evaluation's
         for hook in self.hooks:
             hook.after_training_epoch(epoch + 1, outcome.steps)
         # one sync per epoch; the mean over ranks, so every rank takes the same divergence decision
         epoch_loss = self.dist.mean_(loss_sum / max(epoch_steps, 1)).item()
         now = self.region.read()
-        outcome.train_time_s += now - epoch_start
+        outcome.train_time_s += now - epoch_start - self.within_eval_s  # its evaluations are not training
+        self.within_eval_s = 0.0
         return {"epoch": epoch + 1, "step": outcome.steps, "time_s": now, "loss": epoch_loss, "accuracy": None,
                 "start_s": epoch_start, "train_end_s": now, "eval_start_s": None}
+
+    def _judge_within_epoch(self) -> bool:
+        """A deciding evaluation within an epoch (recipe.eval_every); whether it reached the target."""
+        before = self.outcome.deciding_eval_s
+        probe: dict[str, Any] = {}
+        self._judge(probe)
+        self.within_eval_s += self.outcome.deciding_eval_s - before
+        if self.outcome.reached_at_s is None:
+            return False
+        self.reached_within = {k: probe[k] for k in ("accuracy", "eval_start_s", "time_s")}
+        return True
 
     def _judge(self, point: dict[str, Any]) -> None:
         """An evaluation that decides the verdict: inside the timed region."""
