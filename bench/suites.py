@@ -167,8 +167,9 @@ SCHEMA: dict[str, Any] = {
                               expect="a list of positive epoch numbers"),
             "gamma": Key("float", default=0.1, check=_positive, expect="a positive number"),
             # cosine with warm restarts (SGDR): first period t0 epochs, each next t_mult times longer
-            "t0": Key("float", default=1.0, check=_positive, expect="a positive number of epochs"),
-            "t_mult": Key("float", default=1.0, check=lambda v: v >= 1, expect="a number >= 1"),
+            # bounded (docs/limits.md): the period arithmetic stays finite
+            "t0": Key("float", default=1.0, check=lambda v: v >= 1e-6, expect="a number of epochs >= 1e-6"),
+            "t_mult": Key("float", default=1.0, check=lambda v: 1 <= v <= 1e6, expect="a number from 1 to 1e6"),
             "min_factor": Key("float", default=0.0, check=lambda v: 0 <= v <= 1, expect="a number in [0, 1]"),
         },
         "augment": {
@@ -234,13 +235,16 @@ def _valid_target_source(text: str) -> bool:
     return any(text.startswith(kind) and text[len(kind):].strip() for kind in TARGET_SOURCE_KINDS)
 
 
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
 def _valid_knots(knots: Any) -> bool:
-    try:
-        fracs = [float(k[0]) for k in knots]
-        mults = [float(k[1]) for k in knots]
-    except (TypeError, ValueError, IndexError):
+    # numbers only: float() took "0.5" here, and the string reached numpy mid-run
+    if not all(isinstance(k, list) and len(k) == 2 and _is_number(k[0]) and _is_number(k[1]) for k in knots):
         return False
-    return (len(knots) >= 2 and all(len(k) == 2 for k in knots) and fracs[0] == 0 and fracs[-1] == 1
+    fracs, mults = [k[0] for k in knots], [k[1] for k in knots]
+    return (len(knots) >= 2 and fracs[0] == 0 and fracs[-1] == 1
             and all(b > a for a, b in zip(fracs, fracs[1:])) and all(m >= 0 for m in mults))
 
 
