@@ -43,3 +43,75 @@ def test_an_enormous_rate_diverges(suite, tmp_path, capsys, optimizer):
     record = json.loads(path.read_text())
     assert record["status"] == "diverged" and [run["status"] for run in record["runs"]] == ["diverged"]
     assert record["suite"]["resolved"]["recipe"]["lr"] == 1e308  # the record keeps what was asked
+
+
+# ---------------------------------------------------------------- result files a reader meets ----
+
+REPO = Path(__file__).resolve().parent.parent
+BASELINE = sorted((REPO / "results" / "baselines").glob("*.json"))[0]
+
+
+def results_with(tmp_path, edit) -> Path:
+    """A results folder holding the committed baseline and an edited copy (text in, text out)."""
+    folder = tmp_path / "res" / "runs"
+    folder.mkdir(parents=True)
+    text = BASELINE.read_text()
+    (folder / "good.json").write_text(text)
+    record = json.loads(text)
+    record["id"] = "edited"
+    (folder / "edited.json").write_text(edit(json.dumps(record, indent=1)))
+    return folder.parent
+
+
+HOSTILE = {
+    "impossible date": lambda t: t.replace(json.loads(t)["started_at"], "2026-13-45T99:99:99Z"),
+    "400-digit integer": lambda t: t.replace('"runs": 5', '"runs": ' + "9" * 400, 1),
+    "1e999": lambda t: t.replace(f'"median_time_s": {json.loads(t)["aggregate"]["median_time_s"]}',
+                                 '"median_time_s": 1e999'),
+    "complete with no runs": lambda t: json.dumps({**json.loads(t), "runs": []}),
+}
+
+
+@pytest.mark.parametrize("case", HOSTILE)
+def test_readers_skip_an_impossible_result_with_a_notice(tmp_path, capsys, case):
+    results = results_with(tmp_path, HOSTILE[case])
+    assert (results / "runs" / "edited.json").read_text() != (results / "runs" / "good.json").read_text()
+    for command in (["leaderboard", "--results", str(results), "--out", str(tmp_path / "lb")],
+                    ["export", "--results", str(results), "--out", str(tmp_path / "runs.csv")]):
+        code = main(command)
+        out, err = capsys.readouterr()
+        assert code == 0 and "Traceback" not in err, out + err
+        flat = (out + err).replace("\n", "")  # rich wraps long paths
+        assert "skipped" in flat and "edited.json" in flat, out + err
+    rows = (tmp_path / "runs.csv").read_text().splitlines()
+    assert len(rows) == 1 + len(json.loads(BASELINE.read_text())["runs"])  # the good file's runs only
+
+
+@pytest.mark.parametrize("case", HOSTILE)
+def test_check_refuses_an_impossible_candidate(tmp_path, capsys, case):
+    """`bench check` trusted a complete candidate's stored summary over its empty list of runs
+    ('no regression'), and took a 400-digit integer."""
+    results = results_with(tmp_path, HOSTILE[case])
+    code = main(["check", str(BASELINE), str(results / "runs" / "edited.json")])
+    out, err = capsys.readouterr()
+    assert code == 2 and "edited.json" in one_error_line(err), out + err
+
+
+def test_a_symlink_loop_in_the_results_folder_is_skipped(tmp_path, capsys):
+    results = results_with(tmp_path, lambda t: t)
+    (results / "runs" / "loop.json").symlink_to("loop.json")
+    (results / "runs" / "up.json").symlink_to("..")
+    for command in (["leaderboard", "--results", str(results), "--out", str(tmp_path / "lb")],
+                    ["export", "--results", str(results), "--out", str(tmp_path / "runs.csv")]):
+        code = main(command)
+        out, err = capsys.readouterr()
+        assert code == 0 and "Traceback" not in err and "loop.json" in (out + err).replace("\n", ""), out + err
+
+
+def test_a_tiny_fraction_rule_still_needs_a_run_at_target():
+    """fraction:1e-13 fell inside the fixed 1e-12 tolerance: no run at target was a PASS."""
+    from bench.record.stats import rule_holds
+
+    assert not rule_holds("fraction:0.0000000000001", 0.5, 0.0, 0.9)
+    assert not rule_holds("fraction:0.0000001", 0.5, 0.0, 0.9)
+    assert rule_holds("fraction:0.6", 0.9, 3 / 5, 0.9) and rule_holds("fraction:0.7", 0.9, 7 / 10, 0.9)
