@@ -22,6 +22,7 @@ from typing import Any, Callable
 
 from bench.datasets import DATASET_NAMES
 from bench.errors import BenchError, did_you_mean
+from bench.seeds import MAX_RUNS
 from bench.suite_checks import cross_checks
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -85,7 +86,7 @@ SCHEMA: dict[str, Any] = {
     "description": Key("str", default=""),
     "mode": Key("str", default="budget", choices=("budget", "reach")),
     "target": Key("float", required=True, check=lambda v: 0 < v <= 1, expect="a fraction in (0, 1], e.g. 0.94"),
-    "runs": Key("int", default=5, check=_positive, expect="a positive integer"),
+    "runs": Key("int", default=5, check=lambda v: 0 < v <= MAX_RUNS, expect=f"a positive integer, at most {MAX_RUNS:,}"),
     # where the target comes from: a published result, or a calibration file that `bench calibrate`
     # wrote from seeds the verdicts never use (bench.record.calibration); required of shipped suites
     "target_source": Key("str", check=lambda v: _valid_target_source(v),

@@ -115,3 +115,25 @@ def test_a_tiny_fraction_rule_still_needs_a_run_at_target():
     assert not rule_holds("fraction:0.0000000000001", 0.5, 0.0, 0.9)
     assert not rule_holds("fraction:0.0000001", 0.5, 0.0, 0.9)
     assert rule_holds("fraction:0.6", 0.9, 3 / 5, 0.9) and rule_holds("fraction:0.7", 0.9, 7 / 10, 0.9)
+
+
+# ---------------------------------------------------------------- arguments blamed wrongly ----
+
+@pytest.mark.parametrize("args, culprit", [
+    (["run", "{suite}", "--runs", "auto", "--max-runs", "5000000000"], "--max-runs 5000000000"),
+    (["run", "{suite}", "--runs", "20000"], "--runs 20000"),
+    (["calibrate", "{suite}", "--runs", "1000000000000"], "--runs 1000000000000"),
+    (["run", "{suite}", "--dist-timeout", "-5", "--nproc-per-node", "2"], "--dist-timeout"),
+    (["run", "{suite}", "--rdzv-timeout", "nan", "--nproc-per-node", "2"], "--rdzv-timeout"),
+])
+def test_an_argument_out_of_range_is_blamed_itself(suite, capsys, args, culprit):
+    """A huge run count was refused by blaming --seed / --seed-base (the seeds it needs leave the
+    range); a negative timeout reached torch's sockets (41 lines of C++ errors)."""
+    try:  # the results go to tmp_path should a refusal be missed (the launcher would train)
+        code = main([a.format(suite=suite) for a in args] + ["--results" if args[0] == "run" else "--out",
+                                                            str(suite.parent / "out")])
+    except SystemExit as exit:  # argparse's refusal
+        code = exit.code
+    out, err = capsys.readouterr()
+    line = one_error_line(err)
+    assert code == 2 and culprit in line and "seed" not in line, out + err
