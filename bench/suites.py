@@ -9,6 +9,7 @@ the file and the key.
 from __future__ import annotations
 
 import copy
+import datetime
 import difflib
 import hashlib
 import json
@@ -396,6 +397,21 @@ def load_suite(ref: str, overrides: list[str] | None = None) -> Suite:
     return suite_with(path, applied, where)
 
 
+def refuse_toml_dates(raw: Any, where: str, prefix: str = "") -> None:
+    """TOML has dates and times; no key of a suite or a study is one. Refused where they are read,
+    wherever they stand (a table, a list, an axis): they passed free-form tables and lists and
+    broke the JSON of a hash or a record (`Object of type date is not JSON serializable`)."""
+    if isinstance(raw, (datetime.date, datetime.time)):  # datetime is a date
+        raise BenchError(f"{where}: '{prefix or '(the file)'}' holds the TOML date/time {raw.isoformat()}; bench "
+                         "reads no dates or times: give a number, or quote it as a string")
+    if isinstance(raw, dict):
+        for key, value in raw.items():
+            refuse_toml_dates(value, where, f"{prefix}.{key}" if prefix else str(key))
+    elif isinstance(raw, list):
+        for i, value in enumerate(raw):
+            refuse_toml_dates(value, where, f"{prefix}[{i}]")
+
+
 def suite_with(path: Path, values: dict[str, Any], where: str) -> Suite:
     """The suite in `path` with dotted keys set to values (already parsed), validated; every
     problem is one BenchError line starting with `where`."""
@@ -405,7 +421,9 @@ def suite_with(path: Path, values: dict[str, Any], where: str) -> Suite:
         raise BenchError(f"{path}: malformed TOML ({exc}); fix the file") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise BenchError(f"{path}: cannot read the suite ({exc})") from None
+    refuse_toml_dates(raw, str(path))
     for key, value in values.items():
+        refuse_toml_dates(value, where, key)
         _apply_override(raw, key, copy.deepcopy(value), where)
     resolved = _resolve(raw, SCHEMA, where)
     cross_checks(resolved, where)

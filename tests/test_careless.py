@@ -137,3 +137,47 @@ def test_an_argument_out_of_range_is_blamed_itself(suite, capsys, args, culprit)
     out, err = capsys.readouterr()
     line = one_error_line(err)
     assert code == 2 and culprit in line and "seed" not in line, out + err
+
+
+# ---------------------------------------------------------------- TOML dates and times ----
+
+@pytest.mark.parametrize("where, text", [
+    ("axes", '[axes]\n"recipe.lr" = [0.1, 1979-05-27]\n'),
+    ("exclude", '[axes]\n"recipe.lr" = [0.1, 0.2]\n[[exclude]]\n"recipe.lr" = [1979-05-27T07:32:00Z]\n'),
+    ("set", '[set]\n"model.args" = { since = 07:32:00 }\n[axes]\n"recipe.lr" = [0.1, 0.2]\n'),
+    ("description", 'description = 1979-05-27\n[axes]\n"recipe.lr" = [0.1, 0.2]\n'),
+])
+def test_a_toml_date_in_a_study_is_one_line_and_list_goes_on(tmp_path, monkeypatch, capsys, where, text):
+    """A date as an axis value, an exclude, anywhere: 'Object of type date is not JSON
+    serializable', and one such file broke `bench list` for every study."""
+    from tests.helpers import STUDY_BASE
+
+    studies = tmp_path / "suites" / "studies"
+    studies.mkdir(parents=True)
+    (studies / "base.toml").write_text(STUDY_BASE)
+    (studies / "dated.toml").write_text('name = "dated"\nsuite = "base.toml"\nseeds = [0]\n' + text)
+    monkeypatch.setenv("BENCH_SUITES", str(tmp_path / "suites"))
+    code = main(["sweep", str(studies / "dated.toml"), "--dry-run"])
+    out, err = capsys.readouterr()
+    line = one_error_line(err)
+    assert code == 2 and "dated.toml" in line and "TOML date/time" in line, out + err
+    code = main(["list"])
+    out, err = capsys.readouterr()
+    assert code == 0 and "Traceback" not in err, out + err
+    assert "dated" in out and "fmnist-optimizers" in out  # the bad study is listed as invalid, the others as ever
+
+
+@pytest.mark.parametrize("edit", [
+    lambda t: t.replace("args = { hidden = [32] }", "args = { hidden = [32, 1979-05-27] }"),
+    lambda t: t + "[recipe.schedule]\nkind = \"step\"\nmilestones = [1979-05-27]\n",
+    lambda t: t.replace('devices = ["cpu"]', 'devices = ["cpu", 07:32:00]'),
+])
+def test_a_toml_date_in_a_suite_is_one_line(tmp_path, capsys, edit):
+    """Suites refused these before (by the model's build, a list's check), each its own way; now
+    one check, where the file is read, names the key and says what to write instead."""
+    path = tmp_path / "dated.toml"
+    path.write_text(edit(suite_text()))
+    code = main(["run", str(path), "--results", str(tmp_path / "out")])
+    out, err = capsys.readouterr()
+    line = one_error_line(err)
+    assert code == 2 and "dated.toml" in line and "TOML date/time" in line, out + err
