@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from bench.datasets import DATASET_NAMES
+from bench.destinations import path_length_problem
 from bench.errors import BenchError, did_you_mean
 from bench.seeds import MAX_RUNS
 from bench.suite_checks import cross_checks
@@ -80,10 +81,17 @@ def _valid_pass_rule(v: Any) -> bool:
     return True
 
 
+# a name becomes part of file names (calibration files, result paths, --out pages) with ids beside it
+MAX_NAME = 100
+NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._-]{0,%d}" % (MAX_NAME - 1)
+# no key is a document: a 100 MB string was copied into every result file (docs/limits.md)
+MAX_STRING = 10_000
+
 SCHEMA: dict[str, Any] = {
     # it names result files, calibration files and --out paths: no '/', no '..', nothing a shell mangles
-    "name": Key("str", required=True, check=lambda v: re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", v) is not None,
-                expect="letters, digits, '.', '_' and '-', starting with a letter or digit"),
+    "name": Key("str", required=True, check=lambda v: re.fullmatch(NAME_PATTERN, v) is not None,
+                expect=f"letters, digits, '.', '_' and '-', starting with a letter or digit, at most {MAX_NAME} "
+                       "characters"),
     "description": Key("str", default=""),
     "mode": Key("str", default="budget", choices=("budget", "reach")),
     "target": Key("float", required=True, check=lambda v: 0 < v <= 1, expect="a fraction in (0, 1], e.g. 0.94"),
@@ -116,7 +124,8 @@ SCHEMA: dict[str, Any] = {
         # fine-tuning: start from a saved state dict (a path; relative paths are taken from the
         # working directory, as on the command line), and optionally train only the decision
         # layers (the feature/decision split of the spec table: the model's `features` stay fixed)
-        "init": Key("str"),
+        "init": Key("str", check=lambda v: path_length_problem(v) is None,
+                    expect="a path the file system can hold (names up to 200 bytes)"),
         "freeze": Key("str", default="none", choices=("none", "features")),
     },
     "recipe": {
@@ -275,6 +284,12 @@ def _check_type(kind: str, value: Any) -> Any | None:
     raise AssertionError(kind)
 
 
+def _shown(value: Any) -> str:
+    """A value for a one-line message: a long one is cut (a 300-character name filled the terminal)."""
+    text = repr(value)
+    return text if len(text) <= 80 else f"{text[:60]}... ({len(text):,} characters)"
+
+
 def _resolve(raw: dict[str, Any], schema: dict[str, Any], where: str, prefix: str = "") -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key in raw:
@@ -302,7 +317,7 @@ def _resolve(raw: dict[str, Any], schema: dict[str, Any], where: str, prefix: st
         if spec.choices is not None and value not in spec.choices:
             raise BenchError(f"{where}: '{name}' is {value!r}; choose one of {', '.join(map(str, spec.choices))}")
         if spec.check is not None and not spec.check(value):
-            raise BenchError(f"{where}: '{name}' is {value!r}; it must be {spec.expect}")
+            raise BenchError(f"{where}: '{name}' is {_shown(value)}; it must be {spec.expect}")
         out[key] = value
     return out
 
@@ -393,17 +408,21 @@ def load_suite(ref: str, overrides: list[str] | None = None) -> Suite:
     for text in overrides or []:
         key, value = parse_override(text)
         applied[key] = value
-    where = str(path) + (f" (with --set {', '.join(f'{k}={v!r}' for k, v in applied.items())})" if applied else "")
+    where = str(path) + (f" (with --set {', '.join(f'{k}={_shown(v)}' for k, v in applied.items())})" if applied else "")
     return suite_with(path, applied, where)
 
 
 def refuse_toml_dates(raw: Any, where: str, prefix: str = "") -> None:
     """TOML has dates and times; no key of a suite or a study is one. Refused where they are read,
     wherever they stand (a table, a list, an axis): they passed free-form tables and lists and
-    broke the JSON of a hash or a record (`Object of type date is not JSON serializable`)."""
+    broke the JSON of a hash or a record (`Object of type date is not JSON serializable`). A
+    string past MAX_STRING characters is refused with them."""
     if isinstance(raw, (datetime.date, datetime.time)):  # datetime is a date
         raise BenchError(f"{where}: '{prefix or '(the file)'}' holds the TOML date/time {raw.isoformat()}; bench "
                          "reads no dates or times: give a number, or quote it as a string")
+    if isinstance(raw, str) and len(raw) > MAX_STRING:
+        raise BenchError(f"{where}: '{prefix}' is a string of {len(raw):,} characters, past {MAX_STRING:,} "
+                         "(docs/limits.md); shorten it")
     if isinstance(raw, dict):
         for key, value in raw.items():
             refuse_toml_dates(value, where, f"{prefix}.{key}" if prefix else str(key))

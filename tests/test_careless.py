@@ -181,3 +181,54 @@ def test_a_toml_date_in_a_suite_is_one_line(tmp_path, capsys, edit):
     out, err = capsys.readouterr()
     line = one_error_line(err)
     assert code == 2 and "dated.toml" in line and "TOML date/time" in line, out + err
+
+
+# ---------------------------------------------------------------- sizes ----
+
+def test_an_evaluation_batch_past_the_test_set_is_capped(suite, tmp_path, capsys):
+    """eval_batch_size = 10^9 asked the allocator for it all (313 GB) for the padded last batch."""
+    results = tmp_path / "results"
+    code = main(["run", str(suite), "--runs", "1", "--device", "cpu", "--results", str(results),
+                 "--set", "recipe.eval_batch_size=1000000000"])
+    out, err = capsys.readouterr()
+    assert code == 0 and "Traceback" not in err, out + err
+    [path] = results.iterdir()
+    [run] = json.loads(path.read_text())["runs"]
+    assert run["status"] == "complete" and run["eval_batch_size"] == len(separable_dataset().test_labels)
+
+
+LONG = "a" * 300
+
+
+@pytest.mark.parametrize("args, culprit", [
+    (["run", "{long_suite}"], "'name'"),
+    (["calibrate", "{long_suite}", "--runs", "2", "--out", "{tmp}/cal"], "'name'"),  # before it trains
+    (["run", "{suite}", "--results", "{tmp}/" + "b/" * 2600], "--results"),
+    (["run", "{suite}", "--mllog", "{tmp}/" + LONG], "--mllog"),
+    (["run", "{suite}", "--set", 'model.init="{tmp}/' + LONG + '"'], "model.init"),
+    (["run", "{suite}", "--set", 'description="' + "x" * 20_000 + '"'], "'description' is a string of 20,000"),
+    (["sweep", "{long_study}", "--dry-run"], "'name'"),
+])
+def test_names_and_paths_past_the_file_system_are_one_line_before_work(suite, tmp_path, monkeypatch, capsys,
+                                                                        args, culprit):
+    """A 300-character name or a 5,000-character path was 'OSError: File name too long' after
+    the work (a long suite name made calibration train first); a 20,000-character description
+    was copied into every result file."""
+    long_suite = tmp_path / "long.toml"
+    long_suite.write_text(suite.read_text().replace('name = "tiny"', f'name = "{LONG}"'))
+    from tests.helpers import STUDY, STUDY_BASE
+    (tmp_path / "base.toml").write_text(STUDY_BASE)
+    long_study = tmp_path / "study.toml"
+    long_study.write_text(STUDY.replace('name = "syn-report"', f'name = "{LONG}"'))
+    trained = []
+    monkeypatch.setattr("bench.runner.train_run", lambda *a, **k: trained.append(1) or pytest.fail("trained"))
+    filled = [a.format(suite=suite, long_suite=long_suite, long_study=long_study, tmp=tmp_path) for a in args]
+    if args[0] == "run" and "--results" not in args:
+        filled += ["--results", str(tmp_path / "out")]
+    try:
+        code = main(filled)
+    except SystemExit as exit:  # argparse's refusal
+        code = exit.code
+    out, err = capsys.readouterr()
+    line = one_error_line(err)
+    assert code == 2 and culprit in line and len(line) < 400 and not trained, out + err
