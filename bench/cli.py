@@ -417,7 +417,10 @@ def _main(argv: list[str] | None) -> int:
     with SigtermAsInterrupt(enabled=not launched()) as sigterm:
         code = _dispatch(args, console, errors)
     if sigterm.received and code == EXIT_INTERRUPTED:
-        errors.print("[yellow]terminated[/yellow] (SIGTERM): finished runs kept")
+        # only run and sweep keep runs: a calibration's runs go with its scratch folder (its own
+        # line says no file was written, which 'finished runs kept' contradicted)
+        kept = ": finished runs kept" if args.command in ("run", "sweep") else ""
+        errors.print(f"[yellow]terminated[/yellow] (SIGTERM){kept}")
         return EXIT_TERMINATED
     return code
 
