@@ -232,3 +232,24 @@ def test_names_and_paths_past_the_file_system_are_one_line_before_work(suite, tm
     out, err = capsys.readouterr()
     line = one_error_line(err)
     assert code == 2 and culprit in line and len(line) < 400 and not trained, out + err
+
+
+# ---------------------------------------------------------------- the policy cache ----
+
+@pytest.mark.parametrize("choice", [
+    {"channels_last": False, "compile": "off", "eval_batch_size": 256},  # no precision
+    {"precision": "fp32", "channels_last": False, "compile": "turbo", "eval_batch_size": 256},
+    {"precision": "fp32", "channels_last": "yes", "compile": "off", "eval_batch_size": 256},
+    {"precision": "fp32", "channels_last": False, "compile": "off", "eval_batch_size": -1},
+    "fp32",
+])
+def test_a_cache_entry_that_is_no_whole_choice_is_a_miss(choice):
+    """A miss re-measures; the entry was taken as it stood (KeyError: 'precision', or an unknown
+    compile mode handed to torch.compile)."""
+    from bench.train import policy_cache
+
+    whole = {"precision": "fp32", "channels_last": False, "compile": "off", "eval_batch_size": 256}
+    policy_cache.folder().mkdir(parents=True, exist_ok=True)
+    policy_cache.path().write_text(json.dumps({"broken": {"choice": choice}, "whole": {"choice": whole}}))
+    assert policy_cache.load("broken") is None
+    assert policy_cache.load("whole") == {"choice": whole}
