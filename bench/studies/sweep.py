@@ -166,7 +166,7 @@ def claimer(claims: Claims, runs_dir: Path, seen: set[Path],
             raise ResultNotWritten(f"cannot claim the cell {job.key} in {runs_dir} ({exc.strerror or exc}); the "
                                    "files already there are untouched") from None
         if not taken:
-            notice(f"{job.label}: being run by {describe(claims.holder(job.key))}; skipped here")
+            notice(f"{job.label}: being run by {describe(claims.holder(job.key), claims.path(job.key))}; skipped here")
             return False
         if any(path not in seen for path in runs_dir.glob(f"{job.key}-*.json")):
             claims.release(job.key)
