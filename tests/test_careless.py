@@ -253,3 +253,23 @@ def test_a_cache_entry_that_is_no_whole_choice_is_a_miss(choice):
     policy_cache.path().write_text(json.dumps({"broken": {"choice": choice}, "whole": {"choice": whole}}))
     assert policy_cache.load("broken") is None
     assert policy_cache.load("whole") == {"choice": whole}
+
+
+# ---------------------------------------------------------------- studies ----
+
+@pytest.mark.parametrize("flags", [["--dry-run"], ["--report-only"]])
+def test_a_study_named_as_a_shipped_one_is_refused(tmp_path, capsys, flags):
+    """Both sweep into results/studies/<name>: the copy rewrote the shipped study's REPORT.md and
+    report.html (exit 0)."""
+    shipped = REPO / "suites" / "studies" / "fmnist-mlp-lr.toml"
+    copy = tmp_path / "mine.toml"
+    copy.write_text(shipped.read_text().replace('name = "fmnist-mlp-lr"', 'name = "fmnist-optimizers"'))
+    results = tmp_path / "results"
+    report = results / "studies" / "fmnist-optimizers" / "REPORT.md"
+    report.parent.mkdir(parents=True)
+    report.write_text("the shipped study's report")
+    code = main(["sweep", str(copy), "--results", str(results), *flags])
+    out, err = capsys.readouterr()
+    line = one_error_line(err)
+    assert code == 2 and "fmnist-optimizers.toml" in line and "mine.toml" in line, out + err
+    assert report.read_text() == "the shipped study's report"

@@ -36,7 +36,7 @@ from bench.studies.cell import CellJob
 from bench.studies.claims import Claims, describe
 from bench.studies.ledger import Ledger, read_ledger
 from bench.studies.ray_executor import DEFAULT_CONNECT_TIMEOUT_S, DEFAULT_RETRIES
-from bench.studies.study import Cell, Study, load_study, value_label
+from bench.studies.study import Cell, Study, load_study, same_name_elsewhere, value_label
 
 REPORT_EVERY_S = 30.0  # the report is rewritten when a cell finishes this long after the last rewrite, and at the end
 
@@ -222,6 +222,10 @@ def command(args: argparse.Namespace, console: Console) -> int:
         raise BenchError(f"--workers {args.workers}: give at least 1")
     check_executor_options(args)
     study = load_study(args.study)
+    other = same_name_elsewhere(study)
+    if other is not None:
+        raise BenchError(f"{study.path}: 'name' {study.name!r} is also the name of the study {other}; both would "
+                         f"write results/studies/{study.name} (its cells and its report): give this study another name")
     folder = study_folder(study, args.results)
     runs_dir = folder / "runs"
     reporter = RichReporter()  # notices on stderr, tables on stdout
