@@ -273,3 +273,19 @@ def test_a_study_named_as_a_shipped_one_is_refused(tmp_path, capsys, flags):
     line = one_error_line(err)
     assert code == 2 and "fmnist-optimizers.toml" in line and "mine.toml" in line, out + err
     assert report.read_text() == "the shipped study's report"
+
+
+@pytest.mark.parametrize("option, value", [
+    ("--partition", "gpu\n#SBATCH --mem=1T"),
+    ("--partition", "gpu --mem=1T"),
+    ("--results", "{tmp}/res\n#SBATCH --mem=1T"),
+])
+def test_slurm_options_cannot_write_lines_into_the_job_script(tmp_path, capsys, option, value):
+    """A newline in --partition wrote an #SBATCH line of the user's choosing (an injection)."""
+    args = ["sweep", "fmnist-mlp-lr", "--executor", "slurm", "--dry-run", option, value.format(tmp=tmp_path)]
+    if option != "--results":
+        args += ["--results", str(tmp_path / "res")]
+    code = main(args)
+    out, err = capsys.readouterr()
+    line = one_error_line(err)
+    assert code == 2 and option in line and "#SBATCH --mem" not in out, out + err

@@ -20,6 +20,7 @@ report), 130 interrupted (finished cells kept).
 from __future__ import annotations
 
 import argparse
+import re
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -89,6 +90,18 @@ def check_executor_options(args: argparse.Namespace) -> None:
                         ("--time", args.time)):
         if value is not None and value < (0 if flag == "--gpus-per-node" else 1):
             raise BenchError(f"{flag} {value}: give a positive number")
+    # written into the job script as `#SBATCH --partition=P`: a newline in it added #SBATCH lines of
+    # the user's choosing (an injection); partition names are words, a comma between several
+    if args.partition and not re.fullmatch(r"[A-Za-z0-9._-]+(,[A-Za-z0-9._-]+)*", args.partition):
+        raise BenchError(f"--partition {args.partition!r}: give partition names (letters, digits, '.', '_', '-'; "
+                         "several separated by commas)")
+    if args.executor == "slurm" and args.results is not None and _control_characters(str(args.results)):
+        raise BenchError(f"--results {str(args.results)!r}: a control character (a newline) in the path would be "
+                         "written into the job script's #SBATCH lines; choose a path without one")
+
+
+def _control_characters(text: str) -> bool:
+    return any(ord(c) < 32 or ord(c) == 127 for c in text)
 
 
 def study_folder(study: Study, results: Path | None) -> Path:
