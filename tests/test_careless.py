@@ -289,3 +289,56 @@ def test_slurm_options_cannot_write_lines_into_the_job_script(tmp_path, capsys, 
     out, err = capsys.readouterr()
     line = one_error_line(err)
     assert code == 2 and option in line and "#SBATCH --mem" not in out, out + err
+
+
+# ---------------------------------------------------------------- writing: a full disk, the umask ----
+
+def a_full_disk(monkeypatch):
+    import errno
+    import os
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    monkeypatch.setattr("bench.record.files.os.fsync", full)
+
+
+def test_a_full_disk_under_the_leaderboard_is_one_line_and_keeps_the_old_page(tmp_path, capsys, monkeypatch):
+    results = results_with(tmp_path, lambda t: t)
+    (tmp_path / "lb").mkdir()
+    (tmp_path / "lb" / "LEADERBOARD.md").write_text("the earlier page")
+    a_full_disk(monkeypatch)
+    code = main(["leaderboard", "--results", str(results), "--out", str(tmp_path / "lb")])
+    out, err = capsys.readouterr()
+    assert code == 3 and "No space left on device" in one_error_line(err), out + err
+    assert (tmp_path / "lb" / "LEADERBOARD.md").read_text() == "the earlier page"
+    assert not [p for p in (tmp_path / "lb").iterdir() if p.name.startswith(".tmp")]
+
+
+def test_a_full_disk_under_specs_is_one_line_and_the_figures_are_printed(tmp_path, capsys, monkeypatch):
+    from bench.specs.files import read_spec_report
+
+    measured = read_spec_report(sorted((REPO / "results" / "specs").glob("*.json"))[0])
+    monkeypatch.setattr("bench.specs.command.run_specs", lambda *a, **k: measured)  # minutes of measuring
+    a_full_disk(monkeypatch)
+    code = main(["specs", "--out", str(tmp_path / "specs"), "--format", "csv"])
+    out, err = capsys.readouterr()
+    assert code == 3 and "No space left on device" in one_error_line(err), out + err
+    assert measured.rows[0].name in out  # the measurements, printed, are not lost with the files
+    assert not list((tmp_path / "specs").iterdir())
+
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o027, 0o640), (0o077, 0o600)])
+def test_result_files_respect_the_umask(tmp_path, umask, mode):
+    """They were 0600 (mkstemp's) under any umask: nobody else on a shared cluster could read them."""
+    import os
+    import stat
+
+    from bench.record.files import ResultWriter
+
+    record = json.loads((REPO / "results" / "runs" / "20261203T202537-vm-6eab.json").read_text())
+    before = os.umask(umask)
+    try:
+        path = ResultWriter(tmp_path / "runs").write(record)
+    finally:
+        os.umask(before)
+    assert stat.S_IMODE(path.stat().st_mode) == mode

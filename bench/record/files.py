@@ -131,6 +131,9 @@ def staged_file(folder: Path, text: str | bytes, suffix: str) -> Iterator[Path]:
     # the prefix names the writer, so that a later writer can remove what a killed one left
     fd, tmp = tempfile.mkstemp(prefix=f"{_temp_prefix()}{os.getpid()}-", suffix=suffix, dir=folder)
     try:
+        # mkstemp's 0600 would make every result private: readable by the group and others where the
+        # umask allows, as any file the user writes (a shared cluster's results folder)
+        os.fchmod(fd, 0o666 & ~current_umask())
         with os.fdopen(fd, "wb" if isinstance(text, bytes) else "w") as f:
             f.write(text)
             f.flush()
@@ -139,6 +142,19 @@ def staged_file(folder: Path, text: str | bytes, suffix: str) -> Iterator[Path]:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def current_umask() -> int:
+    """The process's umask, read where Linux shows it (setting it to read it races other threads)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return umask
 
 
 def _temp_prefix() -> str:
