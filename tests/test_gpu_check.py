@@ -10,7 +10,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -82,10 +81,10 @@ def test_a_phase_at_its_budget_is_interrupted_and_keeps_what_finished(tmp_path):
     (out / "logs").mkdir(parents=True)
     command = (f'source "{SCRIPT}"; OUT="{out}"; PY="{sys.executable}"; GRACE_S=20; '
                f'PYTHONPATH="{tmp_path}" run_phase demo 1 "$PY" -m worker "{tmp_path / "done.txt"}"')
-    start = time.monotonic()
     subprocess.run(["bash", "-c", command], env=script_env(out), check=True, timeout=60,
                    preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
-    assert time.monotonic() - start < 15  # stopped by SIGINT, not by the SIGKILL 20 s later
+    # stopped by SIGINT, not by the SIGKILL 20 s later: the worker's 'kept' line says so (a SIGKILL
+    # leaves no line), with no clock to misread on a busy machine
     name, outcome, code, budget, _ = (out / "phases.tsv").read_text().split("\t")
     assert (name, outcome, code, budget) == ("demo", "stopped-at-budget", "124", "1")
     assert (tmp_path / "done.txt").read_text() == "finished 1\nkept\n"

@@ -41,7 +41,6 @@ import difflib
 import hashlib
 import itertools
 import json
-import os
 import random
 import re
 import tomllib
@@ -224,22 +223,6 @@ def available_studies() -> dict[str, Path]:
             for path in sorted(folder.glob("*.toml")):
                 found.setdefault(path.stem, path)
     return found
-
-
-def same_name_elsewhere(study: Study) -> Path | None:
-    """Another study file (shipped, or in $BENCH_SUITES) with this study's name: both would sweep
-    into results/studies/<name>, and one rewrote the other's report."""
-    for folder in study_dirs():
-        for path in sorted(folder.glob("*.toml")) if folder.is_dir() else []:
-            try:
-                raw = tomllib.loads(path.read_text(encoding="utf-8"))
-                if os.path.samefile(path, study.path):
-                    continue
-            except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
-                continue  # an unreadable file is its own problem, said when it is swept or listed
-            if "axes" in raw and raw.get("name") == study.name:  # a study (its base suites sit beside it)
-                return path
-    return None
 
 
 def _locate_study(ref: str) -> Path:

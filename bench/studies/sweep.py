@@ -20,8 +20,10 @@ report), 130 interrupted (finished cells kept).
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import time
+import tomllib
 from pathlib import Path
 from typing import Any, Callable
 
@@ -37,7 +39,7 @@ from bench.studies.cell import CellJob
 from bench.studies.claims import Claims, describe
 from bench.studies.ledger import Ledger, read_ledger
 from bench.studies.ray_executor import DEFAULT_CONNECT_TIMEOUT_S, DEFAULT_RETRIES
-from bench.studies.study import Cell, Study, load_study, same_name_elsewhere, value_label
+from bench.studies.study import Cell, Study, load_study, study_dirs, value_label
 
 REPORT_EVERY_S = 30.0  # the report is rewritten when a cell finishes this long after the last rewrite, and at the end
 
@@ -102,6 +104,22 @@ def check_executor_options(args: argparse.Namespace) -> None:
 
 def _control_characters(text: str) -> bool:
     return any(ord(c) < 32 or ord(c) == 127 for c in text)
+
+
+def same_name_elsewhere(study: Study) -> Path | None:
+    """Another study file (shipped, or in $BENCH_SUITES) with this study's name: both would sweep
+    into results/studies/<name>, and one rewrote the other's report."""
+    for folder in study_dirs():
+        for path in sorted(folder.glob("*.toml")) if folder.is_dir() else []:
+            try:
+                raw = tomllib.loads(path.read_text(encoding="utf-8"))
+                if os.path.samefile(path, study.path):
+                    continue
+            except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+                continue  # an unreadable file is its own problem, said when it is swept or listed
+            if "axes" in raw and raw.get("name") == study.name:  # a study (its base suites sit beside it)
+                return path
+    return None
 
 
 def study_folder(study: Study, results: Path | None) -> Path:
