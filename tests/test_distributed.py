@@ -300,9 +300,6 @@ def test_a_ctrl_c_dropped_in_a_finalizer_is_still_the_ranks_cause(monkeypatch):
     from bench.distributed import settle
 
     saved, saved_int = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
-    # a grace far past any descheduling on a busy machine: waiting it (the fault) is told from not
-    # waiting (the fix) by minutes, not by the real 0.5 s
-    monkeypatch.setattr(distributed, "SIGNAL_GRACE_S", 120.0)
 
     class Finalized:
         def __del__(self):
@@ -315,6 +312,9 @@ def test_a_ctrl_c_dropped_in_a_finalizer_is_still_the_ranks_cause(monkeypatch):
         peer_gone = RuntimeError("Connection closed by peer")
         assert settle(peer_gone) is peer_gone  # no Ctrl-C came: the failure stands
         signal.signal(signal.SIGTERM, saved)
+        # a grace far past any descheduling on a busy machine: waiting it (the fault) is told from not
+        # waiting (the fix) by minutes, not by the real 0.5 s
+        monkeypatch.setattr(distributed, "SIGNAL_GRACE_S", 120.0)
         obj = Finalized()
         del obj  # the KeyboardInterrupt is raised and dropped here
         start = time.monotonic()
