@@ -22,11 +22,11 @@ def script_env(out: Path) -> dict[str, str]:
     return {**os.environ, "OUT": str(out), "PYTHON": sys.executable, "OMP_NUM_THREADS": "1"}
 
 
-# The phases that end when their work ends get budgets far past it (a guard, not a clock: the dry
-# run's 40 s specs and 15 s race were spent on a busy machine before any run was saved); the race
-# stops only at its budget by design, so its budget is what it needs on a loaded machine
-BUSY_MACHINE_BUDGETS = {"GPU_CHECK_PREP_S": "300", "GPU_CHECK_TESTS_S": "300", "GPU_CHECK_SPECS_S": "300",
-                        "GPU_CHECK_RACE_S": "45"}
+# The phases that end when their work ends get budgets far past it: a guard, not a clock (the dry
+# run's 40 s specs phase was spent on a busy machine). The race stops only at its budget, by design;
+# on a loaded machine its 15 s (and 45 s, tried) can pass before any run is saved: still open, see
+# the issue 41 report (the script should stop it once each suite has a saved run)
+BUSY_MACHINE_BUDGETS = {"GPU_CHECK_PREP_S": "300", "GPU_CHECK_TESTS_S": "300", "GPU_CHECK_SPECS_S": "300"}
 
 
 @pytest.fixture(scope="module")
