@@ -30,7 +30,7 @@ from bench.errors import EXIT_BROKEN, EXIT_INTERRUPTED, EXIT_OK, BenchError
 from bench.record.build import now
 from bench.record.calibration import FORMAT, KIND, citation, implied_target, seed_span, write_calibration
 from bench.record.files import results_root
-from bench.seeds import check_seeds
+from bench.seeds import check_run_count, check_seeds
 from bench.suites import Suite, load_suite
 
 DEFAULT_SEED_BASE = 1000
@@ -60,6 +60,7 @@ def check_arguments(args: argparse.Namespace, suite: Suite) -> None:
         raise BenchError(f"--runs {args.runs}: a calibration needs at least 2 runs (5 or more to be worth citing)")
     if not 0 < args.quantile < 1:
         raise BenchError(f"--quantile {args.quantile:g}: give a number between 0 and 1, e.g. 0.1")
+    check_run_count(args.runs, "--runs")
     check_seeds(args.seed_base, args.runs, "--seed-base")
     verdict = set(range(suite.resolved["runs"]))
     seeds = set(range(args.seed_base, args.seed_base + args.runs))

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import signal
 import sys
@@ -27,7 +28,7 @@ from bench.destinations import check_file, check_folder, path_argument
 from bench.errors import (EXIT_BAD_INPUT, EXIT_BROKEN, EXIT_FAIL, EXIT_INTERRUPTED, EXIT_OK, EXIT_TERMINATED,
                           EXIT_VIEW_NOT_SAVED, BenchError)
 from bench.loader_kinds import LOADER_KINDS
-from bench.seeds import check_seeds
+from bench.seeds import check_run_count, check_seeds
 from bench.suites import SCHEMA
 
 
@@ -171,12 +172,27 @@ def _add_run_arguments(run: argparse.ArgumentParser) -> None:
     scale.add_argument("--node-rank", type=int, default=0, metavar="R", help="this machine's number, 0..M-1")
     scale.add_argument("--rdzv-endpoint", metavar="HOST:PORT",
                        help="node 0's address and a free port, the same on every node (needed when M > 1)")
-    scale.add_argument("--rdzv-timeout", type=float, metavar="SECONDS",
+    scale.add_argument("--rdzv-timeout", type=_seconds_argument, metavar="SECONDS",
                        help="with M > 1: how long the nodes wait for each other at the start; a node that never "
                             "arrives ends the run after this long (default 900)")
-    scale.add_argument("--dist-timeout", type=float, metavar="SECONDS",
+    scale.add_argument("--dist-timeout", type=_seconds_argument, metavar="SECONDS",
                        help="a collective waiting longer ends the run as failed instead of hanging "
                             "(default 1800)")
+
+
+MAX_TIMEOUT_S = 7 * 24 * 3600  # a week: past any run; torch's timeout in ms overflowed far above it
+
+
+def _seconds_argument(text: str) -> float:
+    """A timeout: a positive number of seconds (-5 reached torch's sockets: 41 lines of C++ errors)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 < value <= MAX_TIMEOUT_S:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a number of seconds above 0 and at most {MAX_TIMEOUT_S} "
+                                         "(a week)")
+    return value
 
 
 def _runs_argument(text: str) -> int | str:
@@ -191,11 +207,14 @@ def _runs_argument(text: str) -> int | str:
 def runs_options(args: argparse.Namespace) -> tuple[int | None, tuple[float, int] | None]:
     """--runs N, or --runs auto with its --ci-width and --max-runs (checked here, before any work)."""
     if args.runs != "auto":
+        if args.runs is not None:
+            check_run_count(args.runs, "--runs")
         return args.runs, None
     if not 0 < args.ci_width < 1:
         raise BenchError(f"--ci-width {args.ci_width}: give the half-width as a fraction in (0, 1), e.g. 0.005")
     if args.max_runs < 3:
         raise BenchError(f"--max-runs {args.max_runs}: --runs auto makes at least 3 runs; give 3 or more")
+    check_run_count(args.max_runs, "--max-runs")
     return None, (args.ci_width, args.max_runs)
 
 
@@ -426,7 +445,10 @@ def _main(argv: list[str] | None) -> int:
     with SigtermAsInterrupt(enabled=not launched()) as sigterm:
         code = _dispatch(args, console, errors)
     if sigterm.received and code == EXIT_INTERRUPTED:
-        errors.print("[yellow]terminated[/yellow] (SIGTERM): finished runs kept")
+        # only run and sweep keep runs: a calibration's runs go with its scratch folder (its own
+        # line says no file was written, which 'finished runs kept' contradicted)
+        kept = ": finished runs kept" if args.command in ("run", "sweep") else ""
+        errors.print(f"[yellow]terminated[/yellow] (SIGTERM){kept}")
         return EXIT_TERMINATED
     return code
 

@@ -18,11 +18,30 @@ from pathlib import Path
 from bench.errors import BenchError
 
 
+# Past the file system's limits (255 bytes a name, 4096 a path on Linux) a path is an OSError deep
+# in a write, after the work; these leave room for the names bench adds (ids, _N, .json; docs/limits.md)
+MAX_NAME_BYTES = 200
+MAX_PATH_BYTES = 3800
+
+
+def path_length_problem(text: str) -> str | None:
+    """Why a path is too long for the file system once bench adds its names, or None."""
+    if len(os.fsencode(text)) > MAX_PATH_BYTES:
+        return f"a path of {len(os.fsencode(text)):,} bytes is past {MAX_PATH_BYTES:,}"
+    longest = max(Path(text).parts, key=lambda part: len(os.fsencode(part)), default="")
+    if len(os.fsencode(longest)) > MAX_NAME_BYTES:
+        return f"the name {longest[:40]}... ({len(os.fsencode(longest))} bytes) is past {MAX_NAME_BYTES} bytes"
+    return None
+
+
 def path_argument(text: str) -> Path:
     """argparse's type for a path option: an empty one (`--results ""`, an unset shell variable)
     would be Path(""), the working directory, and the files would land there unasked."""
     if not text.strip():
         raise argparse.ArgumentTypeError("an empty path; give a file or folder name")
+    too_long = path_length_problem(text)
+    if too_long:
+        raise argparse.ArgumentTypeError(f"{too_long} (the file system's limit); give a shorter path")
     return Path(text)
 
 

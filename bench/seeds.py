@@ -10,6 +10,15 @@ from __future__ import annotations
 from bench.errors import BenchError
 
 MAX_SEED = 2**32 - 1
+# far past any statistic bench reports (a CI narrows as 1/sqrt(n)); a larger count is a slip of the
+# keyboard, and it was blamed on the seed option (the seeds it would need leave the range)
+MAX_RUNS = 10_000
+
+
+def check_run_count(count: int, flag: str) -> None:
+    """A number of runs bench can make: at most MAX_RUNS, or one line naming `flag`."""
+    if count > MAX_RUNS:
+        raise BenchError(f"{flag} {count}: at most {MAX_RUNS:,} runs (docs/limits.md); give a smaller number")
 
 
 def check_seeds(first: int, count: int, flag: str) -> None:

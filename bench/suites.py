@@ -9,6 +9,7 @@ the file and the key.
 from __future__ import annotations
 
 import copy
+import datetime
 import difflib
 import hashlib
 import json
@@ -21,7 +22,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 from bench.datasets import DATASET_NAMES
+from bench.destinations import path_length_problem
 from bench.errors import BenchError, did_you_mean
+from bench.seeds import MAX_RUNS
 from bench.suite_checks import cross_checks
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -115,14 +118,21 @@ def _valid_pass_rule(v: Any) -> bool:
     return True
 
 
+# a name becomes part of file names (calibration files, result paths, --out pages) with ids beside it
+MAX_NAME = 100
+NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._-]{0,%d}" % (MAX_NAME - 1)
+# no key is a document: a 100 MB string was copied into every result file (docs/limits.md)
+MAX_STRING = 10_000
+
 SCHEMA: dict[str, Any] = {
     # it names result files, calibration files and --out paths: no '/', no '..', nothing a shell mangles
-    "name": Key("str", required=True, check=lambda v: re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", v) is not None,
-                expect="letters, digits, '.', '_' and '-', starting with a letter or digit"),
+    "name": Key("str", required=True, check=lambda v: re.fullmatch(NAME_PATTERN, v) is not None,
+                expect=f"letters, digits, '.', '_' and '-', starting with a letter or digit, at most {MAX_NAME} "
+                       "characters"),
     "description": Key("str", default=""),
     "mode": Key("str", default="budget", choices=("budget", "reach")),
     "target": Key("float", required=True, check=lambda v: 0 < v <= 1, expect="a fraction in (0, 1], e.g. 0.94"),
-    "runs": Key("int", default=5, check=_positive, expect="a positive integer"),
+    "runs": Key("int", default=5, check=lambda v: 0 < v <= MAX_RUNS, expect=f"a positive integer, at most {MAX_RUNS:,}"),
     # where the target comes from: a published result, or a calibration file that `bench calibrate`
     # wrote from seeds the verdicts never use (bench.record.calibration); required of shipped suites
     "target_source": Key("str", check=lambda v: _valid_target_source(v),
@@ -152,7 +162,8 @@ SCHEMA: dict[str, Any] = {
         # fine-tuning: start from a saved state dict (a path; relative paths are taken from the
         # working directory, as on the command line), and optionally train only the decision
         # layers (the feature/decision split of the spec table: the model's `features` stay fixed)
-        "init": Key("str"),
+        "init": Key("str", check=lambda v: path_length_problem(v) is None,
+                    expect="a path the file system can hold (names up to 200 bytes)"),
         "freeze": Key("str", default="none", choices=("none", "features")),
     },
     "recipe": {
@@ -209,8 +220,9 @@ SCHEMA: dict[str, Any] = {
                               expect="a list of positive epoch numbers"),
             "gamma": Key("float", default=0.1, check=_positive, expect="a positive number"),
             # cosine with warm restarts (SGDR): first period t0 epochs, each next t_mult times longer
-            "t0": Key("float", default=1.0, check=_positive, expect="a positive number of epochs"),
-            "t_mult": Key("float", default=1.0, check=lambda v: v >= 1, expect="a number >= 1"),
+            # bounded (docs/limits.md): the period arithmetic stays finite
+            "t0": Key("float", default=1.0, check=lambda v: v >= 1e-6, expect="a number of epochs >= 1e-6"),
+            "t_mult": Key("float", default=1.0, check=lambda v: 1 <= v <= 1e6, expect="a number from 1 to 1e6"),
             "min_factor": Key("float", default=0.0, check=lambda v: 0 <= v <= 1, expect="a number in [0, 1]"),
         },
         "augment": {
@@ -278,13 +290,16 @@ def _valid_target_source(text: str) -> bool:
     return any(text.startswith(kind) and text[len(kind):].strip() for kind in TARGET_SOURCE_KINDS)
 
 
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
 def _valid_knots(knots: Any) -> bool:
-    try:
-        fracs = [float(k[0]) for k in knots]
-        mults = [float(k[1]) for k in knots]
-    except (TypeError, ValueError, IndexError):
+    # numbers only: float() took "0.5" here, and the string reached numpy mid-run
+    if not all(isinstance(k, list) and len(k) == 2 and _is_number(k[0]) and _is_number(k[1]) for k in knots):
         return False
-    return (len(knots) >= 2 and all(len(k) == 2 for k in knots) and fracs[0] == 0 and fracs[-1] == 1
+    fracs, mults = [k[0] for k in knots], [k[1] for k in knots]
+    return (len(knots) >= 2 and fracs[0] == 0 and fracs[-1] == 1
             and all(b > a for a, b in zip(fracs, fracs[1:])) and all(m >= 0 for m in mults))
 
 
@@ -311,6 +326,12 @@ def _check_type(kind: str, value: Any) -> Any | None:
     if kind == "table":
         return dict(value) if isinstance(value, dict) else None
     raise AssertionError(kind)
+
+
+def _shown(value: Any) -> str:
+    """A value for a one-line message: a long one is cut (a 300-character name filled the terminal)."""
+    text = repr(value)
+    return text if len(text) <= 80 else f"{text[:60]}... ({len(text):,} characters)"
 
 
 def _resolve(raw: dict[str, Any], schema: dict[str, Any], where: str, prefix: str = "") -> dict[str, Any]:
@@ -340,7 +361,7 @@ def _resolve(raw: dict[str, Any], schema: dict[str, Any], where: str, prefix: st
         if spec.choices is not None and value not in spec.choices:
             raise BenchError(f"{where}: '{name}' is {value!r}; choose one of {', '.join(map(str, spec.choices))}")
         if spec.check is not None and not spec.check(value):
-            raise BenchError(f"{where}: '{name}' is {value!r}; it must be {spec.expect}")
+            raise BenchError(f"{where}: '{name}' is {_shown(value)}; it must be {spec.expect}")
         out[key] = value
     return out
 
@@ -455,8 +476,27 @@ def load_suite(ref: str, overrides: list[str] | None = None) -> Suite:
     for text in overrides or []:
         key, value = parse_override(text)
         applied[key] = value
-    where = str(path) + (f" (with --set {', '.join(f'{k}={v!r}' for k, v in applied.items())})" if applied else "")
+    where = str(path) + (f" (with --set {', '.join(f'{k}={_shown(v)}' for k, v in applied.items())})" if applied else "")
     return suite_with(path, applied, where)
+
+
+def refuse_toml_dates(raw: Any, where: str, prefix: str = "") -> None:
+    """TOML has dates and times; no key of a suite or a study is one. Refused where they are read,
+    wherever they stand (a table, a list, an axis): they passed free-form tables and lists and
+    broke the JSON of a hash or a record (`Object of type date is not JSON serializable`). A
+    string past MAX_STRING characters is refused with them."""
+    if isinstance(raw, (datetime.date, datetime.time)):  # datetime is a date
+        raise BenchError(f"{where}: '{prefix or '(the file)'}' holds the TOML date/time {raw.isoformat()}; bench "
+                         "reads no dates or times: give a number, or quote it as a string")
+    if isinstance(raw, str) and len(raw) > MAX_STRING:
+        raise BenchError(f"{where}: '{prefix}' is a string of {len(raw):,} characters, past {MAX_STRING:,} "
+                         "(docs/limits.md); shorten it")
+    if isinstance(raw, dict):
+        for key, value in raw.items():
+            refuse_toml_dates(value, where, f"{prefix}.{key}" if prefix else str(key))
+    elif isinstance(raw, list):
+        for i, value in enumerate(raw):
+            refuse_toml_dates(value, where, f"{prefix}[{i}]")
 
 
 def suite_with(path: Path, values: dict[str, Any], where: str) -> Suite:
@@ -468,7 +508,9 @@ def suite_with(path: Path, values: dict[str, Any], where: str) -> Suite:
         raise BenchError(f"{path}: malformed TOML ({exc}); fix the file") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise BenchError(f"{path}: cannot read the suite ({exc})") from None
+    refuse_toml_dates(raw, str(path))
     for key, value in values.items():
+        refuse_toml_dates(value, where, key)
         _apply_override(raw, key, copy.deepcopy(value), where)
     resolved = _resolve(raw, SCHEMA, where)
     cross_checks(resolved, where)

@@ -269,3 +269,52 @@ def test_a_calibration_out_that_takes_no_files_is_refused_before_training(tmp_pa
     code, _, err = run_cli(capsys, "calibrate", suite, "--runs", 3, "--out", taken)
     assert code == 2 and f"--out {taken} is a file, not a folder" in one_error_line(err)
     assert taken.read_text() == "mine"
+
+
+def test_a_calibration_whose_target_was_edited_is_refused(calibrated, capsys, tmp_path):
+    """The target is recomputed from the file's accuracies by its rule: one edited by hand was
+    trusted and recorded without a word."""
+    suite, written, data, _ = calibrated
+    written.write_text(json.dumps({**data, "target": round(data["target"] - 0.05, 6)}))
+    code, _, err = run_cli(capsys, "run", suite, "--device", "cpu", "--seed", 0, "--results", tmp_path / "runs")
+    line = one_error_line(err)
+    assert code == 2 and written.name in line and "edited by hand" in line
+    assert not list((tmp_path / "runs").glob("*.json"))  # refused before any run
+
+
+def test_sigterm_during_calibrate_says_one_thing(tmp_path, capsys, monkeypatch, synthetic):
+    """It said both 'no calibration file written' and 'finished runs kept' (the runs go with the
+    calibration's scratch folder). The signal comes from inside the first run, so no timing."""
+    import signal
+
+    def terminated(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGTERM)  # the handler raises at once, in this thread
+        pytest.fail("SIGTERM was not taken")
+    monkeypatch.setattr("bench.runner.train_run", terminated)
+    suite = tmp_path / "tiny.toml"
+    suite.write_text(suite_text())
+    code, out, err = run_cli(capsys, "calibrate", suite, "--runs", 3, "--out", tmp_path / "cal")
+    said = out + err
+    assert code == 143 and "no calibration file written" in said and "runs kept" not in said, said
+    assert not (tmp_path / "cal").exists() or not any((tmp_path / "cal").iterdir())
+
+
+def test_a_disk_that_refuses_the_calibration_file_is_a_fault_not_bad_input(tmp_path, capsys, monkeypatch, synthetic):
+    """After the training the disk is full: exit 3 (as for a result file), and the line keeps the
+    figures the training produced; it was exit 2, bad input."""
+    import errno
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    suite = tmp_path / "tiny.toml"
+    suite.write_text(suite_text(epochs=1))
+    real_write = __import__("bench.record.calibration", fromlist=["write_calibration"]).write_calibration
+
+    def write_on_a_full_disk(*args, **kwargs):
+        monkeypatch.setattr("bench.record.files.os.fsync", full)
+        return real_write(*args, **kwargs)
+    monkeypatch.setattr("bench.calibrate.write_calibration", write_on_a_full_disk)
+    code, _, err = run_cli(capsys, "calibrate", suite, "--runs", 2, "--device", "cpu", "--out", tmp_path / "cal")
+    [line] = [line for line in err.splitlines() if line.startswith("error:")]  # after the progress lines
+    assert code == 3 and "Traceback" not in err and "No space left on device" in line and "target" in line and "accuracies" in line
+    assert not [p for p in (tmp_path / "cal").iterdir() if not p.name.startswith(".probe")]

@@ -703,4 +703,4 @@ def test_real_cifar10_jpeg():
     cached_s = time.perf_counter() - started
     np.testing.assert_array_equal(cached.test_images, dataset.test_images)
     print(f"cifar10-jpeg: decoded in {decoded_s:.1f} s, cached load {cached_s:.2f} s")
-    assert cached_s < 2.0
+    assert cached_s < decoded_s / 5  # a ratio measured side by side: a fixed 2 s failed on a busy machine

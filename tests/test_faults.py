@@ -10,7 +10,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -106,6 +105,7 @@ while True:  # `run`: one invocation's file rewritten after each run; `sweep`: a
     if mode == "sweep":
         writer = ResultWriter(folder, prefix="cell-")
     writer.write(record)
+    print("wrote", flush=True)  # what the test waits for: a file published, the next write under way
 """
 
 
@@ -128,7 +128,10 @@ def test_a_writer_killed_mid_write_leaves_only_whole_files(tmp_path, mode):
     writer = subprocess.Popen([sys.executable, "-c", WRITER, str(folder), mode, str(valid_record())],
                               stdout=subprocess.PIPE, env=env)
     assert writer.stdout.readline().strip() == b"ready"
-    time.sleep(1.5)
+    # an observable event, not a fixed sleep (1.5 s under load had written nothing yet): the kill comes
+    # after three published writes, while the writer is inside its next one
+    for _ in range(3):
+        assert writer.stdout.readline().strip() == b"wrote", "the writer ended before writing"
     writer.send_signal(signal.SIGKILL)
     writer.wait()
     names = sorted(p.name for p in folder.iterdir())

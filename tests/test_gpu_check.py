@@ -10,7 +10,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -23,11 +22,18 @@ def script_env(out: Path) -> dict[str, str]:
     return {**os.environ, "OUT": str(out), "PYTHON": sys.executable, "OMP_NUM_THREADS": "1"}
 
 
+# The phases that end when their work ends get budgets far past it: a guard, not a clock (the dry
+# run's 40 s specs phase was spent on a busy machine). The race stops only at its budget, by design;
+# on a loaded machine its 15 s (and 45 s, tried) can pass before any run is saved: still open, see
+# the issue 41 report (the script should stop it once each suite has a saved run)
+BUSY_MACHINE_BUDGETS = {"GPU_CHECK_PREP_S": "300", "GPU_CHECK_TESTS_S": "300", "GPU_CHECK_SPECS_S": "300"}
+
+
 @pytest.fixture(scope="module")
 def dry_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("gpu-out")
-    done = subprocess.run(["bash", str(SCRIPT), "--dry-run-cpu"], env=script_env(out), capture_output=True,
-                          text=True, timeout=600)
+    done = subprocess.run(["bash", str(SCRIPT), "--dry-run-cpu"], env={**script_env(out), **BUSY_MACHINE_BUDGETS},
+                          capture_output=True, text=True, timeout=1200)
     return out, done
 
 
@@ -82,10 +88,10 @@ def test_a_phase_at_its_budget_is_interrupted_and_keeps_what_finished(tmp_path):
     (out / "logs").mkdir(parents=True)
     command = (f'source "{SCRIPT}"; OUT="{out}"; PY="{sys.executable}"; GRACE_S=20; '
                f'PYTHONPATH="{tmp_path}" run_phase demo 1 "$PY" -m worker "{tmp_path / "done.txt"}"')
-    start = time.monotonic()
     subprocess.run(["bash", "-c", command], env=script_env(out), check=True, timeout=60,
                    preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
-    assert time.monotonic() - start < 15  # stopped by SIGINT, not by the SIGKILL 20 s later
+    # stopped by SIGINT, not by the SIGKILL 20 s later: the worker's 'kept' line says so (a SIGKILL
+    # leaves no line), with no clock to misread on a busy machine
     name, outcome, code, budget, _ = (out / "phases.tsv").read_text().split("\t")
     assert (name, outcome, code, budget) == ("demo", "stopped-at-budget", "124", "1")
     assert (tmp_path / "done.txt").read_text() == "finished 1\nkept\n"

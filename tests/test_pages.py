@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from bench.record.files import ResultNotWritten
+
 import bench.reports.pages as pages
 from bench.reports.render import Headline, Plot, ReportTable, page_html, page_markdown
 
@@ -39,8 +41,9 @@ def test_a_failed_write_leaves_the_old_page(tmp_path, monkeypatch):
         raise OSError("disk full")
 
     monkeypatch.setattr(pages.os, "replace", broken)
-    with pytest.raises(OSError):
+    with pytest.raises(ResultNotWritten, match="disk full") as refused:  # one line, exit 3: a fault, not bad input
         pages.write_page(page, "half")
+    assert refused.value.exit_code == 3
     assert page.read_text() == "published" and [p.name for p in tmp_path.iterdir()] == ["LEADERBOARD.md"]
 
 

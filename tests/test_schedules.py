@@ -51,3 +51,26 @@ def test_cosine_warm_restarts():
     assert lr_multiplier(s, 20, 10, 100) == pytest.approx(0.5)   # middle of the 2-epoch period
     assert lr_multiplier(s, 30, 10, 100) == pytest.approx(1.0)
     assert 0 <= lr_multiplier(s, 29, 10, 100) < 0.01 + (1 + math.cos(math.pi * 19 / 20)) / 2
+
+
+def test_a_one_step_onecycle_warm_up_starts_at_the_peak():
+    # pct_start x total_steps = 1: torch's first phase has no length (it divides by zero)
+    s = sched(kind="onecycle", pct_start=0.1, div_factor=25.0, final_div_factor=1e4)
+    assert lr_multiplier(s, 0, 10, 10) == pytest.approx(1.0)
+    assert 0 < lr_multiplier(s, 5, 10, 10) < 1
+    assert lr_multiplier(sched(kind="onecycle", pct_start=0.05), 0, 10, 20) == pytest.approx(1.0)
+
+
+def test_warm_restarts_with_a_tiny_period_answer_at_once():
+    """Periods are found in closed form: counting them one by one never ended for a tiny t0
+    (a hang before; this test then never returns)."""
+    tiny = sched(kind="cosine_restarts", t0=1e-6, t_mult=1.0, min_factor=0.0)
+    # 1,000,000 epochs is 10^12 periods; a quarter into one of them
+    assert lr_multiplier(tiny, 10**6 * 4 + 1, 4, 10**6 * 4 + 1) == pytest.approx(
+        (1 + math.cos(math.pi * math.fmod(10**6 + 0.25, 1e-6) / 1e-6)) / 2, abs=1e-6)
+    growing = sched(kind="cosine_restarts", t0=1e-6, t_mult=1.0 + 1e-9, min_factor=0.0)
+    assert 0 <= lr_multiplier(growing, 10**6, 10, 10**6) <= 1
+    # the closed form agrees with counting where counting ends: periods 1, 2, 4 epochs
+    s = sched(kind="cosine_restarts", t0=1.0, t_mult=2.0, min_factor=0.0)
+    for step, expected in ((69, (1 + math.cos(math.pi * 3.9 / 4)) / 2), (70, 1.0), (50, 0.5)):
+        assert lr_multiplier(s, step, 10, 100) == pytest.approx(expected, abs=1e-9)

@@ -120,3 +120,17 @@ def test_workers_is_a_recipe_key_with_a_range(tmp_path):
     assert load_suite(path).recipe["workers"] == 0 and load_suite(path, ["recipe.workers=2"]).recipe["workers"] == 2
     with pytest.raises(BenchError, match="recipe.workers"):
         load_suite(path, ["recipe.workers=-1"])
+
+
+@pytest.mark.parametrize("schedule, fragment", [
+    # numbers only: float() let "0.5" through, and numpy met the string mid-run
+    ('kind = "piecewise"\nknots = [["0", "1"], ["1", "0"]]', "recipe.schedule.knots"),
+    ('kind = "piecewise"\nknots = [[0, 1], [0.5, "0.5"], [1, 0]]', "recipe.schedule.knots"),
+    ('kind = "piecewise"\nknots = [[0, 1], [1, true]]', "recipe.schedule.knots"),
+    ('kind = "cosine_restarts"\nt0 = 1e-300', "recipe.schedule.t0"),
+    ('kind = "cosine_restarts"\nt_mult = 1e300', "recipe.schedule.t_mult"),
+])
+def test_schedules_that_cannot_run_are_refused(tmp_path, schedule, fragment):
+    path = write(tmp_path, MINIMAL + "[recipe.schedule]\n" + schedule + "\n")
+    with pytest.raises(BenchError, match=fragment):
+        load_suite(path)

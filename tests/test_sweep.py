@@ -318,3 +318,40 @@ def test_a_full_disk_while_writing_a_cell_keeps_the_earlier_cells(study, tmp_pat
 
     assert all(json.loads((results / "studies" / "syn" / "runs" / n).read_text())["status"] == "complete"
                for n in names if n.endswith(".json"))
+
+
+@pytest.mark.parametrize("planted", ["folder", "list"])
+def test_a_claim_that_is_a_folder_or_a_list_is_no_traceback(study, tmp_path, trained, capsys, planted):
+    """A folder in a claim's place was an IsADirectoryError traceback, a JSON list an
+    AttributeError: the folder is refused before any cell, naming it; the list is no claim bench
+    wrote, so the cell is taken over and run."""
+    results = tmp_path / "results"
+    cell = study_cells(study)[0]
+    folder = results / "studies" / "syn" / "runs"
+    folder.mkdir(parents=True)
+    if planted == "folder":
+        (folder / f"{cell.key}.claim").mkdir()
+    else:
+        (folder / f"{cell.key}.claim").write_text("[1, 2]")
+    code = sweep(study, results)
+    err = capsys.readouterr().err
+    assert "Traceback" not in err, err
+    if planted == "folder":
+        [line] = [line for line in err.splitlines() if line.startswith("error:")]
+        assert code == 2 and f"{cell.key}.claim is a folder" in line and trained.seen == []
+    else:
+        assert code == 0 and len(trained.seen) == 4 and not [f for f in files(results) if f.endswith(".claim")]
+
+
+def test_a_claim_from_another_host_names_the_file_to_delete(study, tmp_path, trained, capsys):
+    """Its pid means nothing here, so it is never taken over; the cell was skipped with no word
+    of which file holds it."""
+    results = tmp_path / "results"
+    cell = study_cells(study)[0]
+    claim_file(results, cell.key, 12345, host="elsewhere")
+    assert sweep(study, results) == 0
+    err = capsys.readouterr().err
+    path = results / "studies" / "syn" / "runs" / f"{cell.key}.claim"
+    # rich wraps long lines: at a space, or inside the path
+    assert any(f"elsewhere any more, delete {path}" in err.replace("\n", glue) for glue in (" ", "")), err
+    assert len(trained.seen) == 3

@@ -98,6 +98,19 @@ def problem(data: Any) -> str | None:
         return "has no 'target' in (0, 1]"
     if not isinstance(data.get("rule"), dict) or not isinstance(data["rule"].get("text"), str):
         return "does not say by which 'rule' the accuracies became the target"
+    return _target_not_from_rule(data)
+
+
+def _target_not_from_rule(data: dict[str, Any]) -> str | None:
+    """The target recomputed from the accuracies by the file's rule: one edited by hand (no longer
+    what the rule gives) was trusted and recorded without a word."""
+    rule, quantile = data["rule"], data["rule"].get("quantile")
+    if rule.get("kind") != "quantile" or type(quantile) not in (int, float) or not 0 < quantile < 1:
+        return f"has a rule this bench cannot recompute ({rule.get('kind')!r} with quantile {quantile!r})"
+    recomputed, _ = implied_target(data["accuracies"], quantile)
+    if abs(recomputed - data["target"]) > 1e-9:
+        return (f"says target {data['target']:g}, but its rule gives {recomputed:g} from its own accuracies "
+                "(edited by hand?)")
     return None
 
 
@@ -191,6 +204,12 @@ def implied_target(accuracies: list[float], quantile: float) -> tuple[float, dic
     return round(target, 6), rule
 
 
+class CalibrationNotWritten(BenchError):
+    """The disk refused the calibration file after the training: exit 3, as a result file's."""
+
+    exit_code = 3
+
+
 def write_calibration(folder: Path, suite_name: str, record: dict[str, Any]) -> Path:
     """Writes `<suite>-<id>.json` atomically under a name never used before; the id goes in the record."""
     folder = Path(folder)
@@ -204,9 +223,11 @@ def write_calibration(folder: Path, suite_name: str, record: dict[str, Any]) -> 
                 path = folder / f"{suite_name}-{record['id']}.json"
                 if link_new(staged, path):
                     return path
-    except OSError as exc:
-        raise BenchError(f"calibration file not written in {folder} ({exc.strerror or exc}); "
-                         "choose another folder with --out DIR") from None
+    except OSError as exc:  # after the training: a fault, not bad input; the figures are in the line
+        raise CalibrationNotWritten(
+            f"calibration file not written in {folder} ({exc.strerror or exc}): target {record['target']:g} from "
+            f"seeds {seed_span(record['seeds'])} with accuracies {', '.join(f'{a:.4f}' for a in record['accuracies'])}; "
+            "free some space or choose another folder with --out DIR and run again") from None
     raise BenchError(f"could not find a free calibration file name in {folder}")
 
 

@@ -27,6 +27,7 @@ import tempfile
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
@@ -130,6 +131,9 @@ def staged_file(folder: Path, text: str | bytes, suffix: str) -> Iterator[Path]:
     # the prefix names the writer, so that a later writer can remove what a killed one left
     fd, tmp = tempfile.mkstemp(prefix=f"{_temp_prefix()}{os.getpid()}-", suffix=suffix, dir=folder)
     try:
+        # mkstemp's 0600 would make every result private: readable by the group and others where the
+        # umask allows, as any file the user writes (a shared cluster's results folder)
+        os.fchmod(fd, 0o666 & ~current_umask())
         with os.fdopen(fd, "wb" if isinstance(text, bytes) else "w") as f:
             f.write(text)
             f.flush()
@@ -138,6 +142,19 @@ def staged_file(folder: Path, text: str | bytes, suffix: str) -> Iterator[Path]:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def current_umask() -> int:
+    """The process's umask, read where Linux shows it (setting it to read it races other threads)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return umask
 
 
 def _temp_prefix() -> str:
@@ -211,6 +228,15 @@ def result_files(source: Path) -> list[Path]:
     return sorted(p for p in folder.glob("*.json") if not p.name.startswith("."))
 
 
+def real_path(path: Path) -> Path:
+    """The path with its links followed, or the path itself where they loop (Python's resolve()
+    raises RuntimeError on a loop; reading such a file fails, and it is skipped as unreadable)."""
+    try:
+        return Path(path).resolve()
+    except (OSError, RuntimeError):
+        return Path(path).absolute()
+
+
 @dataclass(frozen=True)
 class LoadedResult:
     path: Path
@@ -228,8 +254,8 @@ def load_results(sources: Path | Iterable[Path], reporter: Reporter | None = Non
     for source in ([sources] if isinstance(sources, (str, Path)) else sources):
         named = Path(source).is_file()
         for path in result_files(Path(source)):
-            if path.resolve() not in seen:
-                seen.add(path.resolve())
+            if real_path(path) not in seen:
+                seen.add(real_path(path))
                 paths.append((path, named))
     loaded = []
     first_with_id: dict[str, Path] = {}
@@ -256,11 +282,50 @@ def _not_json(constant: str) -> Any:
     raise ValueError(f"{constant} is not JSON (bench writes null where a figure is not finite)")
 
 
+def _finite_float(text: str) -> float:
+    """1e999 is a number in JSON and inf in Python: ranked, it beat every finite time."""
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text} is past a float's range (bench writes null where a figure is not finite)")
+    return value
+
+
+def _bounded_int(text: str) -> int:
+    """No count, seed, size or byte figure bench writes is past 2^63: a longer integer is an
+    overflow in every table (export's int64 columns) and no real measurement."""
+    value = int(text)
+    if abs(value) >= 2**63:
+        raise ValueError(f"an integer of {len(text.lstrip('-'))} digits is past the range of any figure bench writes")
+    return value
+
+
+def _impossible_dates(record: dict[str, Any]) -> str | None:
+    """The schema's pattern takes 2026-13-45T99:99:99Z; a reader must not sort by it or export it."""
+    for key in ("started_at", "finished_at"):
+        try:
+            datetime.strptime(record[key], "%Y-%m-%dT%H:%M:%SZ")
+        except (TypeError, ValueError):
+            return f"its {key} {record[key]!r} is not a date and time"
+    return None
+
+
+def _summary_without_runs(record: dict[str, Any]) -> str | None:
+    """The aggregate is a summary of the runs list: a reader that trusted a summary with nothing
+    behind it (a complete file with no runs) let `bench check` find no regression in it."""
+    runs, counted = record.get("runs") or [], (record.get("aggregate") or {}).get("runs")
+    if record["status"] == "complete" and not runs:
+        return "it is complete but holds no runs"
+    if isinstance(counted, int) and counted != len(runs):
+        return f"its aggregate counts {counted} runs but it holds {len(runs)}"
+    return None
+
+
 def read_result(path: Path) -> tuple[dict[str, Any] | None, str | None]:
     """The record brought to the current schema version, or None and why the file is not a
     result. A result this bench cannot read, or one the schema refuses, is a BenchError."""
     try:
-        record = json.loads(path.read_text(), parse_constant=_not_json)
+        record = json.loads(path.read_text(), parse_constant=_not_json, parse_float=_finite_float,
+                            parse_int=_bounded_int)
     except (OSError, ValueError) as exc:  # ValueError: JSONDecodeError, UnicodeDecodeError, a NaN
         return None, f"not readable as JSON ({type(exc).__name__}: {exc})"
     except RecursionError:  # no result nests that deep: a file made to crash the reader
@@ -281,4 +346,7 @@ def read_result(path: Path) -> tuple[dict[str, Any] | None, str | None]:
     if invalid:
         raise BenchError(f"{path}: not a valid result file: {invalid} (see bench/record/schema/result.schema.json); "
                          "fix the file or move it out of the results folder")
+    impossible = _impossible_dates(record) or _summary_without_runs(record)
+    if impossible:
+        return None, impossible
     return record, None

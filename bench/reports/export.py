@@ -33,7 +33,7 @@ from rich.markup import escape
 from bench.destinations import check_file, path_argument
 from bench.errors import BenchError
 from bench.progress import RichReporter
-from bench.record.files import LoadedResult, load_results, result_files, results_root
+from bench.record.files import LoadedResult, load_results, real_path, result_files, results_root
 from bench.reports.frame import ResultFrames, add_results_argument, frames
 from bench.reports.pages import write_page
 
@@ -171,7 +171,7 @@ def check_out(out: Path, source: Path) -> None:
     a folder, a place that cannot be written."""
     check_file(out, "--out", overwrite=True, refused_inside=source if source.is_dir() else None,
                refused_what="the result folder")
-    if out.exists() and out.resolve() in {p.resolve() for p in result_files(source)}:
+    if out.exists() and real_path(out) in {real_path(p) for p in result_files(source)}:
         raise BenchError(f"--out {out} is a result file; write the export elsewhere")
 
 

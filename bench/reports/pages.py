@@ -12,9 +12,14 @@ import os
 from pathlib import Path
 
 from bench.reports.render import Part, Plot, page_html, page_markdown
-from bench.record.files import staged_file
+from bench.record.files import ResultNotWritten, current_umask, staged_file
 
 NEW_FILE_MODE = 0o644  # a page is for reading: the temp file's private 0600 would hide it from a web server
+
+
+def _new_file_mode() -> int:
+    """0644 less what the umask takes away, as for any file the user writes."""
+    return NEW_FILE_MODE & ~current_umask()
 
 
 def write_page(path: Path, data: str | bytes) -> Path:
@@ -22,10 +27,14 @@ def write_page(path: Path, data: str | bytes) -> Path:
     written as UTF-8 whatever the locale (the HTML pages declare it)."""
     if isinstance(data, str):
         data = data.encode("utf-8")
-    mode = path.stat().st_mode & 0o777 if path.exists() else NEW_FILE_MODE
-    with staged_file(path.parent, data, path.suffix) as staged:
-        os.chmod(staged, mode)
-        os.replace(staged, path)
+    mode = path.stat().st_mode & 0o777 if path.exists() else _new_file_mode()
+    try:
+        with staged_file(path.parent, data, path.suffix) as staged:
+            os.chmod(staged, mode)
+            os.replace(staged, path)
+    except OSError as exc:  # a full disk after the reading: a fault (exit 3), the page there untouched
+        raise ResultNotWritten(f"{path} not written ({exc.strerror or exc}); the file already there (if any) is "
+                               "untouched; free some space (or fix the folder) and run again") from None
     return path
 
 

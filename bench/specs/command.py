@@ -12,6 +12,7 @@ from rich.console import Console
 from bench.destinations import check_folder, path_argument
 from bench.errors import BenchError
 from bench.progress import RichReporter
+from bench.record.files import ResultNotWritten
 from bench.specs.files import write_specs
 from bench.specs.report import DEFAULT_BATCH, DEVICE_CHOICES, check_models, run_specs
 from bench.specs.views import specs_csv, specs_json, specs_markdown, specs_table
@@ -69,17 +70,26 @@ def command(args: argparse.Namespace, console: Console) -> int:
                        channels_last=args.channels_last, train=args.train, reporter=RichReporter(stderr),
                        repeats=args.repeats, warmup=args.warmup, threads=args.threads)
     markdown = specs_markdown(report)
-    json_path, md_path = write_specs(report, markdown, args.out)
-    if args.format == "table":
+    try:
+        json_path, md_path = write_specs(report, markdown, args.out)
+    except ResultNotWritten:
+        _show(report, markdown, args.format, console)  # the measurements are not lost with the files
+        raise
+    _show(report, markdown, args.format, console)
+    stderr.print(f"wrote {json_path} and {md_path}", soft_wrap=True)
+    return 0
+
+
+def _show(report, markdown: str, form: str, console: Console) -> None:
+    """The report on stdout in the chosen format."""
+    if form == "table":
         table = specs_table(report)
         # on a terminal rich fits the table to the screen; into a file or pipe it is printed whole
         width = None if console.is_terminal else max(console.width, console.measure(table).maximum)
         console.print(table, width=width)
-    elif args.format == "md":
+    elif form == "md":
         console.out(markdown, highlight=False, end="")
-    elif args.format == "csv":
+    elif form == "csv":
         console.out(specs_csv(report), highlight=False, end="")
     else:
         console.out(specs_json(report), highlight=False)
-    stderr.print(f"wrote {json_path} and {md_path}", soft_wrap=True)
-    return 0

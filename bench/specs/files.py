@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.errors import BenchError
-from bench.record.files import link_new, staged_file
+from bench.record.files import ResultNotWritten, link_new, staged_file
 
 SCHEMA_VERSION = 1
 KIND = "specs"
@@ -183,3 +183,6 @@ def write_specs(report: SpecReport, markdown: str, out_dir: Path) -> tuple[Path,
         raise BenchError(f"--out: no free file name for {stem} in {out_dir}")
     except PermissionError as exc:
         raise BenchError(f"--out: {out_dir} is not writable ({exc.strerror or exc})") from None
+    except OSError as exc:  # a full disk after the measuring: a fault (exit 3), no file published
+        raise ResultNotWritten(f"specs not written in {out_dir} ({exc.strerror or exc}); the files already there "
+                               "are untouched; free some space and run again") from None

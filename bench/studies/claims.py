@@ -28,6 +28,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
+from bench.errors import BenchError
 from bench.record.files import link_new, process_alive, staged_file
 
 
@@ -54,12 +55,16 @@ class Claims:
 
     def holder(self, key: str) -> dict[str, Any] | None:
         """Who holds the cell ({pid, host, time}), or None when nobody does."""
+        path = self.path(key)
+        if path.is_dir() and not path.is_symlink():  # no take-over can remove it: refused, naming it
+            raise BenchError(f"{path} is a folder, not a claim file bench writes; remove it (rm -r) and sweep again")
         try:
-            return json.loads(self.path(key).read_text())
+            holder = json.loads(path.read_text())
         except FileNotFoundError:
             return None
         except (OSError, ValueError, RecursionError):  # not a claim bench wrote: nobody's, so it may be taken over
             return {}
+        return holder if isinstance(holder, dict) else {}  # a JSON list or number: not a claim bench wrote
 
     def release(self, key: str) -> None:
         if key in self.held:
@@ -107,7 +112,11 @@ class Claims:
                 fcntl.flock(lock, fcntl.LOCK_UN)
 
 
-def describe(holder: dict[str, Any] | None) -> str:
+def describe(holder: dict[str, Any] | None, path: Path | None = None) -> str:
     if not holder:
         return "another sweep"
-    return f"another sweep (pid {holder.get('pid')} on {holder.get('host')}, since {holder.get('time')})"
+    said = f"another sweep (pid {holder.get('pid')} on {holder.get('host')}, since {holder.get('time')})"
+    if path is not None and holder.get("host") != socket.gethostname():
+        # its pid means nothing here, so it is never taken over: only the user can free the cell
+        said += f"; if no sweep runs on {holder.get('host')} any more, delete {path} and sweep again"
+    return said

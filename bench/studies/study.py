@@ -51,7 +51,8 @@ from typing import Any
 from bench.errors import BenchError, did_you_mean
 from bench.seeds import MAX_SEED
 from bench.studies.links import linked_grid, linked_groups
-from bench.suites import SCHEMA, Key, Suite, available_suites, schema_keys, schema_node, suite_dirs, suite_with
+from bench.suites import (MAX_NAME, NAME_PATTERN, SCHEMA, Key, Suite, available_suites, refuse_toml_dates,
+                          schema_keys, schema_node, suite_dirs, suite_with)
 
 STUDY_KEYS = ("name", "description", "suite", "seeds", "strategy", "samples", "sample_seed", "rank", "set", "axes",
               "exclude", "include", "nproc_per_node", "link")
@@ -331,6 +332,7 @@ def _read_toml(path: Path, where: str) -> dict[str, Any]:
         raise BenchError(f"{where}: malformed TOML ({exc}); fix the file") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise BenchError(f"{where}: cannot read the study ({exc})") from None
+    refuse_toml_dates(raw, where)
     for key in raw:
         if key not in STUDY_KEYS:
             close = difflib.get_close_matches(key, STUDY_KEYS, n=1)
@@ -345,9 +347,10 @@ def _read_toml(path: Path, where: str) -> dict[str, Any]:
 def _identity(raw: dict[str, Any], where: str) -> tuple[str, str, list[int]]:
     """name, description and seeds."""
     name = raw["name"]
-    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):
-        raise BenchError(f"{where}: 'name' is {name!r}; use letters, digits, '.', '_' and '-' (it names the "
-                         "study's results folder)")
+    if not isinstance(name, str) or not re.fullmatch(NAME_PATTERN, name):
+        shown = f"{name[:40]!r}... ({len(name)} characters)" if isinstance(name, str) and len(name) > 60 else repr(name)
+        raise BenchError(f"{where}: 'name' is {shown}; use letters, digits, '.', '_' and '-', at most {MAX_NAME} "
+                         "characters (it names the study's results folder)")
     description = raw.get("description", "")
     if not isinstance(description, str):
         raise BenchError(f"{where}: 'description' must be a string")

@@ -20,8 +20,11 @@ report), 130 interrupted (finished cells kept).
 from __future__ import annotations
 
 import argparse
+import os
 import random
+import re
 import time
+import tomllib
 from pathlib import Path
 from typing import Any, Callable
 
@@ -39,7 +42,7 @@ from bench.studies.cell import CellJob
 from bench.studies.claims import Claims, describe
 from bench.studies.ledger import Ledger, read_ledger
 from bench.studies.ray_executor import DEFAULT_CONNECT_TIMEOUT_S, DEFAULT_RETRIES
-from bench.studies.study import Cell, Study, load_study, value_label
+from bench.studies.study import Cell, Study, load_study, study_dirs, value_label
 
 REPORT_EVERY_S = 30.0  # the report is rewritten when a cell finishes this long after the last rewrite, and at the end
 
@@ -99,6 +102,34 @@ def check_executor_options(args: argparse.Namespace) -> None:
                         ("--time", args.time)):
         if value is not None and value < (0 if flag == "--gpus-per-node" else 1):
             raise BenchError(f"{flag} {value}: give a positive number")
+    # written into the job script as `#SBATCH --partition=P`: a newline in it added #SBATCH lines of
+    # the user's choosing (an injection); partition names are words, a comma between several
+    if args.partition and not re.fullmatch(r"[A-Za-z0-9._-]+(,[A-Za-z0-9._-]+)*", args.partition):
+        raise BenchError(f"--partition {args.partition!r}: give partition names (letters, digits, '.', '_', '-'; "
+                         "several separated by commas)")
+    if args.executor == "slurm" and args.results is not None and _control_characters(str(args.results)):
+        raise BenchError(f"--results {str(args.results)!r}: a control character (a newline) in the path would be "
+                         "written into the job script's #SBATCH lines; choose a path without one")
+
+
+def _control_characters(text: str) -> bool:
+    return any(ord(c) < 32 or ord(c) == 127 for c in text)
+
+
+def same_name_elsewhere(study: Study) -> Path | None:
+    """Another study file (shipped, or in $BENCH_SUITES) with this study's name: both would sweep
+    into results/studies/<name>, and one rewrote the other's report."""
+    for folder in study_dirs():
+        for path in sorted(folder.glob("*.toml")) if folder.is_dir() else []:
+            try:
+                raw = tomllib.loads(path.read_text(encoding="utf-8"))
+                if os.path.samefile(path, study.path):
+                    continue
+            except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+                continue  # an unreadable file is its own problem, said when it is swept or listed
+            if "axes" in raw and raw.get("name") == study.name:  # a study (its base suites sit beside it)
+                return path
+    return None
 
 
 def study_folder(study: Study, results: Path | None) -> Path:
@@ -176,7 +207,7 @@ def claimer(claims: Claims, runs_dir: Path, seen: set[Path],
             raise ResultNotWritten(f"cannot claim the cell {job.key} in {runs_dir} ({exc.strerror or exc}); the "
                                    "files already there are untouched") from None
         if not taken:
-            notice(f"{job.label}: being run by {describe(claims.holder(job.key))}; skipped here")
+            notice(f"{job.label}: being run by {describe(claims.holder(job.key), claims.path(job.key))}; skipped here")
             return False
         if any(path not in seen for path in runs_dir.glob(f"{job.key}-*.json")):
             claims.release(job.key)
@@ -264,6 +295,10 @@ def command(args: argparse.Namespace, console: Console) -> int:
     check_executor_options(args)
     check_seeds(args.order_seed, 1, "--order-seed")
     study = load_study(args.study)
+    other = same_name_elsewhere(study)
+    if other is not None:
+        raise BenchError(f"{study.path}: 'name' {study.name!r} is also the name of the study {other}; both would "
+                         f"write results/studies/{study.name} (its cells and its report): give this study another name")
     folder = study_folder(study, args.results)
     runs_dir = folder / "runs"
     reporter = RichReporter()  # notices on stderr, tables on stdout

@@ -17,6 +17,12 @@ from bench.errors import BenchError
 _NORM_TYPES = (nn.BatchNorm1d, nn.BatchNorm2d, nn.GroupNorm, nn.LayerNorm)
 
 
+# torch's optimizers take a rate or a decay as a float32 scalar (Adam divides the rate by its bias
+# correction first): past float32's range that is an overflow error mid-step. The rates in force
+# stop here (docs/limits.md), where the weights overflow to inf and the run ends as diverged.
+RATE_CEILING = 1e30
+
+
 def param_groups(model: nn.Module, recipe: dict, split_filters: bool = False) -> list[dict[str, Any]]:
     """Norm-layer parameters (lr scaled up, weight decay scaled down so the per-step decay
     stays the same), a whitening bias that trains only for the first epochs, conv filters
@@ -45,11 +51,12 @@ def param_groups(model: nn.Module, recipe: dict, split_filters: bool = False) ->
         if name == "filters":
             muon = recipe["muon"]
             out.append({"params": params, "name": name, "lr": muon["lr"], "base_lr": muon["lr"],
-                        "weight_decay": muon["weight_decay"]})
+                        "weight_decay": min(muon["weight_decay"], RATE_CEILING)})
             continue
         group_lr = lr * scale if name == "norm" else lr
         group_wd = wd / scale if name == "norm" else wd
-        out.append({"params": params, "name": name, "lr": group_lr, "base_lr": group_lr, "weight_decay": group_wd})
+        out.append({"params": params, "name": name, "lr": group_lr, "base_lr": group_lr,
+                    "weight_decay": min(group_wd, RATE_CEILING)})
     return out
 
 

@@ -62,8 +62,18 @@ def _read() -> dict[str, Any]:
 
 
 def load(entry_key: str) -> dict[str, Any] | None:
+    """The cached decision, or None (a miss: the trial runs again) when the entry is not a whole
+    choice of known values (an entry without 'precision' was a KeyError traceback, an unknown
+    compile mode one from torch.compile)."""
     entry = _read().get(entry_key)
-    return entry if isinstance(entry, dict) and "choice" in entry else None
+    return entry if isinstance(entry, dict) and _valid_choice(entry.get("choice")) else None
+
+
+def _valid_choice(choice: Any) -> bool:
+    return (isinstance(choice, dict) and choice.get("precision") in ("fp32", "bf16", "fp16")
+            and isinstance(choice.get("channels_last"), bool)
+            and choice.get("compile") in ("off", "default", "reduce-overhead", "max-autotune")
+            and type(choice.get("eval_batch_size")) is int and choice["eval_batch_size"] > 0)
 
 
 def store(entry_key: str, entry: dict[str, Any]) -> None:

@@ -138,7 +138,7 @@ def set_up(suite_resolved: dict, data: PreparedData, seed: int, device: torch.de
     return RunSetup(device=device, model=model, policy=policy, sparse=sparse, step=step_for(recipe),
                     step_config=step_config, loader_kind=kind, loader_options=options, train_loader=train_loader,
                     test_loader=test_loader, steps_per_epoch=steps_per_epoch, init_images=init_images,
-                    eval_batch_size=decision.eval_batch_size, policy_trial=decision.trial,
+                    eval_batch_size=eval_batch(decision, data.dataset), policy_trial=decision.trial,
                     init_s=init_s, data_prep_s=data_prep_s, init_start_unix_s=init_start_unix_s)
 
 
@@ -182,6 +182,12 @@ def _decide(suite_resolved: dict, data: PreparedData, model: nn.Module, device: 
     return dist.gather(decision)[0]
 
 
+def eval_batch(decision: Decision, arrays) -> int:
+    """The evaluation batch, at most the test set: a larger one evaluates nothing more, and the
+    padded last batch asked the allocator for it all (eval_batch_size = 10^9: 313 GB)."""
+    return max(1, min(decision.eval_batch_size, len(arrays.test_labels)))
+
+
 def _loaders(suite_resolved: dict, data: PreparedData, seed: int, device: torch.device, loader_choice: str,
              decision: Decision, dist: Dist) -> tuple[str, dict[str, Any], Any, Any]:
     """The loader kind, the options all its loaders share, and the training and test loaders: the
@@ -198,7 +204,7 @@ def _loaders(suite_resolved: dict, data: PreparedData, seed: int, device: torch.
     train_options = dict(batch_size=dist.rank_batch(recipe["batch_size"]),
                          augment=Augment.from_recipe(recipe["augment"]), shuffle=True, drop_last=True, seed=seed,
                          **options)
-    test_options = dict(batch_size=decision.eval_batch_size, **options)
+    test_options = dict(batch_size=eval_batch(decision, arrays), **options)
     if kind == "dali" and file_dataset:
         if arrays.validation_labels is not None:  # the reader would train on the held-out images too
             raise BenchError("dataset.validation_size: DALI's file reader reads every training image in the folder, "

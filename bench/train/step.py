@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench.train.optim import minimize
+from bench.train.optim import RATE_CEILING, minimize
 
 
 @dataclass(frozen=True)
@@ -49,4 +49,5 @@ def set_lr(optimizer: Any, multiplier: float, whiten_active: bool) -> None:
     """lr = base_lr x multiplier in every group; the whitening bias frozen (lr 0) after its epochs."""
     for group in optimizer.param_groups:
         frozen = group["name"] == "whiten_bias" and not whiten_active
-        group["lr"] = 0.0 if frozen else group["base_lr"] * multiplier
+        # a rate past the ceiling (optim.RATE_CEILING) is an overflow error in torch, not a divergence
+        group["lr"] = 0.0 if frozen else min(group["base_lr"] * multiplier, RATE_CEILING)
