@@ -77,7 +77,8 @@ def _measurements(suite_resolved: dict, seed: int, run: RunSetup, models: Compil
         recompiles_in_timed_region=compile_count() - outcome.compiles_before, warmup_steps=recipe["warmup_steps"],
         loader=run.train_loader.name, batch_dtype=str(policy.autocast_dtype or torch.float32).replace("torch.", ""),
         peak_host_rss_mb=peak_host_rss_mb(), gpu=outcome.gpu, curve=outcome.curve, policy_trial=run.policy_trial,
-        eval_batch_size=run.eval_batch_size, eval_images=outcome.deciding_eval_images, **after_clock)
+        eval_batch_size=run.eval_batch_size, eval_images=outcome.deciding_eval_images,
+        time_limit_s=recipe.get("time_limit_s"), time_limited=outcome.time_limited, **after_clock)
 
 
 def _rank_figures(dist: Dist, outcome: Outcome, device: torch.device) -> list[dict[str, Any]] | None:

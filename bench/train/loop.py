@@ -42,6 +42,7 @@ class Outcome:
     deciding_eval_images: int = 0     # test images through the deciding evaluations (all ranks' shards)
     curve_eval_s: float = 0.0
     clock_start_unix_s: float | None = None
+    time_limited: bool = False        # stopped by recipe.time_limit_s (judged where it stood)
     compiles_before: int = 0          # torch.compile's count when the clock started
     gpu: dict[str, Any] = field(default_factory=dict)  # the GPU monitor's summary
     curve: list[dict[str, Any]] = field(default_factory=list)
@@ -62,6 +63,7 @@ class TimedLoop:
         ema = WeightEMA(run.model, recipe["ema"]["every"], recipe["ema"]["decay"]) if recipe["ema"]["every"] \
             else None
         self.max_epochs = math.ceil(recipe["epochs"])
+        self.time_limit_s = recipe.get("time_limit_s")  # absent: no limit
         self.total_steps = math.ceil(recipe["epochs"] * run.steps_per_epoch)
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
@@ -96,7 +98,7 @@ class TimedLoop:
                         outcome.status = "diverged"
                         outcome.curve.append(point)
                         break
-                    last = outcome.steps >= self.total_steps
+                    last = outcome.steps >= self.total_steps or outcome.time_limited
                     if self.mode == "reach" or last:
                         self._judge(point)
                     for hook in self.hooks:
@@ -130,6 +132,11 @@ class TimedLoop:
             for hook in self.hooks:
                 hook.after_step(outcome.steps)
             progress.advance(1)
+            # a limited run (a tuning trial) reads the clock every step: on CUDA a sync, paid by every
+            # trial alike; the run is then judged where it stands, so its accuracy is measured
+            if self.time_limit_s is not None and self.region.read() >= self.time_limit_s:
+                outcome.time_limited = True
+                break
         for hook in self.hooks:
             hook.after_training_epoch(epoch + 1, outcome.steps)
         # one sync per epoch; the mean over ranks, so every rank takes the same divergence decision
