@@ -14,13 +14,13 @@ FMNIST := /usr/share/datasets/fashion-mnist
 .PHONY: setup data browser run test gate perf reports
 
 # One pip call installs torch (where none imports) and the package with every extra the tests use:
-# DALI (a 199 MB wheel), Ray with its Client and submitit (80 MB), triton. `--no-compile`: pip's
+# DALI (a 199 MB wheel), Ray with its Client and submitit (80 MB), Optuna, triton. `--no-compile`: pip's
 # byte-compiling of everything it installs took half of the 70 s set-up here (three calls, compiled:
 # 70 s; one, not compiled: 37 s). Python compiles what is imported instead, once, into the venv: for
 # that the recipes below run with PYTHONDONTWRITEBYTECODE unset, which this CI machine sets, and which
 # with --no-compile alone made every process recompile torch (imports 3 s -> 6 s; tests 337 -> 469 s).
 unexport PYTHONDONTWRITEBYTECODE
-EXTRAS := test,dali,cluster
+EXTRAS := test,dali,cluster,tune
 # the Makefile too: a venv set up by an older Makefile (torch and .[test] only) gets the extras
 $(BIN)/bench: pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)

@@ -22,6 +22,7 @@ LAYERS = [
     {"train", "specs"},
     {"runner", "reports"},
     {"studies", "calibrate"},
+    {"tune"},
     {"cli"},
     {"__main__"},
 ]
