@@ -238,3 +238,18 @@ def test_the_shipped_default_space_loads_against_its_suite():
     space = load_space(default_space(smoke), smoke)
     assert {d.key for d in space.dimensions} >= {"recipe.lr", "recipe.batch_size", "recipe.epochs"}
     assert np.isclose(space.dimensions[0].low, 0.01)
+
+
+def test_the_tuned_suite_leaves_out_what_was_not_measured(tiny):
+    """A search on Ray measures no load (its trials ran on other machines): TOML has no null, so the
+    figure is left out of tuned_from rather than failing the write after the search."""
+    from bench.tune.output import write_tuned_suite
+
+    suite, _, results = tiny
+    origin = {"storage": "sqlite:///x.db", "trials": 4, "machine": {"summary": "a CPU", "hostname": None},
+              "competing_cpu_share": None, "space": {"recipe.lr": {"low": 0.01, "high": 0.1, "log": True}}}
+    path = write_tuned_suite(load_suite(str(suite)), {"recipe.lr": 0.02, "recipe.batch_size": 16}, origin, results)
+    tuned = load_suite(str(path))
+    assert tuned.recipe["lr"] == 0.02 and tuned.recipe["batch_size"] == 16
+    assert "competing_cpu_share" not in tuned.resolved["tuned_from"]
+    assert tuned.resolved["tuned_from"]["machine"] == {"summary": "a CPU"}

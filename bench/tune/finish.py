@@ -44,7 +44,7 @@ def tuned_from(search: Any, best: Any, search_s: float, load_share: float | None
 
     states = [t.state for t in search.study.trials]
     code = code_version()
-    return {"storage": search.storage_text, "study": search.study.study_name, "trials": len(states),
+    origin = {"storage": search.storage_text, "study": search.study.study_name, "trials": len(states),
             "complete": states.count(optuna.trial.TrialState.COMPLETE),
             "pruned": states.count(optuna.trial.TrialState.PRUNED),
             "failed": states.count(optuna.trial.TrialState.FAIL), "best_trial": best.number,
@@ -54,6 +54,8 @@ def tuned_from(search: Any, best: Any, search_s: float, load_share: float | None
             "machine": machine(), "commit": code.get("git_commit") or "unknown",
             "commit_dirty": bool(code.get("git_dirty")), "search_s": round(search_s, 1),
             "competing_cpu_share": None if load_share is None else round(load_share, 3)}
+    # TOML has no null: a figure not measured (the load of trials placed on Ray or SLURM machines) is left out
+    return {key: value for key, value in origin.items() if value is not None}
 
 
 def conclude(args: Any, search: Any, console: Console, reporter: Any, search_s: float,
@@ -80,7 +82,7 @@ def conclude(args: Any, search: Any, console: Console, reporter: Any, search_s: 
     verification = verify(path, str(search.suite.path), args.verify_runs, args.verify_seed, search.folder / "verify",
                           args.device, reporter, command)
     verification.update(trial=best.number, tuned_suite=str(path), search_s=origin["search_s"],
-                        search_competing_cpu_share=origin["competing_cpu_share"])
+                        search_competing_cpu_share=origin.get("competing_cpu_share"))
     search.study.set_user_attr(f"verification_{best.number}", verification)
     page, markdown = write_tune_report(search, verification, origin)
     console.print(escape(closing(search, values, verification)))

@@ -25,7 +25,9 @@ def _key(key: str) -> str:
 
 
 def dump_toml(table: dict[str, Any], prefix: str = "") -> str:
-    """A TOML document of `table`: plain values first, then each sub-table as a [section]."""
+    """A TOML document of `table`: plain values first, then each sub-table as a [section]. TOML has
+    no null: a value not known (None) is left out."""
+    table = {k: _known(v) for k, v in table.items() if v is not None}
     plain = {k: v for k, v in table.items() if not isinstance(v, dict) or not v or _inline(v)}
     sections = {k: v for k, v in table.items() if k not in plain}
     lines = [f"{_key(k)} = {toml_value(v)}" for k, v in plain.items()]
@@ -34,6 +36,10 @@ def dump_toml(table: dict[str, Any], prefix: str = "") -> str:
         name = f"{prefix}{_key(key)}"
         text += f"\n[{name}]\n" + dump_toml(sub, name + ".").lstrip("\n")
     return text
+
+
+def _known(value: Any) -> Any:
+    return {k: _known(v) for k, v in value.items() if v is not None} if isinstance(value, dict) else value
 
 
 def _inline(value: dict[str, Any]) -> bool:
