@@ -63,6 +63,7 @@ def conclude(args: Any, search: Any, console: Console, reporter: Any, search_s: 
     import optuna
 
     from bench.tune.output import write_tuned_suite
+    from bench.tune.search import shown
     from bench.tune.report import write_tune_report
     from bench.tune.verify import verify
 
@@ -81,7 +82,7 @@ def conclude(args: Any, search: Any, console: Console, reporter: Any, search_s: 
     command = ["bench", "tune", args.suite, "(verification)"]
     verification = verify(path, str(search.suite.path), args.verify_runs, args.verify_seed, search.folder / "verify",
                           args.device, reporter, command)
-    verification.update(trial=best.number, tuned_suite=str(path), search_s=origin["search_s"],
+    verification.update(trial=best.number, tuned_suite=shown(path), search_s=origin["search_s"],
                         search_competing_cpu_share=origin.get("competing_cpu_share"))
     search.study.set_user_attr(f"verification_{best.number}", verification)
     page, markdown = write_tune_report(search, verification, origin)

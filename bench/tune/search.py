@@ -43,8 +43,9 @@ def open_storage(text: str | None, folder: Path) -> tuple[Any, str]:
     try:
         if text is None:
             folder.mkdir(parents=True, exist_ok=True)
-            url = f"sqlite:///{(folder / 'study.db').resolve()}"
-            return optuna.storages.RDBStorage(url), url
+            path = folder / "study.db"
+            # named as seen from here (results/tune/...: the same in every clone), opened by its full path
+            return optuna.storages.RDBStorage(f"sqlite:///{path.resolve()}"), f"sqlite:///{shown(path)}"
         if text.startswith("journal:") or text.endswith(".journal"):
             from optuna.storages.journal import JournalFileBackend
 
@@ -61,6 +62,12 @@ def open_storage(text: str | None, folder: Path) -> tuple[Any, str]:
         raise BenchError(f"--storage {text}: cannot open the study's storage ({type(exc).__name__}: {reason[:200]}); "
                          "give a database URL that answers (sqlite:///PATH, postgresql://...) or a journal file "
                          "PATH.journal") from None
+
+
+def shown(path: Path) -> str:
+    """A path as the record and the report show it: relative to the working directory when inside it."""
+    full, here = Path(path).resolve(), Path.cwd().resolve()
+    return str(full.relative_to(here)) if full.is_relative_to(here) else str(full)
 
 
 def _connect_args(url: str) -> dict[str, Any]:
@@ -162,7 +169,7 @@ class Search:
         number = job.study["trial"]
         path = ResultWriter(self.trials_dir, prefix=f"trial{number:04d}-").write(record)
         outcome, value, attrs = trial_outcome(record, self.objective)
-        attrs["result_file"] = str(path)
+        attrs["result_file"] = shown(path)
         self.tell(self.live.pop(number), outcome, value, attrs)
         return outcome, path
 
