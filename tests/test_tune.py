@@ -66,10 +66,17 @@ def test_a_search_writes_its_trials_a_tuned_suite_and_the_verification_and_resum
     assert all(r["invocation"]["seeds"] == [0, 1, 2] and r["invocation"]["race"] for r in verification)
     assert not {s for r in verification for s in r["invocation"]["seeds"]} & {r["invocation"]["seeds"][0]
                                                                                for r in trials}
+    confirmed = records(folder / "confirm")  # the fastest trials again, on the confirmation seeds, on validation
+    assert 1 <= len(confirmed) <= 3
+    from bench.tune.confirm import CONFIRM_SEED_BASE
+
+    for record in confirmed:
+        assert record["invocation"]["seeds"] == [CONFIRM_SEED_BASE + i for i in range(3)]
+        assert record["dataset"]["judged_on"] == "validation" and "time_limit_s" not in record["suite"]["resolved"]["recipe"]
     tuned_path = folder / "tiny-tuned.toml"
     tuned = load_suite(str(tuned_path))
     origin = tuned.resolved["tuned_from"]
-    assert {"storage", "trials", "space", "machine", "commit"} <= set(origin)
+    assert {"storage", "trials", "space", "machine", "commit", "confirmation"} <= set(origin)
     assert origin["trials"] == 4 and set(origin["space"]) == {"recipe.lr", "recipe.epochs", "recipe.batch_size"}
     assert tuned.target == 0.8 and "judged_on" not in tuned.dataset and "time_limit_s" not in tuned.recipe
     page = (folder / "REPORT.md").read_text()

@@ -53,6 +53,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--margin", type=float, default=0.01, metavar="M",
                         help="trials must reach the suite's target plus M on validation (default %(default)g): the "
                              "fastest of many one-seed trials is otherwise one that barely crossed it")
+    parser.add_argument("--confirm-top", type=int, default=3, metavar="K",
+                        help="the K fastest trials are run again on --confirm-runs seeds before one is chosen "
+                             "(default %(default)s)")
+    parser.add_argument("--confirm-runs", type=int, default=3, metavar="N",
+                        help="seeds of each confirmation, on validation (default %(default)s; 0: choose the fastest "
+                             "trial as it is)")
     parser.add_argument("--verify-runs", type=int, default=5, metavar="N",
                         help="judged seeds for the best recipe and the default (default 5, at least 3)")
     parser.add_argument("--verify-seed", type=int, default=0, metavar="S",
@@ -96,6 +102,9 @@ def check_arguments(args: argparse.Namespace) -> None:
         raise BenchError(f"--validation-size {args.validation_size}: give at least 1")
     check_executor_options(args)
     check_runs(args.verify_runs)
+    if args.confirm_top < 1 or args.confirm_runs < 0:
+        raise BenchError(f"--confirm-top {args.confirm_top} / --confirm-runs {args.confirm_runs}: give at least 1 "
+                         "candidate and 0 or more seeds")
 
 
 def validation_size(args: argparse.Namespace, suite: Any) -> int:

@@ -63,7 +63,7 @@ def conclude(args: Any, search: Any, console: Console, reporter: Any, search_s: 
     import optuna
 
     from bench.tune.output import write_tuned_suite
-    from bench.tune.search import shown
+    from bench.tune.search import decoded, shown
     from bench.tune.report import write_tune_report
     from bench.tune.verify import verify
 
@@ -73,16 +73,25 @@ def conclude(args: Any, search: Any, console: Console, reporter: Any, search_s: 
         console.print(escape(f"no trial reached {search.trial_target} on validation: nothing to verify; report "
                              f"{markdown}"))
         return EXIT_BROKEN
-    best = search.study.best_trial
-    values = _decoded(search, best)
+    best, confirmation = search.study.best_trial, None
+    if args.confirm_runs:
+        from bench.tune.confirm import confirm
+
+        console.print(escape(f"confirming the {min(args.confirm_top, len(complete))} fastest trials on "
+                             f"{args.confirm_runs} more seeds each (validation)"))
+        best, confirmation = confirm(search, args.confirm_top, args.confirm_runs, reporter)
+    values = decoded(search, best)
     origin = tuned_from(search, best, search_s, load_share)
+    if confirmation is not None:
+        origin["confirmation"] = {"seeds": confirmation["seeds"], "candidates": [r["trial"] for r in confirmation["rows"]],
+                                  "rule": confirmation["rule"]}
     path = write_tuned_suite(search.suite, values, origin, args.suite_dir or search.folder)
-    console.print(escape(f"best: trial {best.number} ({_value(search, best.value)} on validation); tuned suite "
+    console.print(escape(f"chosen: trial {best.number} ({_value(search, best.value)} on validation); tuned suite "
                          f"{path}; verifying on {args.verify_runs} seeds from {args.verify_seed} beside the default"))
     command = ["bench", "tune", args.suite, "(verification)"]
     verification = verify(path, str(search.suite.path), args.verify_runs, args.verify_seed, search.folder / "verify",
                           args.device, reporter, command)
-    verification.update(trial=best.number, tuned_suite=shown(path), search_s=origin["search_s"],
+    verification.update(trial=best.number, confirmation=confirmation, tuned_suite=shown(path), search_s=origin["search_s"],
                         search_competing_cpu_share=origin.get("competing_cpu_share"))
     search.study.set_user_attr(f"verification_{best.number}", verification)
     page, markdown = write_tune_report(search, verification, origin)
@@ -90,14 +99,6 @@ def conclude(args: Any, search: Any, console: Console, reporter: Any, search_s: 
     console.print(escape(f"report: {markdown} and {page}"))
     verdict = verification["tuned"]["verdict"]
     return EXIT_OK if verdict == "PASS" else EXIT_FAIL if verdict == "FAIL" else EXIT_BROKEN
-
-
-def _decoded(search: Any, trial: Any) -> dict[str, Any]:
-    """The trial's values as the suite takes them (choices that are lists come back from JSON text)."""
-    import optuna
-
-    replay = optuna.trial.FixedTrial(trial.params)
-    return search.space.suggest(replay)
 
 
 def _value(search: Any, value: float) -> str:

@@ -118,6 +118,24 @@ def verification_parts(verification: dict[str, Any] | None, origin: dict[str, An
     return [Headline(f"Verified: the tuned recipe {tuned['verdict']}; {speed}{load}.", anchor="speedup"), table]
 
 
+def confirmation_table(confirmation: dict[str, Any] | None) -> ReportTable | None:
+    if not confirmation:
+        return None
+    seeds = confirmation["seeds"]
+    table = ReportTable(title="Confirmation (validation split)", anchor="confirmation",
+                        columns=["trial", "trial's time (s)", "verdict", "mean top-1 (validation)",
+                                 "median time to target (s)", "reached", "result file"],
+                        note=f"The fastest trials again, interleaved, on seeds {seeds[0]}–{seeds[-1]} (none a trial's "
+                             f"or a verdict's), judged on validation against the trials' target; chosen: "
+                             f"{confirmation['rule']}.")
+    for row in confirmation["rows"]:
+        table.rows.append([str(row["trial"]), _fmt(row["trial_value"], ".2f"), _fmt(row["verdict"]),
+                           _fmt(row["mean_accuracy"], ".4f"), _fmt(row["median_time_s"], ".2f"),
+                           f"{row['reached_runs']}/{row['runs']}", _fmt(row["file"])])
+        table.row_styles.append("good" if row["trial"] == confirmation["chosen"] else "muted")
+    return table
+
+
 def summary_lines(search: Any, origin: dict[str, Any] | None) -> list[Part]:
     import optuna
 
@@ -144,6 +162,8 @@ def write_tune_report(search: Any, verification: dict[str, Any] | None,
     parts += verification_parts(verification, origin)
     if verification is not None:
         parts.append(Bullets("Tuned suite", [verification["tuned_suite"]], anchor="tuned-suite"))
+        if (table := confirmation_table(verification.get("confirmation"))) is not None:
+            parts.append(table)
     plot = history_plot(search)
     if plot is not None:
         parts.append(plot)

@@ -207,6 +207,13 @@ def trial_outcome(record: dict[str, Any], objective: str) -> tuple[str, float | 
     return "not reached", None, attrs
 
 
+def decoded(search: Search, trial: Any) -> dict[str, Any]:
+    """A stored trial's values as the suite takes them (choices that are lists come back from JSON text)."""
+    import optuna
+
+    return search.space.suggest(optuna.trial.FixedTrial(trial.params))
+
+
 def _short(value: Any) -> str:
     return f"{value:.4g}" if isinstance(value, float) else toml_value(value)
 
