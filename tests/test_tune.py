@@ -49,7 +49,7 @@ def records(folder: Path) -> list[dict]:
     return [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))]
 
 
-def test_a_search_writes_its_trials_a_tuned_suite_and_the_verification_and_resumes(tiny):
+def test_a_search_writes_its_trials_a_tuned_suite_and_the_verification_and_resumes(tiny, monkeypatch):
     suite, space, results = tiny
     assert tune(suite, space, results, "--trials", "4") in (0, 1)  # a verdict either way
     folder = results / "tune" / "tiny"
@@ -90,6 +90,18 @@ def test_a_search_writes_its_trials_a_tuned_suite_and_the_verification_and_resum
     study = optuna.load_study(study_name="tiny-time", storage=f"sqlite:///{(folder / 'study.db').resolve()}")
     assert len(study.trials) == 6
     assert tomllib.loads(tuned_path.read_text())["name"] == "tiny-tuned"  # the first tuned suite is kept as it was
+    (folder / "REPORT.md").unlink()
+    monkeypatch.setattr("bench.runner.train_run", lambda *a, **k: pytest.fail("trained"))
+    assert tune(suite, space, results, "--report-only") == 0  # from the stored study: nothing runs
+    page = (folder / "REPORT.md").read_text()
+    assert "| 5 |" in page and "Best recipe against the default" in page and "Parameter importances" in page
+
+
+def test_report_only_without_a_search_is_one_line(tiny, capsys):
+    suite, space, results = tiny
+    assert tune(suite, space, results, "--report-only") == 2
+    assert "no search of tiny here yet" in capsys.readouterr().err
+    assert not results.exists()
 
 
 class Tripwire:

@@ -71,6 +71,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "$BENCH_RESULTS)")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
                         help="where trials and verification runs train (default: cuda when available)")
+    parser.add_argument("--report-only", action="store_true",
+                        help="rewrite the report from the stored study and its latest verification; run nothing")
     parser.add_argument("--dry-run", action="store_true",
                         help="print the first trials' commands (and with --executor slurm the sbatch file); run "
                              "nothing and write nothing")
@@ -171,7 +173,14 @@ def command(args: argparse.Namespace, console: Console) -> int:
     folder = (args.results or results_root()) / "tune" / load_suite(args.suite).name
     if args.dry_run:
         return dry_run(args, folder, console)
+    if args.report_only and args.storage is None and not (folder / "study.db").is_file():
+        raise BenchError(f"{folder / 'study.db'}: no search of {folder.name} here yet; run 'bench tune {args.suite}' "
+                         "first (or give its --storage)")
     search = open_search(args, folder)
+    if args.report_only:
+        from bench.tune.finish import report_only
+
+        return report_only(search, console)
     if not args.address and args.executor != "slurm":
         preflight(search)
     ResultWriter(search.trials_dir)  # an unwritable folder is refused before any trial

@@ -94,6 +94,7 @@ def conclude(args: Any, search: Any, console: Console, reporter: Any, search_s: 
     verification.update(trial=best.number, confirmation=confirmation, tuned_suite=shown(path), search_s=origin["search_s"],
                         search_competing_cpu_share=origin.get("competing_cpu_share"))
     search.study.set_user_attr(f"verification_{best.number}", verification)
+    search.study.set_user_attr("verification", verification)  # the latest: what --report-only shows
     page, markdown = write_tune_report(search, verification, origin)
     console.print(escape(closing(search, values, verification)))
     console.print(escape(f"report: {markdown} and {page}"))
@@ -125,3 +126,26 @@ def _acc(side: dict[str, Any]) -> str:
 
 def _time(side: dict[str, Any]) -> str:
     return f"{side['median_time_s']:.2f} s to target" if side["median_time_s"] is not None else "target not reached"
+
+
+def report_only(search: Any, console: Console) -> int:
+    """Rewrites the report from the stored study, its latest verification and the tuned suite's
+    tuned_from (after a change to the report's code, say); runs nothing."""
+    import tomllib
+    from pathlib import Path
+
+    from bench.errors import BenchError
+    from bench.tune.report import write_tune_report
+
+    if not search.study.trials:
+        raise BenchError(f"--storage {search.storage_text}: the study {search.study.study_name} has no trial yet; "
+                         "run the search first")
+    attrs = search.study.user_attrs
+    verification = attrs.get("verification") or next(
+        (attrs[k] for k in sorted(attrs, reverse=True) if k.startswith("verification_")), None)
+    origin = None
+    if verification is not None and Path(verification["tuned_suite"]).is_file():
+        origin = tomllib.loads(Path(verification["tuned_suite"]).read_text(encoding="utf-8")).get("tuned_from")
+    page, markdown = write_tune_report(search, verification, origin)
+    console.print(escape(f"wrote {markdown} and {page} ({len(search.study.trials)} trials)"))
+    return EXIT_OK

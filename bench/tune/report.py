@@ -12,6 +12,7 @@ from typing import Any
 from bench.reports.pages import write_report
 from bench.reports.render import Bullets, Headline, Part, Plot, ReportTable
 
+MIN_FOR_IMPORTANCES = 5  # trials that reached the target, before Optuna's fANOVA is asked to apportion their times
 COLOURS = {"reached": "#2a9d4b", "pruned": "#e08a00", "not reached": "#8c8c8c", "failed": "#c0392b",
            "diverged": "#c0392b"}
 
@@ -75,9 +76,10 @@ def importances(search: Any) -> Part:
     import optuna
 
     complete = [t for t in search.study.trials if t.state == optuna.trial.TrialState.COMPLETE]
-    if len(complete) < 2 or len(search.space.dimensions) < 2:
-        return (f"Parameter importances: too few trials to estimate ({len(complete)} complete; Optuna's fANOVA "
-                "needs at least 2, and more to mean much).")
+    if len(complete) < MIN_FOR_IMPORTANCES or len(search.space.dimensions) < 2:
+        return (f"Parameter importances: too few trials to estimate ({len(complete)} reached the target; fANOVA "
+                f"over fewer than {MIN_FOR_IMPORTANCES} would split the variance of a handful of times among "
+                f"{len(search.space.dimensions)} parameters, which says nothing).")
     try:
         found = optuna.importance.get_param_importances(search.study)
     except (RuntimeError, ValueError) as exc:
