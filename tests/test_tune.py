@@ -272,3 +272,27 @@ def test_the_tuned_suite_leaves_out_what_was_not_measured(tiny):
     assert tuned.recipe["lr"] == 0.02 and tuned.recipe["batch_size"] == 16
     assert "competing_cpu_share" not in tuned.resolved["tuned_from"]
     assert tuned.resolved["tuned_from"]["machine"] == {"summary": "a CPU"}
+
+
+def test_the_accuracy_objective_trains_each_trial_s_whole_budget_unlimited(tiny, monkeypatch):
+    suite, space, results = tiny
+    monkeypatch.setattr("bench.tune.finish.conclude", lambda *a, **k: 0)
+    assert tune(suite, space, results, "--trials", "3", "--objective", "accuracy") == 0
+    import optuna
+
+    folder = results / "tune" / "tiny"
+    study = optuna.load_study(study_name="tiny-accuracy", storage=f"sqlite:///{(folder / 'study.db').resolve()}")
+    assert study.direction == optuna.study.StudyDirection.MAXIMIZE
+    for record in records(folder / "trials"):
+        resolved = record["suite"]["resolved"]
+        assert resolved["mode"] == "budget" and "time_limit_s" not in resolved["recipe"]
+        assert record["runs"][0]["epochs"] == resolved["recipe"]["epochs"]  # the whole budget
+    assert {t.value for t in study.trials if t.value is not None} <= {r["runs"][0]["accuracy"]
+                                                                       for r in records(folder / "trials")}
+
+
+def test_a_time_budget_starts_trials_until_it_has_passed(tiny, monkeypatch):
+    suite, space, results = tiny
+    monkeypatch.setattr("bench.tune.finish.conclude", lambda *a, **k: 0)
+    assert tune(suite, space, results, "--time-budget", "0.001") == 0
+    assert len(records(results / "tune" / "tiny" / "trials")) == 1  # the first starts at once; none after it

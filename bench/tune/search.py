@@ -154,9 +154,9 @@ class Search:
 
     def jobs(self, count: int | None, deadline: float | None) -> Iterator[CellJob]:
         """Trials, asked one at a time as an executor takes them (so each sees the best time so far):
-        `count` of them, or until the deadline (time.monotonic) passes."""
+        `count` of them, or until the deadline (time.monotonic) passes (one at least, so there is a search)."""
         for made in itertools.count():
-            if (count is not None and made >= count) or (deadline is not None and time.monotonic() >= deadline):
+            if (count is not None and made >= count) or (deadline is not None and made and time.monotonic() >= deadline):
                 return
             job = self.next_job()
             if job is not None:
