@@ -296,3 +296,32 @@ def test_a_time_budget_starts_trials_until_it_has_passed(tiny, monkeypatch):
     monkeypatch.setattr("bench.tune.finish.conclude", lambda *a, **k: 0)
     assert tune(suite, space, results, "--time-budget", "0.001") == 0
     assert len(records(results / "tune" / "tiny" / "trials")) == 1  # the first starts at once; none after it
+
+
+def test_the_trials_target_is_the_suites_calibration_replayed_on_validation(tiny, monkeypatch):
+    """A calibrated target is a rule over the default recipe's runs on given seeds: the same rule on
+    the same seeds, judged on validation, is what trials must reach (the splits differ in difficulty)."""
+    suite, space, results = tiny
+    calibration = suite.parent / "calibration.json"
+    calibration.write_text(json.dumps({
+        "kind": "bench-calibration", "format": 1, "seeds": [1000, 1001], "accuracies": [0.99, 0.97], "target": 0.8,
+        "rule": {"kind": "quantile", "quantile": 0.1, "text": "the 0.1-quantile"}}))
+    suite.write_text(suite.read_text().replace('runs = 2', f'runs = 2\ntarget_source = "calibration:{calibration}"'))
+    monkeypatch.setattr("bench.tune.finish.conclude", lambda *a, **k: 0)
+    assert tune(suite, space, results, "--trials", "1") == 0
+    folder = results / "tune" / "tiny"
+    replayed = records(folder / "calibrate")
+    assert sorted(r["invocation"]["seeds"][0] for r in replayed) == [1000, 1001]
+    assert all(r["dataset"]["judged_on"] == "validation" and r["suite"]["resolved"]["mode"] == "budget"
+               for r in replayed)
+    from bench.record.calibration import implied_target
+
+    expected, _ = implied_target([r["runs"][0]["accuracy"] for r in replayed], 0.1)
+    import optuna
+
+    study = optuna.load_study(study_name="tiny-time", storage=f"sqlite:///{(folder / 'study.db').resolve()}")
+    assert study.user_attrs["validation_target"]["target"] == expected
+    assert "calibrated on validation" in study.user_attrs["validation_target"]["source"]
+    assert records(folder / "trials")[0]["suite"]["resolved"]["target"] == expected
+    assert tune(suite, space, results, "--trials", "1") == 0  # resumed: kept, not replayed
+    assert len(records(folder / "calibrate")) == 2

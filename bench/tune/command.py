@@ -50,9 +50,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--validation-size", type=int, metavar="N",
                         help="training images held out to judge the trials on (default: the suite's split, else "
                              "its test_size, else 5000)")
-    parser.add_argument("--margin", type=float, default=0.01, metavar="M",
-                        help="trials must reach the suite's target plus M on validation (default %(default)g): the "
-                             "fastest of many one-seed trials is otherwise one that barely crossed it")
+    parser.add_argument("--margin", type=float, default=0.0, metavar="M",
+                        help="trials must reach the target (calibrated on validation) plus M (default %(default)g)")
     parser.add_argument("--confirm-top", type=int, default=3, metavar="K",
                         help="the K fastest trials are run again on --confirm-runs seeds before one is chosen "
                              "(default %(default)s)")
@@ -155,11 +154,13 @@ def open_search(args: argparse.Namespace, folder: Path, dry: bool = False) -> An
         known = study.user_attrs.get(key)
         if known is None:
             study.set_user_attr(key, value)
+        elif getattr(args, "report_only", False):  # the report shows the study as it was searched
+            stated[key] = known
         elif known != value:
             raise BenchError(f"--storage {storage_text}: the study {name} there was searched with another {key} "
                              f"({known!r}); give the same, or another --storage")
     search = Search(suite=suite, space=space, study=study, folder=folder, objective=args.objective,
-                    validation_size=held, device=args.device, margin=args.margin)
+                    validation_size=stated["validation_size"], device=args.device, margin=stated["margin"])
     search.storage_text = storage_text
     return search
 
@@ -209,6 +210,12 @@ def run(args: argparse.Namespace, search: Any, console: Console) -> int:
         board.job_finished(job.label, f"{outcome} ({path.name if path else 'no file'})",
                            failed=outcome in ("failed", "diverged"))
 
+    from bench.tune.target import validation_target
+
+    found = validation_target(search, RichReporter())
+    search.base_target = found["target"]
+    console.print(escape(f"trials' target on validation: {search.trial_target:g} ({found['source']}"
+                         + (f", plus a margin of {search.margin:g})" if search.margin else ")")))
     started = time.monotonic()
     try:
         with SearchLoad() as load, board:

@@ -50,6 +50,7 @@ def tuned_from(search: Any, best: Any, search_s: float, load_share: float | None
             "failed": states.count(optuna.trial.TrialState.FAIL), "best_trial": best.number,
             "objective": search.objective, "judged_on": f"validation ({search.validation_size} training images held out)",
             "trial_target": search.trial_target,
+            "trial_target_source": (search.study.user_attrs.get("validation_target") or {}).get("source"),
             "sampler": "optuna TPESampler (multivariate, constant liar)", "space": search.space.describe(),
             "machine": machine(), "commit": code.get("git_commit") or "unknown",
             "commit_dirty": bool(code.get("git_dirty")), "search_s": round(search_s, 1),
@@ -137,6 +138,10 @@ def report_only(search: Any, console: Console) -> int:
     from bench.errors import BenchError
     from bench.tune.report import write_tune_report
 
+    from bench.tune.target import ATTR
+
+    if ATTR in search.study.user_attrs:
+        search.base_target = search.study.user_attrs[ATTR]["target"]
     if not search.study.trials:
         raise BenchError(f"--storage {search.storage_text}: the study {search.study.study_name} has no trial yet; "
                          "run the search first")

@@ -147,15 +147,21 @@ def summary_lines(search: Any, origin: dict[str, Any] | None) -> list[Part]:
              f"{len(states)} trials: {states.count(optuna.trial.TrialState.COMPLETE)} reached, "
              f"{states.count(optuna.trial.TrialState.PRUNED)} pruned or short of the target, "
              f"{states.count(optuna.trial.TrialState.FAIL)} failed. Storage: {search.storage_text}.",
-             f"Trials judged on {search.validation_size} validation images held out of training, against the "
-             f"target plus a margin of {search.margin:g} ({search.trial_target:g}); seeds 2,000,000 + the trial "
-             "number; sampler Optuna TPE (multivariate, constant liar)."]
+             f"Trials judged on {search.validation_size} validation images held out of training, against "
+             f"{search.trial_target:g} ({_target_source(search)}); seeds 2,000,000 + the trial number; sampler "
+             "Optuna TPE (multivariate, constant liar)."]
     if origin is not None:
         share = origin.get("competing_cpu_share")
         lines.append(f"Machine: {origin['machine']['summary']} ({origin['machine']['hostname']}); search "
                      f"{origin['search_s']:.0f} s" + (f", other processes took {share:.0%} of its CPU meanwhile"
                                                      if share is not None else "") + f"; code {origin['commit'][:12]}.")
     return lines
+
+
+def _target_source(search: Any) -> str:
+    found = search.study.user_attrs.get("validation_target")
+    source = found["source"] if found else "the suite's target"
+    return source + (f", plus a margin of {search.margin:g}" if search.margin else "")
 
 
 def write_tune_report(search: Any, verification: dict[str, Any] | None,

@@ -93,7 +93,8 @@ class Search:
     objective: str                  # time | accuracy
     validation_size: int
     device: str
-    margin: float = 0.0             # the trials' target is the suite's plus this (docs/tune.md: the winner's curse)
+    margin: float = 0.0             # added to the trials' target (bench.tune.target)
+    base_target: float | None = None  # the target on validation (bench.tune.target); the suite's until known
     live: dict[int, Any] = field(default_factory=dict)   # trial number -> its optuna Trial (asked, not told)
 
     @property
@@ -112,9 +113,10 @@ class Search:
 
     @property
     def trial_target(self) -> float:
-        """The target trials must reach on validation: the suite's plus the margin, so that the fastest
-        trial (one seed, the luckiest of many) is not one that barely crossed it."""
-        return round(min(1.0, self.suite.target + self.margin), 6)
+        """The target trials must reach on validation: the suite's target calibrated on validation
+        (bench.tune.target), plus the margin."""
+        base = self.suite.target if self.base_target is None else self.base_target
+        return round(min(1.0, base + self.margin), 6)
 
     def time_limit(self) -> float | None:
         """The best time to target so far (a trial past it cannot win), or none yet."""
