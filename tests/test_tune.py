@@ -256,7 +256,7 @@ def test_the_shipped_default_space_loads_against_its_suite():
     smoke = load_suite("fashion-mnist-smoke")
     space = load_space(default_space(smoke), smoke)
     assert {d.key for d in space.dimensions} >= {"recipe.lr", "recipe.batch_size", "recipe.epochs"}
-    assert np.isclose(space.dimensions[0].low, 0.01)
+    assert np.isclose(space.dimensions[0].low, 0.02)
 
 
 def test_the_tuned_suite_leaves_out_what_was_not_measured(tiny):
@@ -325,3 +325,25 @@ def test_the_trials_target_is_the_suites_calibration_replayed_on_validation(tiny
     assert records(folder / "trials")[0]["suite"]["resolved"]["target"] == expected
     assert tune(suite, space, results, "--trials", "1") == 0  # resumed: kept, not replayed
     assert len(records(folder / "calibrate")) == 2
+
+
+def test_the_first_trial_is_the_suites_own_recipe_where_the_space_holds_it(tiny, monkeypatch):
+    suite, space, results = tiny
+    monkeypatch.setattr("bench.tune.finish.conclude", lambda *a, **k: 0)
+    assert tune(suite, space, results, "--trials", "2") == 0
+    first = records(results / "tune" / "tiny" / "trials")[0]
+    base = load_suite(str(suite)).recipe
+    assert first["study"]["trial"] == 0
+    assert {k: first["suite"]["resolved"]["recipe"][k] for k in ("lr", "epochs", "batch_size")} == \
+        {k: base[k] for k in ("lr", "epochs", "batch_size")}
+
+
+def test_a_suite_outside_its_space_is_not_a_trial():
+    from bench.tune.space import default_params, load_space
+
+    smoke = load_suite("fashion-mnist-smoke")
+    space = load_space(Path(__file__).parent.parent / "suites" / "spaces" / "fashion-mnist-smoke.toml", smoke)
+    assert default_params(space, smoke) == {"recipe.lr": 0.05, "recipe.batch_size": 128, "recipe.epochs": 2.0,
+                                            "recipe.momentum": 0.9, "model.args.hidden": "[256]"}
+    faster = suite_with(smoke.path, {"recipe.lr": 0.5}, "test")
+    assert default_params(space, faster) is None

@@ -159,6 +159,13 @@ def open_search(args: argparse.Namespace, folder: Path, dry: bool = False) -> An
         elif known != value:
             raise BenchError(f"--storage {storage_text}: the study {name} there was searched with another {key} "
                              f"({known!r}); give the same, or another --storage")
+    if not study.trials and not getattr(args, "report_only", False):
+        from bench.tune.space import default_params
+
+        if (params := default_params(space, suite)) is not None:
+            # the first trial is the suite's own recipe: the time to beat from the start, and the
+            # choice where nothing searched beats it
+            study.enqueue_trial(params, user_attrs={"default_recipe": True})
     search = Search(suite=suite, space=space, study=study, folder=folder, objective=args.objective,
                     validation_size=stated["validation_size"], device=args.device, margin=stated["margin"])
     search.storage_text = storage_text

@@ -28,11 +28,13 @@ def trials_table(search: Any) -> ReportTable:
     table = ReportTable(title="Trials", columns=["trial", "outcome", "time (s)", "time limit (s)",
                                                  "validation top-1", "seed", *keys], anchor="trials",
                         note="Time: the timed region (to the target where reached, to the stop where pruned); "
-                             "top-1 on the validation split (the trials never read the test split).")
+                             "top-1 on the validation split (the trials never read the test split). The suite's own "
+                             "recipe, where the space holds it, is the first trial (default).")
     for trial in search.study.trials:
         attrs = trial.user_attrs
         outcome = attrs.get("outcome", trial.state.name.lower())
-        table.rows.append([str(trial.number), outcome, _fmt(attrs.get("timed_s"), ".2f"),
+        number = f"{trial.number} (default)" if attrs.get("default_recipe") else str(trial.number)
+        table.rows.append([number, outcome, _fmt(attrs.get("timed_s"), ".2f"),
                            _fmt(attrs.get("time_limit_s"), ".2f"), _fmt(attrs.get("validation_accuracy"), ".4f"),
                            _fmt(attrs.get("seed"), "d"), *[_fmt(trial.params.get(k)) for k in keys]])
         table.row_styles.append({"reached": "good", "failed": "bad", "diverged": "bad"}.get(outcome, "muted"))

@@ -150,7 +150,8 @@ class Search:
         block = {"name": f"tune-{self.suite.name}", "path": str(self.space.path),
                  "cell": f"{identity_hash(suite.resolved)}-s{seed}", "seed": seed, "axes": values,
                  "fixed": fixed, "trial": trial.number}
-        label = f"trial {trial.number}: " + ", ".join(f"{k}={_short(v)}" for k, v in values.items())
+        default = " (the suite's own recipe)" if trial.user_attrs.get("default_recipe") else ""
+        label = f"trial {trial.number}{default}: " + ", ".join(f"{k}={_short(v)}" for k, v in values.items())
         return CellJob(key=f"trial{trial.number}", label=label, suite=suite, seed=seed, device=self.device,
                        command=command, study=block)
 

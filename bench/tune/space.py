@@ -77,6 +77,35 @@ class Space:
         return values
 
 
+def _resolved_value(suite: Suite, key: str) -> Any:
+    node: Any = suite.resolved
+    for part in key.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    return node
+
+
+def default_params(space: Space, suite: Suite) -> dict[str, Any] | None:
+    """The suite's own recipe as Optuna parameters (choices that are lists by their JSON text), or
+    None where one of its values lies outside the space: then it cannot be a trial."""
+    params = {}
+    for d in space.dimensions:
+        value = _resolved_value(suite, d.key)
+        if d.choices is not None:
+            if value not in d.choices:
+                return None
+            scalar = all(isinstance(c, (bool, int, float, str)) for c in d.choices)
+            params[d.key] = value if scalar else json.dumps(value)
+        else:
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or not d.low <= value <= d.high:
+                return None
+            if d.step is not None and abs((value - d.low) / d.step - round((value - d.low) / d.step)) > 1e-9:
+                return None
+            params[d.key] = int(value) if d.integer else float(value)
+    return params
+
+
 def default_space(suite: Suite) -> Path:
     path = SPACES_DIR / f"{suite.name}.toml"
     if not path.is_file():

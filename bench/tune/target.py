@@ -27,7 +27,10 @@ def validation_target(search: Any, reporter: Any) -> dict[str, Any]:
     known = search.study.user_attrs.get(ATTR)
     if known is not None:
         return known
-    if search.study.trials:  # a study from before this step judged its trials on the stated target
+    import optuna
+
+    waiting = optuna.trial.TrialState.WAITING  # the suite's own recipe, queued as the first trial
+    if any(t.state != waiting for t in search.study.trials):  # a study from before this step: the stated target
         found = stated(search)
     else:
         found = _calibrated(search, reporter)
