@@ -206,7 +206,10 @@ def run(args: argparse.Namespace, search: Any, console: Console) -> int:
 
     count = args.trials if args.trials is not None or args.time_budget is not None else 12
     deadline = time.monotonic() + args.time_budget if args.time_budget else None
-    before = len(search.study.trials)
+    import optuna
+
+    # the suite's own recipe, queued as the first trial, is not yet one of the study's
+    before = sum(t.state != optuna.trial.TrialState.WAITING for t in search.study.trials)
     console.print(escape(f"tune {search.suite.name}: {before} trials in {search.storage_text}; adding "
                          + (f"{count}" if count else f"trials for {args.time_budget:g} s")
                          + f" ({args.objective}, judged on {search.validation_size} validation images)"))
