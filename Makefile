@@ -15,13 +15,13 @@ FMNIST := /usr/share/datasets/fashion-mnist
 
 # `make run` installs what the main job needs: torch (where none imports) and the package. `make test`
 # adds every extra the tests use: DALI (a 199 MB wheel), Ray with its Client and submitit (80 MB),
-# triton, pytest. `--no-compile`: pip's byte-compiling of everything it installs took half of the
+# triton, Optuna (bench tune), pytest. `--no-compile`: pip's byte-compiling of everything it installs took half of the
 # 70 s set-up here (three calls, compiled: 70 s; one, not compiled: 37 s). Python compiles what is
 # imported instead, once, into the venv: for that the recipes below run with PYTHONDONTWRITEBYTECODE
 # unset, which this CI machine sets, and which with --no-compile alone made every process recompile
 # torch (imports 3 s -> 6 s; tests 337 -> 469 s).
 unexport PYTHONDONTWRITEBYTECODE
-EXTRAS := test,dali,cluster
+EXTRAS := test,dali,cluster,tune
 TEST_STAMP := $(VENV)/.test-extras
 # the Makefile too: a venv set up by an older Makefile gets what this one installs
 $(BIN)/bench: pyproject.toml setup.py Makefile

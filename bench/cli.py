@@ -75,6 +75,12 @@ def _parser(light: bool = False) -> argparse.ArgumentParser:
                                   formatter_class=argparse.RawDescriptionHelpFormatter)
     sweep.add_arguments(sweep_parser)
 
+    from bench.tune import command as tune
+
+    tune.add_arguments(sub.add_parser("tune", help="search the recipe for the fastest time to the target on this "
+                                      "machine (Optuna), verified on fresh seeds", description=tune.__doc__,
+                                      formatter_class=argparse.RawDescriptionHelpFormatter))
+
     from bench import calibrate
 
     calibrate.add_arguments(sub.add_parser("calibrate", help="set a suite's target from seeds the verdicts never "
@@ -403,7 +409,13 @@ def cmd_sweep(args: argparse.Namespace, console: Console) -> int:
     return command(args, console)
 
 
-COMMANDS = {"list": cmd_list, "show": cmd_show, "completion": cmd_completion, "run": cmd_run, "calibrate": cmd_calibrate, "sweep": cmd_sweep, "env": cmd_env, "specs": cmd_specs,
+def cmd_tune(args: argparse.Namespace, console: Console) -> int:
+    from bench.tune.command import command
+
+    return command(args, console)
+
+
+COMMANDS = {"list": cmd_list, "show": cmd_show, "completion": cmd_completion, "run": cmd_run, "calibrate": cmd_calibrate, "sweep": cmd_sweep, "tune": cmd_tune, "env": cmd_env, "specs": cmd_specs,
             "cache": cmd_cache,
             "leaderboard": cmd_report, "compare": cmd_report, "check": cmd_report, "export": cmd_report}
 

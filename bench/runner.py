@@ -46,7 +46,7 @@ class Interrupted(Exception):
 
 
 def subset(dataset: ArrayDataset, train_size: int | None, test_size: int | None,
-           validation_size: int = 0) -> ArrayDataset:
+           validation_size: int = 0, judged_on: str = "test") -> ArrayDataset:
     """Fixed subsets, the same for every seed and run, each from one seed-0 permutation of its split.
 
     The validation split is the last `validation_size` of the training set's permutation; the
@@ -54,7 +54,9 @@ def subset(dataset: ArrayDataset, train_size: int | None, test_size: int | None,
     train_size), so the two never share an image, and the validation images are the same whatever
     the train_size (a data-size study chooses every size's best on the same images). train_size
     counts the images trained on, after the carve. Without a validation split this is the first N
-    of the permutation, as it always was. The test split is never touched by the carve."""
+    of the permutation, as it always was. The test split is never touched by the carve. Judged on
+    the validation split (dataset.judged_on), the test split is dropped unread and the validation
+    images take its place, so every evaluation the trainer makes is on validation images."""
     def pick(images: np.ndarray, labels: np.ndarray, size: int | None) -> tuple[np.ndarray, np.ndarray]:
         if size is None or size >= len(labels):
             return images, labels
@@ -63,6 +65,9 @@ def subset(dataset: ArrayDataset, train_size: int | None, test_size: int | None,
 
     if train_size is None and test_size is None and not validation_size:
         return dataset
+    if judged_on == "validation":  # the test split is never read: the validation split stands in for it
+        dataset = replace(dataset, test_images=np.zeros((0, *dataset.train_images.shape[1:]), np.uint8),
+                          test_labels=np.zeros(0, np.int64))
     test_x, test_y = pick(dataset.test_images, dataset.test_labels, test_size)
     if not validation_size:
         train_x, train_y = pick(dataset.train_images, dataset.train_labels, train_size)
@@ -82,9 +87,12 @@ def subset(dataset: ArrayDataset, train_size: int | None, test_size: int | None,
     split = {"size": validation_size, "drawn_from": total,
              "rule": f"the last {validation_size} of numpy.random.default_rng(0).permutation({total}) over the "
                      f"training set; the training images are the first {len(trained)} of the same permutation"}
+    validation_x, validation_y = dataset.train_images[held_out], dataset.train_labels[held_out]
+    if judged_on == "validation":
+        test_x, test_y = validation_x, validation_y
     return replace(dataset, train_images=dataset.train_images[trained], train_labels=dataset.train_labels[trained],
-                   test_images=test_x, test_labels=test_y, validation_images=dataset.train_images[held_out],
-                   validation_labels=dataset.train_labels[held_out], validation_split=split)
+                   test_images=test_x, test_labels=test_y, validation_images=validation_x,
+                   validation_labels=validation_y, validation_split=split, judged_on=judged_on)
 
 
 def model_figures(suite: Suite, data: PreparedData) -> tuple[dict[str, Any], dict[str, int]]:
@@ -170,14 +178,18 @@ class Invocation:
         t0 = time.perf_counter()
         dataset = load_dataset(suite.dataset["name"], path=suite.dataset["path"], reporter=self.reporter,
                                offline=self.offline)
-        for key, whole in (("train_size", len(dataset.train_labels)), ("test_size", len(dataset.test_labels))):
+        judged_on = suite.dataset.get("judged_on", "test")
+        sizes = [("train_size", len(dataset.train_labels))]
+        if judged_on == "test":  # judged on validation, the test split is not even counted
+            sizes.append(("test_size", len(dataset.test_labels)))
+        for key, whole in sizes:
             asked = suite.dataset[key]
             if asked is not None and asked > whole:  # all of it is used; the record's dataset block counts it
                 self.reporter.notice(f"{suite.name}: dataset.{key} {asked} is more than {dataset.name}'s {whole} "
                                      f"images; all {whole} are used")
         try:
             dataset = subset(dataset, suite.dataset["train_size"], suite.dataset["test_size"],
-                             suite.dataset["validation_size"])
+                             suite.dataset["validation_size"], judged_on)
         except BenchError as exc:  # the split sizes do not fit this data set
             raise BenchError(f"{suite.path}: {exc}") from None
         self.data = PreparedData.from_dataset(dataset)

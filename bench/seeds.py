@@ -30,3 +30,9 @@ def check_seeds(first: int, count: int, flag: str) -> None:
         span = f"{first}" if count == 1 else f"{first}–{last}"
         raise BenchError(f"{flag} {first}: the seeds {span} leave 0–{MAX_SEED} (numpy's 32-bit seeds); give "
                          f"{flag} from 0 to {most}")
+
+# Where each use draws its seeds, disjoint: `bench run`'s verdicts 0, 1, ... (a suite's runs), a
+# study's cells their own short lists (100-104), `bench calibrate` 1000 and up (--seed-base), and
+# `bench tune`'s trials from here (trial n: TUNE_SEED_BASE + n; its confirmation runs from 3,000,000,
+# bench.tune.confirm), so no trial's run is ever judged.
+TUNE_SEED_BASE = 2_000_000

@@ -14,6 +14,9 @@ def cross_checks(resolved: dict[str, Any], where: str) -> None:
     """Checks that span several keys of a resolved suite (each key alone already fits the schema);
     each problem is one BenchError line naming the file and the key."""
     recipe = resolved["recipe"]
+    if resolved["dataset"].get("judged_on") == "validation" and not resolved["dataset"]["validation_size"]:
+        raise BenchError(f"{where}: 'dataset.judged_on' \"validation\" needs a validation split; set "
+                         "'dataset.validation_size' (e.g. 5000)")
     if resolved["dataset"]["name"] == "imagefolder" and not resolved["dataset"]["path"]:
         raise BenchError(f"{where}: dataset 'imagefolder' needs 'dataset.path' (a folder, .tar or .tar.xz)")
     if recipe["augment"]["alternating_flip"] and not recipe["augment"]["flip"]:

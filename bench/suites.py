@@ -85,6 +85,9 @@ class Key:
     check: Callable[[Any], bool] | None = None
     expect: str = ""  # what a valid value looks like, for the error message
     choices: tuple[Any, ...] | None = None
+    # A key added after suites' hashes were published: absent from the resolved suite unless a suite
+    # sets it, so every existing suite resolves (and hashes, and records) exactly as before.
+    omitted_unless_set: bool = False
 
 
 def _positive(v: Any) -> bool:
@@ -147,6 +150,8 @@ SCHEMA: dict[str, Any] = {
     # how the runs' accuracies decide the verdict: mean (airbench), every (MLPerf) or fraction:P
     "pass_rule": Key("str", default="mean", check=_valid_pass_rule,
                      expect="mean, every or fraction:P with 0 < P <= 1 (e.g. fraction:0.8)"),
+    # a suite written by `bench tune`: the search it came from (storage, trials, space, machine, commit)
+    "tuned_from": Key("table", omitted_unless_set=True),
     "dataset": {
         "name": Key("str", required=True, choices=DATASET_NAMES),
         "path": Key("str"),
@@ -155,6 +160,10 @@ SCHEMA: dict[str, Any] = {
         # Training images held out as a validation split (bench.runner.subset: a fixed seed-0 draw,
         # the same for every run); studies choose their best points on it. 0: no split.
         "validation_size": Key("int", default=0, check=_non_negative, expect="an integer >= 0 (0 = no split)"),
+        # The split every deciding evaluation (and so the verdict's accuracy) is made on. "validation":
+        # the validation split stands in for the test split, which is then never read (bench tune's
+        # trials choose on it). Absent: the test split, as always.
+        "judged_on": Key("str", choices=("test", "validation"), omitted_unless_set=True),
     },
     "model": {
         "name": Key("str", required=True),
@@ -205,6 +214,10 @@ SCHEMA: dict[str, Any] = {
         # clock, so time to target is resolved finer than an epoch; 0 = at each epoch's end only.
         "eval_every": Key("float", default=0.0, check=lambda v: 0 <= v <= 1,
                           expect="a number of epochs from 0 to 1 (0 = at each epoch's end only)"),
+        # Seconds of the timed region after which the run stops, judged where it stands (bench tune
+        # prunes a trial that cannot beat the best time so far). Absent: no limit.
+        "time_limit_s": Key("float", check=_positive, expect="a positive number of seconds",
+                            omitted_unless_set=True),
         "schedule": {
             "kind": Key("str", default="constant", choices=SCHEDULES),
             # piecewise: [[fraction of training, lr multiplier], ...] from 0 to 1
@@ -352,7 +365,8 @@ def _resolve(raw: dict[str, Any], schema: dict[str, Any], where: str, prefix: st
         if key not in raw:
             if spec.required:
                 raise BenchError(f"{where}: missing required key '{name}'; add it ({_TYPE_NAMES[spec.kind]})")
-            out[key] = copy.deepcopy(spec.default)
+            if not spec.omitted_unless_set:
+                out[key] = copy.deepcopy(spec.default)
             continue
         value = _check_type(spec.kind, raw[key])
         if value is None:

@@ -22,6 +22,7 @@ LAYERS = [
     {"train", "specs"},
     {"runner", "reports"},
     {"studies", "calibrate", "show", "api", "dry_run"},
+    {"tune"},
     {"listing", "run_views"},
     {"cli"},
     {"__main__"},

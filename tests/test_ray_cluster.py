@@ -260,3 +260,54 @@ def test_a_local_ray_sweep_starts_its_own_ray_beside_a_running_cluster(cluster, 
     found = one_complete_file_per_cell(results / "studies" / "ray-own" / "runs", 2)
     cluster_nodes = {nodes.head_node.node_id, *(w.node_id for w in workers)}
     assert not {r["study"]["placement"]["node_id"] for r in found} & cluster_nodes
+
+
+TUNE_SUITE = """
+name = "ray-tune"
+mode = "reach"
+target = 0.6
+runs = 3
+devices = ["cpu"]
+[dataset]
+name = "fashion-mnist"
+train_size = 1500
+test_size = 500
+[model]
+name = "mlp"
+args = { hidden = [32] }
+[recipe]
+epochs = 2
+batch_size = 64
+lr = 0.05
+curve_eval = false
+precision = "fp32"
+"""
+
+TUNE_SPACE = """
+"recipe.lr" = {low = 0.01, high = 0.1, log = true}
+"recipe.batch_size" = [32, 64]
+"""
+
+
+def test_a_tuning_search_runs_its_trials_on_both_worker_nodes(cluster, tmp_path):
+    """`bench tune --executor ray --address`: the trials (rounds of --workers 2) land on the two
+    worker nodes, one result file each; the verification runs in the driver, beside the default."""
+    nodes, workers, _, cache = cluster
+    suite, space, results = tmp_path / "ray-tune.toml", tmp_path / "space.toml", tmp_path / "results"
+    suite.write_text(TUNE_SUITE)
+    space.write_text(TUNE_SPACE)
+    command = [sys.executable, "-m", "bench", "tune", str(suite), "--space", str(space), "--trials", "4",
+               "--workers", "2", "--executor", "ray", "--address", nodes.address, "--results", str(results),
+               "--device", "cpu", "--validation-size", "500", "--margin", "0", "--verify-runs", "3",
+               "--connect-timeout", "240"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "BENCH_DATA": str(cache), "OMP_NUM_THREADS": "1"})
+    assert done.returncode in (0, 1), done.stderr[-3000:]  # a verdict either way
+    trials = records(results / "tune" / "ray-tune" / "trials")
+    assert len(trials) == 4 and all(r["status"] == "complete" for r in trials)
+    placed = Counter(r["study"]["placement"]["node_id"] for r in trials)
+    print(f"trials per node: {dict(placed)}")
+    assert set(placed) == {w.node_id for w in workers}
+    assert sorted(r["study"]["trial"] for r in trials) == [0, 1, 2, 3]
+    assert len(records(results / "tune" / "ray-tune" / "verify")) == 2
+    assert (results / "tune" / "ray-tune" / "ray-tune-tuned.toml").is_file()

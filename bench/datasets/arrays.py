@@ -35,6 +35,9 @@ class ArrayDataset:
     validation_images: np.ndarray | None = None  # uint8 (V, H, W, C)
     validation_labels: np.ndarray | None = None  # int64 (V,)
     validation_split: dict | None = None
+    # "validation": the test arrays above are the validation split's, the real test split dropped
+    # unread (dataset.judged_on, bench.runner.subset)
+    judged_on: str = "test"
 
     @classmethod
     def from_splits(cls, name: str, splits: Splits, *, source: str, sha256: str | None) -> "ArrayDataset":

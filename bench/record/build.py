@@ -38,11 +38,16 @@ def dataset_block(dataset: Any, shape: tuple[int, ...]) -> dict[str, Any]:
     """What was trained on: the data set's name, origin, checksum and split sizes (an ArrayDataset),
     and the validation split carved out of the training set, with how it was drawn (or none)."""
     validation = dataset.validation_labels
-    return {"name": dataset.name, "source": dataset.source, "sha256": dataset.sha256,
-            "train_size": len(dataset.train_labels), "test_size": len(dataset.test_labels),
-            "validation_size": 0 if validation is None else len(validation),
-            "validation_split": dataset.validation_split,
-            "classes": list(dataset.classes), "shape": list(shape)}
+    judged_on_validation = getattr(dataset, "judged_on", "test") == "validation"
+    block = {"name": dataset.name, "source": dataset.source, "sha256": dataset.sha256,
+             "train_size": len(dataset.train_labels),
+             "test_size": 0 if judged_on_validation else len(dataset.test_labels),  # the test split unread
+             "validation_size": 0 if validation is None else len(validation),
+             "validation_split": dataset.validation_split,
+             "classes": list(dataset.classes), "shape": list(shape)}
+    if judged_on_validation:  # every deciding evaluation, and so each run's accuracy, is on validation
+        block["judged_on"] = "validation"
+    return block
 
 
 def invocation_head(suite: Suite, *, run_id: str | None, status: str, env: dict[str, Any],

@@ -56,6 +56,8 @@ class RunMeasurements:
     eval_batch_size: int | None = None
     eval_images: int = 0               # test images through the deciding evaluations
     load: dict[str, Any] | None = None  # the competing load over the timed region (bench.load.CompetingLoad)
+    time_limit_s: float | None = None  # recipe.time_limit_s, where the suite set one
+    time_limited: bool = False         # the run stopped at that limit
 
 
 def run_record(m: RunMeasurements) -> dict[str, Any]:
@@ -119,8 +121,12 @@ def run_record(m: RunMeasurements) -> dict[str, Any]:
     record.update(m.cpu_memory)
     if m.ranks is not None:
         record.update(summed_over_ranks(m.ranks, m.timed_s))
+    if m.time_limit_s is not None:  # only where a suite set a limit: other records keep their keys
+        record["time_limit_s"] = m.time_limit_s
+        record["stopped_at_time_limit"] = m.time_limited
     if complete and m.reached_at_s is None:
-        record["note"] = f"did not reach {m.target} within {m.epochs_budget} epochs"
+        record["note"] = (f"stopped at its time limit of {m.time_limit_s:g} s (recipe.time_limit_s) before reaching "
+                          f"{m.target}" if m.time_limited else f"did not reach {m.target} within {m.epochs_budget} epochs")
     return record
 
 

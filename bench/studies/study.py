@@ -146,8 +146,8 @@ def cell_key(point_identity: str, seed: int) -> str:
 
 # Suite keys that never change what one seed of a cell trains: where the target comes from (citing a
 # new calibration), how many seeds a plain `bench run` makes by default (a cell is one seed; the
-# study names its own), and the suite's prose. A result keeps its cell when one of them changes.
-NOT_RUN = ("target_source", "runs", "description")
+# study names its own), and the suite's prose (its description, the search a tuned suite came from). A result keeps its cell when one of them changes.
+NOT_RUN = ("target_source", "runs", "description", "tuned_from")
 
 
 def identity_hash(resolved: dict[str, Any]) -> str:

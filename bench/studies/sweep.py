@@ -49,6 +49,26 @@ REPORT_EVERY_S = 30.0  # the report is rewritten when a cell finishes this long 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("study", help="a study name from 'bench list', or a path to a study .toml file")
+    add_executor_arguments(parser)
+    parser.add_argument("--results", type=path_argument, metavar="DIR",
+                        help="results folder; the study goes in its studies/<study>/ (default: results, or "
+                             "$BENCH_RESULTS)")
+    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
+                        help="where cells train (default: cuda when available where the cell runs)")
+    parser.add_argument("--order-seed", type=int, default=0, metavar="N",
+                        help="the seed the cells' order is shuffled with (default %(default)s), recorded in each "
+                             "result: cells run in the grid's order would line a drift of the machine's speed up "
+                             "with an axis")
+    parser.add_argument("--allow-mixed", action="store_true",
+                        help="add cells run by other code than the study's cells so far (another commit, or a "
+                             "modified tree); the report then splits its cells by commit")
+    parser.add_argument("--dry-run", action="store_true", help="print the cells and what is left to run; run nothing")
+    parser.add_argument("--report-only", action="store_true", help="rewrite the study report from the results; "
+                                                                   "run nothing")
+
+
+def add_executor_arguments(parser: argparse.ArgumentParser) -> None:
+    """Where cells run (bench sweep) or trials (bench tune): the executor and its options."""
     parser.add_argument("--executor", choices=("local", "ray", "slurm"), default="local",
                         help="local: this machine (default); ray: each cell a Ray task, on a local Ray or --address; "
                              "slurm: one SLURM job array of the cells, through submitit")
@@ -72,21 +92,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     slurm.add_argument("--slurm-cluster", choices=("slurm", "local"), default="slurm",
                        help="local: run the array's tasks as processes of this machine through submitit's local "
                             "executor (to try the submission without a cluster)")
-    parser.add_argument("--results", type=path_argument, metavar="DIR",
-                        help="results folder; the study goes in its studies/<study>/ (default: results, or "
-                             "$BENCH_RESULTS)")
-    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
-                        help="where cells train (default: cuda when available where the cell runs)")
-    parser.add_argument("--order-seed", type=int, default=0, metavar="N",
-                        help="the seed the cells' order is shuffled with (default %(default)s), recorded in each "
-                             "result: cells run in the grid's order would line a drift of the machine's speed up "
-                             "with an axis")
-    parser.add_argument("--allow-mixed", action="store_true",
-                        help="add cells run by other code than the study's cells so far (another commit, or a "
-                             "modified tree); the report then splits its cells by commit")
-    parser.add_argument("--dry-run", action="store_true", help="print the cells and what is left to run; run nothing")
-    parser.add_argument("--report-only", action="store_true", help="rewrite the study report from the results; "
-                                                                   "run nothing")
 
 
 def check_executor_options(args: argparse.Namespace) -> None:

@@ -80,7 +80,7 @@ def _measurements(suite_resolved: dict, seed: int, run: RunSetup, models: Compil
         loader=run.train_loader.name, batch_dtype=str(policy.autocast_dtype or torch.float32).replace("torch.", ""),
         peak_host_rss_mb=peak_host_rss_mb(), gpu=outcome.gpu, curve=outcome.curve, policy_trial=run.policy_trial,
         eval_batch_size=run.eval_batch_size, eval_images=outcome.deciding_eval_images, load=outcome.load,
-        **after_clock)
+        time_limit_s=recipe.get("time_limit_s"), time_limited=outcome.time_limited, **after_clock)
 
 
 def _rank_figures(dist: Dist, outcome: Outcome, device: torch.device) -> list[dict[str, Any]] | None:

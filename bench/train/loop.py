@@ -44,6 +44,7 @@ class Outcome:
     deciding_eval_images: int = 0     # test images through the deciding evaluations (all ranks' shards)
     curve_eval_s: float = 0.0
     clock_start_unix_s: float | None = None
+    time_limited: bool = False        # stopped by recipe.time_limit_s (judged where it stood)
     compiles_before: int = 0          # torch.compile's count when the clock started
     gpu: dict[str, Any] = field(default_factory=dict)  # the GPU monitor's summary
     load: dict[str, Any] = field(default_factory=dict)  # the competing load over the timed region (bench.load)
@@ -70,6 +71,7 @@ class TimedLoop:
         self.eval_steps = max(1, round(every * run.steps_per_epoch)) if mode == "reach" and every else 0
         self.reached_within: dict[str, Any] | None = None  # the deciding evaluation within an epoch that reached
         self.within_eval_s = 0.0  # this epoch's deciding evaluations within it (not training time)
+        self.time_limit_s = recipe.get("time_limit_s")  # absent: no limit
         self.total_steps = math.ceil(recipe["epochs"] * run.steps_per_epoch)
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
@@ -108,7 +110,7 @@ class TimedLoop:
                         outcome.status = "diverged"
                         outcome.curve.append(point)
                         break
-                    last = outcome.steps >= self.total_steps
+                    last = outcome.steps >= self.total_steps or outcome.time_limited
                     if self.reached_within is not None:  # judged already, where the epoch stopped
                         point.update(self.reached_within)
                     elif self.mode == "reach" or last:
@@ -148,6 +150,11 @@ class TimedLoop:
             if self.eval_steps and outcome.steps % self.eval_steps == 0 and outcome.steps % run.steps_per_epoch \
                     and outcome.steps < self.total_steps and self._judge_within_epoch():
                 break  # reached: the epoch stops here, its curve point is this evaluation's
+            # a limited run (a tuning trial) reads the clock every step: on CUDA a sync, paid by every
+            # trial alike; the run is then judged where it stands, so its accuracy is measured
+            if self.time_limit_s is not None and self.region.read() >= self.time_limit_s:
+                outcome.time_limited = True
+                break
         for hook in self.hooks:
             hook.after_training_epoch(epoch + 1, outcome.steps)
         # one sync per epoch; the mean over ranks, so every rank takes the same divergence decision
