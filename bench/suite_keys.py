@@ -89,6 +89,14 @@ MEANINGS: dict[str, str] = {
     "recipe.sparsity.retrain_lr_factor": "pruning: the retraining after the first pruning runs at lr times this",
     "recipe.lookahead.every": "lookahead: every k steps the weights move toward their slow average (0: off)",
     "recipe.lookahead.decay": "lookahead: the slow average's decay",
+    "tuned_from": "written by `bench tune`: the search a tuned suite came from (storage, trials, space, machine "
+                  "kind, code commit); absent in hand-written suites",
+    "dataset.judged_on": "the split the target is judged on: test (default) or validation, where the test split "
+                         "is dropped unread (bench tune's trials)",
+    "recipe.eval_every": "reach mode: a deciding evaluation every this many epochs (0.25: four an epoch), inside "
+                         "the clock; 0: at each epoch's end only",
+    "recipe.time_limit_s": "seconds of the timed region after which the run stops and is judged where it stands "
+                           "(bench tune prunes by it); absent: no limit",
 }
 
 _TYPES = {"int": "integer", "float": "number", "bool": "boolean", "str": "string", "list": "list", "table": "table",

@@ -146,14 +146,20 @@ def results_block(results: Path) -> str:
     suite has changed since says what it is now."""
     from bench import formatting as fmt
     from bench.progress import NullReporter
-    from bench.reports.frame import read_results
+    from bench.record.files import load_results
+    from bench.reports.frame import frames
     from bench.reports.leaderboard import build_boards
+    from bench.reports.rejudge import todays_suites
 
     lines = [RESULTS_BEGIN,
              "<!-- written by `make reports` (scripts/regenerate_reports.py) from the committed result files -->",
              "| " + " | ".join(RESULTS_COLUMNS) + " |", "|" + "---|" * len(RESULTS_COLUMNS)]
-    found = read_results(results, NullReporter())
-    for board in ([] if found.empty else build_boards(found)):
+    loaded = load_results(results, NullReporter())
+    # judged as the leaderboard judges them: against each suite's target today (re-judged from the
+    # recorded accuracies where the recipe is unchanged; superseded entries are not in this table)
+    boards = build_boards(frames(loaded), {r.record["id"]: r.record for r in loaded}, todays_suites())[0] \
+        if loaded else []
+    for board in boards:
         if board.ranked.empty or board.target is None:
             continue
         row, now = board.ranked.iloc[0], current_target(board.suite)
