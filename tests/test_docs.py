@@ -252,11 +252,16 @@ def _table_rows(text: str) -> list[str]:
 
 def test_the_readme_results_table_holds_the_leaderboards_first_entry_per_suite_and_target(fixture_readme):
     from bench import formatting as fmt
-    from bench.reports.frame import read_results
+    from bench.progress import NullReporter
+    from bench.record.files import load_results
+    from bench.reports.frame import frames
     from bench.reports.leaderboard import build_boards
+    from bench.reports.rejudge import todays_suites
 
     reports, results, readme = fixture_readme
-    boards = [b for b in build_boards(read_results(results)) if not b.ranked.empty and b.target is not None]
+    loaded = load_results(results, NullReporter())
+    boards, _ = build_boards(frames(loaded), {r.record["id"]: r.record for r in loaded}, todays_suites())
+    boards = [b for b in boards if not b.ranked.empty and b.target is not None]
     rows = _table_rows(readme.read_text())
     assert len(rows) == len(boards) >= 2
     for row, board in zip(rows, boards):

@@ -229,7 +229,7 @@ def test_a_stale_readme_block_is_caught_and_make_reports_rewrites_it(tmp_path, c
     readme = tmp_path / "README.md"
     readme.write_text(README)
     assert reports.main(["--results", str(results), "--check"]) == 1  # the README beside it is found
-    assert "stale: README.md: the studies block differs from its regeneration: line 8: committed " \
+    assert "stale: README.md: the results table or the studies block differs from its regeneration: line 8: committed " \
            "'- [`gone`](results/studies/gone/REPORT.md): a study since removed'" in capsys.readouterr().out
     assert reports.main(["--results", str(results)]) == 0
     assert "gone" not in readme.read_text()

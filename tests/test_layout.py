@@ -86,6 +86,10 @@ def test_no_two_modules_import_each_other():
 
 
 def test_functions_and_files_stay_small():
+    """Functions over 80 lines fail; files over 500 lines warn: a file is split by concept when one
+    grows apart, not to fit a number (a split made only for the cap scattered one concept before)."""
+    import warnings
+
     long_files, long_functions = [], []
     for name, path in _modules().items():
         text = path.read_text()
@@ -96,7 +100,8 @@ def test_functions_and_files_stay_small():
                 length = node.end_lineno - node.lineno + 1
                 if length > 80:
                     long_functions.append(f"{name}.{node.name}: {length} lines")
-    assert not long_files, f"files over 500 lines: {long_files}"
+    if long_files:
+        warnings.warn(f"files over 500 lines (split where a concept stands apart): {long_files}")
     assert not long_functions, f"functions over 80 lines: {long_functions}"
 
 

@@ -163,4 +163,4 @@ def test_study_cells_that_are_two_rank_torchrun_runs(tmp_path):
         assert scale["world_size"] == 2 and scale["backend"] == "gloo" and len(record["runs"][0]["ranks"]) == 2
     # the cells are the study's: a rerun finds both done and trains nothing
     again = sweep(study, results, cache)
-    assert again.returncode == 0 and "1 done, 0 failed, 0 not run yet; running 0" in again.stdout.replace("\n", " ")
+    assert again.returncode == 0 and "1 done, 0 failed, 0 not run yet; running 0" in " ".join(again.stdout.split())

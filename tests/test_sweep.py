@@ -101,7 +101,7 @@ def test_a_rerun_trains_nothing_and_keeps_every_file(study, tmp_path, trained, c
     capsys.readouterr()
     assert sweep(study, results) == 0
     assert trained.seen == []
-    assert "4 done, 0 failed, 0 not run yet; running 0" in capsys.readouterr().out.replace("\n", " ")
+    assert "4 done, 0 failed, 0 not run yet; running 0" in " ".join(capsys.readouterr().out.split())
     after = {name: (results / "studies" / "syn" / "runs" / name).read_bytes() for name in files(results)}
     assert after == before
 

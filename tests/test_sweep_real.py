@@ -50,7 +50,7 @@ def test_a_small_study_runs_and_a_second_sweep_trains_nothing(local):
     files = sorted(os.listdir(results / "studies" / "fmnist-tiny" / "runs"))
     again = sweep(tmp, results)
     assert again.returncode == 0, again.stderr[-3000:]
-    assert "8 done, 0 failed, 0 not run yet; running 0" in again.stdout.replace("\n", " ")
+    assert "8 done, 0 failed, 0 not run yet; running 0" in " ".join(again.stdout.split())
     assert "started" not in again.stderr and "GPU monitor" not in again.stderr  # no run began
     assert sorted(os.listdir(results / "studies" / "fmnist-tiny" / "runs")) == files
     report = (results / "studies" / "fmnist-tiny" / "REPORT.md").read_text()

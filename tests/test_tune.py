@@ -304,7 +304,7 @@ def test_the_trials_target_is_the_suites_calibration_replayed_on_validation(tiny
     suite, space, results = tiny
     calibration = suite.parent / "calibration.json"
     calibration.write_text(json.dumps({
-        "kind": "bench-calibration", "format": 1, "seeds": [1000, 1001], "accuracies": [0.99, 0.97], "target": 0.8,
+        "kind": "bench-calibration", "format": 1, "seeds": [1000, 1001], "accuracies": [0.8, 0.8], "target": 0.8,  # the rule's own target
         "rule": {"kind": "quantile", "quantile": 0.1, "text": "the 0.1-quantile"}}))
     suite.write_text(suite.read_text().replace('runs = 2', f'runs = 2\ntarget_source = "calibration:{calibration}"'))
     monkeypatch.setattr("bench.tune.finish.conclude", lambda *a, **k: 0)
