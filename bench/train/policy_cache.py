@@ -118,10 +118,12 @@ def command(action: str, console) -> int:
     if action == "clear":
         held = clear()
         console.print(escape(f"policy cache {where}: {held} decision{'s' if held != 1 else ''} removed; the next run "
-                             "of each suite with an auto policy key tries its candidates again"))
+                             "of each suite with an auto policy key tries its candidates again"), soft_wrap=True)
         return 0
     found = entries()
-    table = Table(title=escape(f"policy cache {where}: {len(found)} decisions"), title_justify="left")
+    # the path whole on its own line (a wrapped path cannot be copied), then the table
+    console.print(escape(f"policy cache {where}: {len(found)} decision{'s' if len(found) != 1 else ''}"), soft_wrap=True)
+    table = Table()
     for column in ("key", "chosen", "eval batch", "measured", "trial's load"):
         table.add_column(column)
     for entry_key, entry in found.items():
