@@ -319,3 +319,19 @@ def test_a_disk_that_refuses_the_calibration_file_is_a_fault_not_bad_input(tmp_p
     [line] = [line for line in err.splitlines() if line.startswith("error:")]  # after the progress lines
     assert code == 3 and "Traceback" not in err and "No space left on device" in line and "target" in line and "accuracies" in line
     assert not [p for p in (tmp_path / "cal").iterdir() if not p.name.startswith(".probe")]
+
+
+def test_a_tuned_suite_keeps_its_base_suites_calibration_wherever_it_lives(tmp_path):
+    """bench tune writes `<base>-tuned.toml` under results/tune/, citing the base's calibration: the
+    citation is deliberate (tuned_from.suite names the base), so its target keeps its source. It was
+    refused as a copy's ('calibrated suite fashion-mnist-smoke, not fashion-mnist-smoke-tuned')."""
+    base = load_suite("fashion-mnist-smoke")
+    cited = (SUITES_DIR.parent / base.target_source.split(":", 1)[1]).resolve()
+    text = (SUITES_DIR / "fashion-mnist-smoke.toml").read_text().replace(
+        '"fashion-mnist-smoke"', '"fashion-mnist-smoke-tuned"', 1).replace(base.target_source, f"calibration:{cited}")
+    tuned = tmp_path / "fashion-mnist-smoke-tuned.toml"
+    tuned.write_text(text + '\n[tuned_from]\nsuite = "fashion-mnist-smoke"\n')
+    assert read_calibration(load_suite(str(tuned)))["target"] == base.target
+    tuned.write_text(text + '\n[tuned_from]\nsuite = "another-suite"\n')  # not its base: a copy's citation
+    with pytest.raises(BenchError, match="calibrated suite 'fashion-mnist-smoke'"):
+        read_calibration(load_suite(str(tuned)))

@@ -145,7 +145,8 @@ def calibration_of(suite: Suite) -> tuple[dict[str, Any] | None, str | None]:
     else:
         why = problem(data)
         calibrated = (data.get("suite") or {}).get("name") if why is None else None
-        if isinstance(calibrated, str) and calibrated != suite.name and not _sibling(suite, calibrated):
+        if isinstance(calibrated, str) and calibrated != suite.name and not _sibling(suite, calibrated) \
+                and calibrated != _tuned_from(suite):
             return None, f"cites the calibration file {path}, which calibrated suite {calibrated!r}, not {suite.name!r}"
         if why is None:
             return {**data, "path": str(path)}, None
@@ -157,6 +158,13 @@ def _sibling(suite: Suite, name: str) -> bool:
     """A suite beside this one's file is called `name`: citing its calibration is deliberate (a
     pruned variant keeps its dense parent's target), not a copy carrying its original's citation."""
     return (Path(suite.path).parent / f"{name}.toml").is_file()
+
+
+def _tuned_from(suite: Suite) -> str | None:
+    """The suite a tuned suite was searched from (its `tuned_from.suite`): a tuned suite keeps its
+    base's target and cites the base's calibration, deliberately, wherever its file lives."""
+    origin = (getattr(suite, "resolved", None) or {}).get("tuned_from")
+    return origin.get("suite") if isinstance(origin, dict) else None
 
 
 def unsourced_notice(suite: Suite, why: str) -> str:

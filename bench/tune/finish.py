@@ -44,7 +44,7 @@ def tuned_from(search: Any, best: Any, search_s: float, load_share: float | None
 
     states = [t.state for t in search.study.trials]
     code = code_version()
-    origin = {"storage": search.storage_text, "study": search.study.study_name, "trials": len(states),
+    origin = {"suite": search.suite.name, "storage": search.storage_text, "study": search.study.study_name, "trials": len(states),
             "complete": states.count(optuna.trial.TrialState.COMPLETE),
             "pruned": states.count(optuna.trial.TrialState.PRUNED),
             "failed": states.count(optuna.trial.TrialState.FAIL), "best_trial": best.number,
